@@ -1,0 +1,45 @@
+# jobrunner: every entry point a person or CI needs. The first target that needs the virtual
+# environment creates it, so `make test` and `make demo` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-dev
+PYTEST_ARGS ?=
+
+.PHONY: help install test lint typecheck unit demo bench clean
+
+help:
+	@echo "make demo   - start an embedded Redis and a worker, drive a burst, watch it drain"
+	@echo "make test   - set up .venv, run ruff, mypy and every test"
+	@echo "make bench  - run the benchmarks in full and print the figures"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy jobrunner
+
+unit: $(STAMP)
+	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+test: lint typecheck $(STAMP)
+	$(PY) -m pytest --benchmark-disable $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) -m jobrunner.demo
+
+bench: $(STAMP)
+	$(PY) -m pytest bench --benchmark-only --benchmark-autosave --benchmark-columns=mean,ops,rounds -p no:cacheprovider -q
+	$(PY) -m bench.throughput
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .benchmarks

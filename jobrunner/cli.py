@@ -1,0 +1,186 @@
+"""The ``jobrunner`` command: worker, enqueue, stats, requeue, an embedded Redis, the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+
+from jobrunner.config import Settings
+from jobrunner.logs import configure_logging
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Environment first, then every option the user actually gave."""
+    given = {k: v for k, v in overrides.items() if v is not None and v != ()}
+    try:
+        return Settings(**given)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+redis_option = click.option(
+    "--redis-url", envvar=["JOBRUNNER_REDIS_URL", "REDIS_URL"], help="redis://host:port/db"
+)
+
+
+@click.group()
+@click.version_option(package_name="jobrunner")
+def main() -> None:
+    """A Redis-backed background job system, and a lab to measure it."""
+
+
+@main.command()
+@redis_option
+@click.option(
+    "--model", type=click.Choice(["asyncio", "thread", "process"]), help="where handlers run"
+)
+@click.option("--concurrency", type=int, help="jobs at once (asyncio 100, thread 16, process 2)")
+@click.option("--queues", help="comma-separated, highest priority first (default: default)")
+@click.option("--import", "imports", multiple=True, help="module that registers handlers")
+@click.option("--batch-size", type=int, help="jobs per reserve round trip")
+@click.option("--lease", type=float, help="seconds a reservation lasts unless renewed")
+@click.option("--grace", type=float, help="seconds to finish in-flight jobs on shutdown")
+@click.option("--log-level")
+@click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
+def worker(**options: Any) -> None:
+    """Process jobs until SIGINT/SIGTERM; a second signal forces a fast, lossless exit."""
+    from jobrunner.worker.entry import run_event_loop, serve
+
+    if options.get("imports"):
+        options["imports"] = list(options["imports"])
+    settings = _settings(**options)
+    configure_logging(settings.log_level, settings.log_format)
+    run_event_loop(serve(settings))
+
+
+@main.command()
+@redis_option
+@click.argument("job_type")
+@click.argument("payload", required=False, default="null")
+@click.option("--queue", default="default", show_default=True)
+@click.option("--count", default=1, show_default=True, help="enqueue this many copies")
+@click.option("--delay", default=0.0, show_default=True, help="seconds before it is ready")
+@click.option("--max-retries", type=int, default=3, show_default=True)
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+def enqueue(
+    redis_url: str | None,
+    job_type: str,
+    payload: str,
+    queue: str,
+    count: int,
+    delay: float,
+    max_retries: int,
+    timeout: float,
+) -> None:
+    """Enqueue JOB_TYPE with a JSON PAYLOAD; prints the job ids."""
+    from jobrunner.connection import async_redis
+    from jobrunner.job import Job, new_job_id
+    from jobrunner.queue import ReliableQueue
+
+    try:
+        data = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="PAYLOAD") from exc
+    settings = _settings(redis_url=redis_url)
+
+    async def go() -> list[str]:
+        redis = async_redis(settings.redis_url)
+        try:
+            q = ReliableQueue(redis, prefix=settings.prefix)
+            jobs = [
+                Job(id=new_job_id(), type=job_type, payload=data, queue=queue,
+                    max_retries=max_retries, timeout=timeout)
+                for _ in range(count)
+            ]  # fmt: skip
+            await q.enqueue_jobs(jobs, delay=delay)
+            return [j.id for j in jobs]
+        finally:
+            await redis.aclose()
+
+    for job_id in asyncio.run(go()):
+        click.echo(job_id)
+
+
+@main.command()
+@redis_option
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def stats(redis_url: str | None, as_json: bool) -> None:
+    """Depths and counters of every queue."""
+    from jobrunner.connection import async_redis
+    from jobrunner.queue import ReliableQueue
+
+    settings = _settings(redis_url=redis_url)
+
+    async def go() -> list[dict[str, Any]]:
+        redis = async_redis(settings.redis_url)
+        try:
+            q = ReliableQueue(redis, prefix=settings.prefix)
+            out = []
+            for name in await q.queue_names():
+                s = await q.stats(name)
+                out.append({"queue": name, "ready": s.ready, "scheduled": s.scheduled,
+                            "reserved": s.reserved, "dead": s.dead, **s.counters})  # fmt: skip
+            return out
+        finally:
+            await redis.aclose()
+
+    rows = asyncio.run(go())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = ("queue", "ready", "scheduled", "reserved", "dead", "processed", "retried")
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(row.get(c, 0)) for c in columns))
+    Console().print(table)
+
+
+@main.command()
+@redis_option
+@click.argument("ids", nargs=-1)
+@click.option("--queue", default="default", show_default=True)
+@click.option("--all", "everything", is_flag=True, help="requeue every dead job of the queue")
+def requeue(redis_url: str | None, ids: tuple[str, ...], queue: str, everything: bool) -> None:
+    """Send dead jobs back to ready (by id, or --all)."""
+    from jobrunner.connection import async_redis
+    from jobrunner.queue import ReliableQueue
+
+    if not ids and not everything:
+        raise click.UsageError("give job ids or --all")
+    settings = _settings(redis_url=redis_url)
+
+    async def go() -> int:
+        redis = async_redis(settings.redis_url)
+        try:
+            q = ReliableQueue(redis, prefix=settings.prefix)
+            return await q.requeue(queue, None if everything else list(ids))
+        finally:
+            await redis.aclose()
+
+    click.echo(f"requeued {asyncio.run(go())}")
+
+
+@main.command("redis")
+@click.option("--port", type=int, help="default: a free port")
+@click.option("--appendonly", is_flag=True, help="AOF persistence, fsync every second")
+def redis_cmd(port: int | None, appendonly: bool) -> None:
+    """Run a private redis-server in the foreground (Ctrl+C stops it)."""
+    import signal
+
+    from jobrunner.redis_server import RedisServer
+
+    with RedisServer(port=port, appendonly=appendonly) as server:
+        click.echo(f"REDIS_URL={server.url}")
+        sys.stdout.flush()
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,68 @@
+"""One settings object, read from arguments and ``JOBRUNNER_*`` environment variables.
+
+Nothing is read at import time: build ``Settings()`` (environment) or ``Settings(field=...)``
+(arguments win over the environment). ``REDIS_URL`` is accepted as an alias of
+``JOBRUNNER_REDIS_URL`` because it is the name platforms set.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Model = Literal["asyncio", "thread", "process"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBRUNNER_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("JOBRUNNER_REDIS_URL", "REDIS_URL", "redis_url")
+    )
+    prefix: str = "jr"
+
+    # worker
+    queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
+    model: Model = "asyncio"
+    concurrency: int = Field(default=0, ge=0, description="0 = the model's default")
+    prefetch: int = Field(
+        default=-1, ge=-1, description="jobs reserved beyond concurrency; -1 = as many"
+    )
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    lease: float = Field(default=30.0, gt=0)
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    maintenance_interval: float = Field(default=0.2, gt=0)
+    idle_poll_max: float = Field(default=0.05, gt=0)
+    grace: float = Field(default=10.0, ge=0)
+    result_ttl: float = Field(default=600.0, ge=0)
+    imports: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    per_child_prefetch: int = Field(default=4, ge=1)
+
+    # logs
+    log_level: str = "info"
+    log_format: Literal["json", "console", "auto"] = "auto"
+
+    @field_validator("queues", "imports", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.queues:
+            raise ValueError("at least one queue is needed")
+        return self
+
+    @property
+    def effective_concurrency(self) -> int:
+        if self.concurrency:
+            return self.concurrency
+        return {"asyncio": 100, "thread": 16, "process": 2}[self.model]
+
+    @property
+    def effective_prefetch(self) -> int:
+        return self.effective_concurrency if self.prefetch < 0 else self.prefetch

@@ -1,0 +1,25 @@
+"""Building Redis clients the same way everywhere (timeouts, retries, connection pool size)."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from jobrunner.errors import ConfigError
+
+
+def async_redis(url: str | None, *, max_connections: int = 32) -> Redis:
+    """An asyncio client for ``url``; retries a command once on a dropped connection."""
+    if not url:
+        raise ConfigError("no Redis URL: pass --redis-url or set REDIS_URL / JOBRUNNER_REDIS_URL")
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=2.0,
+        socket_timeout=10.0,
+        max_connections=max_connections,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), retries=1),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )

@@ -1,0 +1,47 @@
+"""One exception root, with subclasses a caller can act on.
+
+Control-flow signals a handler raises on purpose (``Retry``, ``DeadLetter``) live here too, so a
+handler imports everything it needs to steer its own job from one place.
+"""
+
+from __future__ import annotations
+
+
+class JobrunnerError(Exception):
+    """Root of every error jobrunner raises on purpose."""
+
+
+class ConfigError(JobrunnerError):
+    """A setting is missing or invalid."""
+
+
+class RedisUnavailable(JobrunnerError):
+    """Redis could not be reached; nothing was written."""
+
+
+class EmbeddedRedisError(JobrunnerError):
+    """The private redis-server could not be found or started."""
+
+
+class UnknownJobType(JobrunnerError):
+    """No handler is registered under the job's type."""
+
+
+class PayloadDecodeError(JobrunnerError):
+    """A stored job could not be decoded; it goes to the dead-letter queue."""
+
+
+class JobTimeout(JobrunnerError):
+    """A job ran past its deadline."""
+
+
+class Retry(JobrunnerError):
+    """Raised by a handler to ask for another attempt, optionally after a given delay."""
+
+    def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class DeadLetter(JobrunnerError):
+    """Raised by a handler when retrying cannot help: the job goes straight to dead."""

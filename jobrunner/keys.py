@@ -1,0 +1,49 @@
+"""Every Redis key name jobrunner uses, built in one place.
+
+Each queue's keys share the ``{queue}`` hash tag, so on Redis Cluster one queue lives in one slot
+and its Lua scripts stay single-slot. Job hashes carry the same tag for the same reason.
+"""
+
+from __future__ import annotations
+
+PREFIX = "jr"
+
+
+class QueueKeys:
+    """The keys of one named queue."""
+
+    __slots__ = ("dead", "fence", "job_prefix", "name", "ready", "reserved", "scheduled", "stats")
+
+    def __init__(self, name: str, prefix: str = PREFIX) -> None:
+        tag = f"{prefix}:{{{name}}}"
+        self.name = name
+        self.ready = f"{tag}:ready"  # LIST of job ids; LPUSH to enqueue, RPOP to reserve
+        self.scheduled = f"{tag}:scheduled"  # ZSET id -> due time (ms, Redis clock)
+        self.reserved = f"{tag}:reserved"  # ZSET id -> lease deadline (ms, Redis clock)
+        self.dead = f"{tag}:dead"  # ZSET id -> time it died (ms)
+        self.fence = f"{tag}:fence"  # STRING counter: one fencing token per reservation
+        self.stats = f"{tag}:stats"  # HASH of lifetime counters
+        self.job_prefix = f"{tag}:job:"  # HASH per job: job_prefix + id
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+
+def queues_key(prefix: str = PREFIX) -> str:
+    """SET of every queue name that has been enqueued to."""
+    return f"{prefix}:queues"
+
+
+def workers_key(prefix: str = PREFIX) -> str:
+    """ZSET worker id -> last heartbeat (ms)."""
+    return f"{prefix}:workers"
+
+
+def worker_key(worker_id: str, prefix: str = PREFIX) -> str:
+    """HASH describing one worker (model, concurrency, pid, counts); expires with its heartbeat."""
+    return f"{prefix}:worker:{worker_id}"
+
+
+def naive_key(name: str, prefix: str = PREFIX) -> str:
+    """LIST of encoded jobs of the naive (LPUSH/BRPOP) teaching queue."""
+    return f"{prefix}:naive:{{{name}}}"

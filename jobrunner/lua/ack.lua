@@ -1,0 +1,28 @@
+-- ack: mark leased jobs done; a completion whose token is not the current lease is rejected.
+-- KEYS[1] reserved ZSET     KEYS[2] stats HASH
+-- ARGV[1] job key prefix     ARGV[2] result ttl ms (0 = delete the job hash at once)
+-- ARGV[3..] pairs: id, token
+-- Returns: the ids whose completion was rejected as stale (their lease was taken over).
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+local stale = {}
+local done = 0
+for i = 3, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local key = prefix .. id
+  if redis.call('HGET', key, 't') == token and redis.call('ZREM', KEYS[1], id) == 1 then
+    if ttl > 0 then
+      redis.call('HSET', key, 's', 'done', 'fi', now)
+      redis.call('PEXPIRE', key, ttl)
+    else
+      redis.call('DEL', key)
+    end
+    done = done + 1
+  else
+    stale[#stale + 1] = id
+  end
+end
+if done > 0 then redis.call('HINCRBY', KEYS[2], 'processed', done) end
+if #stale > 0 then redis.call('HINCRBY', KEYS[2], 'stale', #stale) end
+return stale

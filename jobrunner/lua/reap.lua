@@ -1,0 +1,31 @@
+-- reap: leases that ran out (the worker died or stalled) go back to the front of the ready list,
+-- or to dead once the job has been delivered more than max_retries + 1 times (a job that keeps
+-- killing its worker must not circulate forever).
+-- KEYS[1] reserved ZSET     KEYS[2] ready LIST     KEYS[3] dead ZSET     KEYS[4] stats HASH
+-- ARGV[1] job key prefix     ARGV[2] max jobs to reap
+-- Returns: {requeued, dead}
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local prefix = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local requeued, dead = 0, 0
+for _, id in ipairs(ids) do
+  local key = prefix .. id
+  redis.call('ZREM', KEYS[1], id)
+  local f = redis.call('HMGET', key, 'a', 'mr')
+  if not f[1] then
+    -- the job hash is gone: nothing to run
+  elseif tonumber(f[1]) > tonumber(f[2]) then
+    redis.call('HSET', key, 's', 'dead', 'fi', now,
+      'e', 'lease expired on delivery ' .. f[1] .. ' (worker died or stalled); no retries left')
+    redis.call('ZADD', KEYS[3], now, id)
+    dead = dead + 1
+  else
+    redis.call('HSET', key, 's', 'ready', 'e', 'lease expired (worker died or stalled)')
+    redis.call('RPUSH', KEYS[2], id)
+    requeued = requeued + 1
+  end
+end
+if requeued > 0 then redis.call('HINCRBY', KEYS[4], 'reaped', requeued) end
+if dead > 0 then redis.call('HINCRBY', KEYS[4], 'dead', dead) end
+return {requeued, dead}

@@ -1,0 +1,369 @@
+"""The reliable queue: every Redis operation of a job's life, each one atomic.
+
+This is the only module (with ``naive``, the teaching baseline) that talks to Redis. Each state
+transition is one Lua script in ``lua/`` that reads the clock of Redis (``TIME``), so leases and
+due times do not depend on the clocks of the machines that run workers.
+
+States and where a job id sits: ready (LIST) -> reserved (ZSET by lease deadline, with a fencing
+token) -> done (hash kept ``result_ttl``) | scheduled (ZSET by due time) -> ready | dead (ZSET).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from jobrunner.errors import RedisUnavailable
+from jobrunner.job import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_QUEUE,
+    DEFAULT_TIMEOUT,
+    Job,
+    JobRecord,
+    JobState,
+    decode_job,
+    encode_job,
+    new_job_id,
+)
+from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
+from jobrunner.scripts import Scripts
+
+ENQUEUE_CHUNK = (
+    500  # jobs per enqueue script call: big enough to amortise, small enough not to stall Redis
+)
+
+
+class Reservation(msgspec.Struct, frozen=True):
+    """A leased job as the reserve script returned it; the spec is decoded by the worker."""
+
+    queue: str
+    id: str
+    token: int
+    attempts: int
+    raw: bytes
+    enqueued_ms: int
+    reserved_ms: int
+    last_delay: float | None
+
+
+class QueueStats(msgspec.Struct, frozen=True):
+    """Depths now, and the queue's lifetime counters."""
+
+    name: str
+    ready: int
+    scheduled: int
+    reserved: int
+    dead: int
+    counters: dict[str, int]
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class ReliableQueue:
+    """Async access to jobrunner's queues on one Redis.
+
+    ``result_ttl`` is how long a finished job's hash is kept for ``get_job`` (0 deletes it at once).
+    """
+
+    def __init__(self, redis: Redis, *, prefix: str = PREFIX, result_ttl: float = 600.0) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.result_ttl = result_ttl
+        self._scripts = Scripts(redis)
+        self._keys: dict[str, QueueKeys] = {}
+        self._known_queues: set[str] = set()
+
+    def keys(self, queue: str) -> QueueKeys:
+        keys = self._keys.get(queue)
+        if keys is None:
+            keys = self._keys[queue] = QueueKeys(queue, self.prefix)
+        return keys
+
+    # ---------------------------------------------------------------- producing
+
+    async def enqueue(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        job_id: str | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        timeout: float = DEFAULT_TIMEOUT,
+        delay: float = 0.0,
+    ) -> str:
+        """Enqueue one job and return its id. An id that already exists is left as it is."""
+        job = Job(
+            id=job_id or new_job_id(),
+            type=type,
+            payload=payload,
+            queue=queue,
+            max_retries=max_retries,
+            timeout=timeout,
+        )
+        await self.enqueue_jobs([job], delay=delay)
+        return job.id
+
+    async def enqueue_jobs(self, jobs: Sequence[Job], *, delay: float = 0.0) -> list[bool]:
+        """Enqueue many jobs in few round trips; returns, per job, whether it was new."""
+        if delay < 0:
+            raise ValueError("delay must not be negative")
+        by_queue: dict[str, list[int]] = {}
+        for index, job in enumerate(jobs):
+            by_queue.setdefault(job.queue, []).append(index)
+        created = [False] * len(jobs)
+        delay_ms = _ms(delay)
+        try:
+            await self._remember_queues(by_queue)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                calls: list[list[int]] = []
+                for queue, indexes in by_queue.items():
+                    keys = self.keys(queue)
+                    for start in range(0, len(indexes), ENQUEUE_CHUNK):
+                        chunk = indexes[start : start + ENQUEUE_CHUNK]
+                        args: list[Any] = [keys.job_prefix]
+                        for i in chunk:
+                            job = jobs[i]
+                            args += (job.id, encode_job(job), job.max_retries, delay_ms)
+                        await self._scripts.enqueue(
+                            keys=[keys.ready, keys.scheduled, keys.stats], args=args, client=pipe
+                        )
+                        calls.append(chunk)
+                replies = await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
+        for chunk, flags in zip(calls, replies, strict=True):
+            for i, flag in zip(chunk, flags, strict=True):
+                created[i] = bool(flag)
+        return created
+
+    async def _remember_queues(self, names: Iterable[str]) -> None:
+        new = [name for name in names if name not in self._known_queues]
+        if new:
+            await self.redis.sadd(queues_key(self.prefix), *new)
+            self._known_queues.update(new)
+
+    # ---------------------------------------------------------------- consuming
+
+    async def reserve(self, queue: str, count: int, lease: float) -> list[Reservation]:
+        """Lease up to ``count`` ready jobs for ``lease`` seconds, in one round trip."""
+        keys = self.keys(queue)
+        reply = await self._scripts.reserve(
+            keys=[keys.ready, keys.reserved, keys.fence],
+            args=[keys.job_prefix, count, _ms(lease)],
+        )
+        now_ms = int(reply[0])
+        out: list[Reservation] = []
+        for i in range(1, len(reply), 6):
+            last_delay = reply[i + 5]
+            out.append(
+                Reservation(
+                    queue=queue,
+                    id=_text(reply[i]),
+                    token=int(reply[i + 1]),
+                    attempts=int(reply[i + 2]),
+                    raw=reply[i + 3] or b"",
+                    enqueued_ms=int(reply[i + 4] or now_ms),
+                    reserved_ms=now_ms,
+                    last_delay=float(last_delay) if last_delay else None,
+                )
+            )
+        return out
+
+    async def ack(self, queue: str, done: Sequence[tuple[str, int]]) -> list[str]:
+        """Mark jobs done; returns the ids rejected because their lease was taken over."""
+        if not done:
+            return []
+        keys = self.keys(queue)
+        args: list[Any] = [keys.job_prefix, _ms(self.result_ttl)]
+        for job_id, token in done:
+            args += (job_id, token)
+        stale = await self._scripts.ack(keys=[keys.reserved, keys.stats], args=args)
+        return [_text(s) for s in stale]
+
+    async def fail(
+        self,
+        queue: str,
+        job_id: str,
+        token: int,
+        error: str,
+        *,
+        delay: float = 0.0,
+        dead: bool = False,
+    ) -> str:
+        """Record a failed attempt: retry after ``delay`` or dead-letter; "stale" if not ours."""
+        keys = self.keys(queue)
+        reply = await self._scripts.fail(
+            keys=[keys.reserved, keys.scheduled, keys.dead, keys.stats],
+            args=[keys.job_prefix, job_id, token, error, _ms(delay), repr(delay), int(dead)],
+        )
+        return _text(reply)
+
+    async def release(self, queue: str, items: Sequence[tuple[str, int, bool]]) -> int:
+        """Give leased jobs back to the front of ready; ``(id, token, started)`` per job."""
+        if not items:
+            return 0
+        keys = self.keys(queue)
+        args: list[Any] = [keys.job_prefix]
+        for job_id, token, started in items:
+            args += (job_id, token, 0 if started else 1)
+        return int(
+            await self._scripts.release(keys=[keys.reserved, keys.ready, keys.stats], args=args)
+        )
+
+    async def extend(self, queue: str, held: Sequence[tuple[str, int]], lease: float) -> list[str]:
+        """Renew leases; returns the ids that are no longer ours."""
+        if not held:
+            return []
+        keys = self.keys(queue)
+        args: list[Any] = [keys.job_prefix, _ms(lease)]
+        for job_id, token in held:
+            args += (job_id, token)
+        lost = await self._scripts.extend(keys=[keys.reserved], args=args)
+        return [_text(i) for i in lost]
+
+    # ---------------------------------------------------------------- maintenance
+
+    async def promote(self, queue: str, limit: int = 1000) -> int:
+        """Move due scheduled jobs to ready; returns how many moved."""
+        keys = self.keys(queue)
+        return int(
+            await self._scripts.promote(
+                keys=[keys.scheduled, keys.ready], args=[keys.job_prefix, limit]
+            )
+        )
+
+    async def reap(self, queue: str, limit: int = 1000) -> tuple[int, int]:
+        """Return expired leases to ready (or dead); returns (requeued, dead)."""
+        keys = self.keys(queue)
+        requeued, dead = await self._scripts.reap(
+            keys=[keys.reserved, keys.ready, keys.dead, keys.stats], args=[keys.job_prefix, limit]
+        )
+        return int(requeued), int(dead)
+
+    async def requeue(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Send dead jobs back to ready: the given ids, or every dead job when ``ids`` is None."""
+        keys = self.keys(queue)
+        script_keys = [keys.dead, keys.ready, keys.stats]
+        if ids is not None:
+            if not ids:
+                return 0
+            return int(
+                await self._scripts.requeue(keys=script_keys, args=[keys.job_prefix, "ids", *ids])
+            )
+        total = 0
+        while True:
+            n = int(
+                await self._scripts.requeue(
+                    keys=script_keys, args=[keys.job_prefix, "oldest", 1000]
+                )
+            )
+            total += n
+            if n == 0:
+                return total
+
+    # ---------------------------------------------------------------- reading
+
+    async def queue_names(self) -> list[str]:
+        names = await self.redis.smembers(queues_key(self.prefix))
+        return sorted(_text(n) for n in names)
+
+    async def stats(self, queue: str) -> QueueStats:
+        keys = self.keys(queue)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(keys.ready)
+            pipe.zcard(keys.scheduled)
+            pipe.zcard(keys.reserved)
+            pipe.zcard(keys.dead)
+            pipe.hgetall(keys.stats)
+            ready, scheduled, reserved, dead, counters = await pipe.execute()
+        return QueueStats(
+            name=queue,
+            ready=ready,
+            scheduled=scheduled,
+            reserved=reserved,
+            dead=dead,
+            counters={_text(k): int(v) for k, v in counters.items()},
+        )
+
+    async def get_job(self, job_id: str, queue: str | None = None) -> JobRecord | None:
+        """A job with its state, or None when it is unknown (or its result expired)."""
+        queues = [queue] if queue else await self.queue_names()
+        for name in queues:
+            fields = await self.redis.hgetall(self.keys(name).job(job_id))
+            if fields:
+                return _record({_text(k): v for k, v in fields.items()})
+        return None
+
+    async def dead_jobs(self, queue: str, offset: int = 0, limit: int = 50) -> list[JobRecord]:
+        """Dead jobs, most recent first."""
+        keys = self.keys(queue)
+        ids = await self.redis.zrevrange(keys.dead, offset, offset + limit - 1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(keys.job(_text(job_id)))
+            rows = await pipe.execute()
+        return [_record({_text(k): v for k, v in row.items()}) for row in rows if row]
+
+    # ---------------------------------------------------------------- workers
+
+    async def heartbeat(
+        self, worker_id: str, info: dict[str, str | int | float], ttl: float
+    ) -> None:
+        """Say this worker is alive; its description expires unless renewed within ``ttl``."""
+        key = worker_key(worker_id, self.prefix)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.time()
+            pipe.hset(key, mapping=dict(info.items()))
+            pipe.pexpire(key, _ms(ttl))
+            now, *_ = await pipe.execute()
+        await self.redis.zadd(workers_key(self.prefix), {worker_id: now[0] * 1000 + now[1] // 1000})
+
+    async def remove_worker(self, worker_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(workers_key(self.prefix), worker_id)
+            pipe.delete(worker_key(worker_id, self.prefix))
+            await pipe.execute()
+
+    async def live_workers(self, max_age: float) -> dict[str, dict[str, str]]:
+        """Workers that beat within ``max_age`` seconds, with their descriptions."""
+        sec, usec = await self.redis.time()
+        now_ms = sec * 1000 + usec // 1000
+        ids = await self.redis.zrangebyscore(
+            workers_key(self.prefix), now_ms - _ms(max_age), "+inf"
+        )
+        out: dict[str, dict[str, str]] = {}
+        for raw in ids:
+            worker_id = _text(raw)
+            info = await self.redis.hgetall(worker_key(worker_id, self.prefix))
+            if info:
+                out[worker_id] = {_text(k): _text(v) for k, v in info.items()}
+        return out
+
+
+def _record(fields: dict[str, Any]) -> JobRecord:
+    def seconds(name: str) -> float | None:
+        value = fields.get(name)
+        return int(value) / 1000 if value is not None else None
+
+    error = fields.get("e")
+    return JobRecord(
+        job=decode_job(fields["d"]),
+        state=JobState(_text(fields["s"])),
+        attempts=int(fields.get("a", 0)),
+        last_error=_text(error) if error is not None else None,
+        enqueued_at=seconds("eq"),
+        started_at=seconds("st"),
+        finished_at=seconds("fi"),
+    )

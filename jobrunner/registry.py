@@ -1,0 +1,133 @@
+"""The handler registry: which function runs a job of a given type, with its per-type options.
+
+Handlers are plain functions, sync or async, taking the payload and optionally a ``JobContext``
+(declare a second parameter to receive it). Options set at registration (timeout, max_retries,
+backoff) apply to every job of the type unless the job was enqueued with its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from jobrunner.backoff import DEFAULT_BACKOFF, Backoff
+from jobrunner.errors import JobTimeout
+from jobrunner.job import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class JobContext:
+    """What a running handler may know about its job, and the cooperative-cancellation flag.
+
+    Thread-model handlers cannot be interrupted: a long one should call ``check()`` now and then
+    (or test ``cancelled``), which raises ``JobTimeout`` once the deadline has passed.
+    """
+
+    job_id: str
+    type: str
+    attempt: int
+    timeout: float
+    deadline: float = 0.0  # time.monotonic() value; set when the handler starts
+    worker_id: str = ""
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def check(self) -> None:
+        import time
+
+        if self.cancelled.is_set() or (self.deadline and time.monotonic() > self.deadline):
+            self.cancelled.set()
+            raise JobTimeout(f"job {self.job_id} passed its {self.timeout}s timeout")
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """A registered handler and its per-type options."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    takes_context: bool
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    backoff: Backoff = DEFAULT_BACKOFF
+
+
+class Registry:
+    """Maps job types to handlers. Usually the module-level ``registry``; tests make their own."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, HandlerSpec] = {}
+
+    def handler(
+        self,
+        name: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> Callable[[F], F]:
+        """Decorator: ``@registry.handler("email", timeout=10)``."""
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if max_retries < 0:
+            raise ValueError("max_retries must not be negative")
+
+        def register(fn: F) -> F:
+            self.add(
+                HandlerSpec(
+                    name=name,
+                    fn=fn,
+                    is_async=inspect.iscoroutinefunction(fn),
+                    takes_context=_takes_context(fn),
+                    timeout=timeout,
+                    max_retries=max_retries,
+                    backoff=backoff,
+                )
+            )
+            return fn
+
+        return register
+
+    def add(self, spec: HandlerSpec) -> None:
+        existing = self._handlers.get(spec.name)
+        if existing is not None and existing.fn is not spec.fn:
+            raise ValueError(f"a handler named {spec.name!r} is already registered")
+        self._handlers[spec.name] = spec
+
+    def get(self, name: str) -> HandlerSpec | None:
+        return self._handlers.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._handlers
+
+
+def _takes_context(fn: Callable[..., Any]) -> bool:
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(params) >= 2
+
+
+registry = Registry()
+"""The default registry that ``@handler`` fills and the worker reads."""
+
+handler = registry.handler
+
+
+def load_handlers(modules: Iterable[str]) -> Registry:
+    """Import the demo handlers and the user's modules (which register on import)."""
+    importlib.import_module("jobrunner.handlers.demo")
+    for name in modules:
+        importlib.import_module(name)
+    return registry

@@ -1,0 +1,37 @@
+"""Loads the Lua scripts in ``lua/`` (one per state transition) and binds them to a client.
+
+redis-py's ``Script`` calls EVALSHA and falls back to loading the script when Redis answers
+NOSCRIPT (after a restart or a SCRIPT FLUSH), so each script is sent once, then called by SHA.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+
+@cache
+def script_source(name: str) -> str:
+    """The text of ``lua/<name>.lua``."""
+    return files("jobrunner").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """Every transition script, registered on one async client."""
+
+    def __init__(self, redis: Redis) -> None:
+        def load(name: str) -> AsyncScript:
+            return redis.register_script(script_source(name))
+
+        self.enqueue = load("enqueue")
+        self.reserve = load("reserve")
+        self.ack = load("ack")
+        self.fail = load("fail")
+        self.release = load("release")
+        self.extend = load("extend")
+        self.promote = load("promote")
+        self.reap = load("reap")
+        self.requeue = load("requeue")

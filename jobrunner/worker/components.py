@@ -1,0 +1,45 @@
+"""Background loops of a worker, each a small component with the same shape: ``start``/``stop``.
+
+``Periodic`` runs one ``tick`` every ``interval`` seconds and survives errors (Redis down: it logs
+and tries again next tick). The worker composes them; none of them knows about the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from jobrunner.logs import get_logger
+
+
+class Periodic:
+    """Call ``tick`` every ``interval`` seconds until stopped."""
+
+    def __init__(self, name: str, interval: float, tick: Callable[[], Awaitable[Any]]) -> None:
+        self.name = name
+        self.interval = interval
+        self._tick = tick
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._log = get_logger(component=name)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=self.name)
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._tick()
+            except (RedisError, OSError) as exc:
+                self._log.warning("tick failed; will retry", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task

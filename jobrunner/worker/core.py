@@ -1,0 +1,378 @@
+"""The worker: fetch a batch under a lease, hand jobs to a runner, ack or retry, shut down cleanly.
+
+One asyncio loop (uvloop) does all the Redis I/O for the worker whatever the concurrency model;
+the runner decides where handlers execute. Round trips are batched both ways: one ``reserve``
+serves up to ``batch_size`` jobs, and completions are buffered and acked together by a flusher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from jobrunner.backoff import Backoff
+from jobrunner.clock import SYSTEM_CLOCK, Clock
+from jobrunner.config import Settings
+from jobrunner.errors import PayloadDecodeError
+from jobrunner.job import decode_job
+from jobrunner.logs import get_logger
+from jobrunner.queue import ReliableQueue, Reservation
+from jobrunner.registry import JobContext, Registry
+from jobrunner.worker.components import Periodic
+from jobrunner.worker.outcome import Kind, Outcome
+from jobrunner.worker.runner import Runner
+
+
+@dataclass
+class _InFlight:
+    reservation: Reservation
+    started: bool = False
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Processes jobs from ``settings.queues`` (first = highest priority) until stopped."""
+
+    def __init__(
+        self,
+        queue: ReliableQueue,
+        registry: Registry,
+        runner: Runner,
+        settings: Settings,
+        *,
+        worker_id: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.queue = queue
+        self.registry = registry
+        self.runner = runner
+        self.settings = settings
+        self.worker_id = worker_id or new_worker_id()
+        self.clock = clock
+        self.counts: Counter[str] = Counter()
+        self.window = runner.concurrency + settings.effective_prefetch
+        self._inflight: dict[str, _InFlight] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._forced = asyncio.Event()
+        self._acks: dict[str, list[tuple[str, int]]] = {}
+        self._acks_pending = asyncio.Event()
+        self._log = get_logger(worker=self.worker_id)
+        lease_renewal = min(settings.heartbeat_interval, settings.lease / 3)
+        self._components = [
+            Periodic("heartbeat", lease_renewal, self._heartbeat),
+            Periodic("maintenance", settings.maintenance_interval, self._maintain),
+        ]
+        self._flusher: asyncio.Task[None] | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def request_stop(self) -> None:
+        """First signal: stop fetching, let in-flight jobs finish within the grace period."""
+        if self._stopping.is_set():
+            self.force_stop()
+        self._stopping.set()
+        self._room.set()
+
+    def force_stop(self) -> None:
+        """Second signal: stop waiting; jobs still running are handed back, not lost."""
+        self._stopping.set()
+        self._forced.set()
+        self._room.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def run(self) -> dict[str, int]:
+        """Run until stopped; returns the shutdown summary counts."""
+        await self.runner.start()
+        self._flusher = asyncio.create_task(self._flush_acks_forever(), name="ack-flusher")
+        for component in self._components:
+            component.start()
+        self._log.info(
+            "worker started",
+            model=self.runner.model,
+            concurrency=self.runner.concurrency,
+            queues=self.settings.queues,
+            pid=os.getpid(),
+        )
+        try:
+            await self._fetch_loop()
+        finally:
+            await self._drain()
+        return dict(self.counts)
+
+    async def _drain(self) -> None:
+        await self._wait_for_in_flight(self.settings.grace)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._release_unfinished()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._flush_acks(final=True)
+        for component in self._components:
+            await component.stop()
+        await self.runner.stop()
+        with contextlib.suppress(RedisError):
+            await self.queue.remove_worker(self.worker_id)
+        self._log.info("worker stopped", **{k: self.counts[k] for k in SUMMARY_KEYS})
+
+    async def _wait_for_in_flight(self, grace: float) -> None:
+        """Let running jobs finish, until the grace period ends or a second signal comes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        forced = asyncio.create_task(self._forced.wait())
+        try:
+            while self._tasks and not forced.done():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await asyncio.wait(
+                    [*self._tasks, forced], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            forced.cancel()
+
+    async def _release_unfinished(self) -> None:
+        by_queue: dict[str, list[tuple[str, int, bool]]] = {}
+        for entry in self._inflight.values():
+            r = entry.reservation
+            by_queue.setdefault(r.queue, []).append((r.id, r.token, entry.started))
+        for queue, items in by_queue.items():
+            for attempt in range(5):
+                try:
+                    self.counts["requeued"] += await self.queue.release(queue, items)
+                    break
+                except RedisError as exc:
+                    # If this never succeeds the leases expire and the reaper returns the jobs.
+                    self._log.warning("release failed", error=str(exc), attempt=attempt + 1)
+                    await asyncio.sleep(0.2 * (attempt + 1))
+        self._inflight.clear()
+
+    # ---------------------------------------------------------------- fetching
+
+    async def _fetch_loop(self) -> None:
+        idle = 0.001
+        while not self._stopping.is_set():
+            room = self.window - len(self._inflight)
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                got = await self._reserve(room)
+            except RedisError as exc:
+                self._log.warning("reserve failed; retrying", error=str(exc))
+                got = 0
+                idle = self.settings.idle_poll_max * 4
+            if got:
+                idle = 0.001
+                continue
+            await self._sleep_unless_stopping(idle)
+            idle = min(idle * 2, self.settings.idle_poll_max)
+
+    async def _reserve(self, room: int) -> int:
+        got = 0
+        for name in self.settings.queues:
+            want = min(room - got, self.settings.batch_size)
+            batch = await self.queue.reserve(name, want, self.settings.lease)
+            for reservation in batch:
+                entry = self._inflight[reservation.id] = _InFlight(reservation)
+                task = asyncio.create_task(self._handle(entry))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            got += len(batch)
+            if got >= room:
+                break
+        return got
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # ---------------------------------------------------------------- running
+
+    async def _handle(self, entry: _InFlight) -> None:
+        r = entry.reservation
+        try:
+            job = decode_job(r.raw)
+        except PayloadDecodeError as exc:
+            await self._settle(r, Outcome(Kind.DEAD, str(exc)), "?", None)
+            return
+        spec = self.registry.get(job.type)
+        if spec is None:
+            await self._settle(
+                r, Outcome(Kind.DEAD, f"unknown job type {job.type!r}"), job.type, None
+            )
+            return
+        ctx = JobContext(
+            job_id=job.id,
+            type=job.type,
+            attempt=r.attempts,
+            timeout=job.timeout,
+            worker_id=self.worker_id,
+        )
+
+        def on_start() -> None:
+            entry.started = True
+
+        started = time.monotonic()
+        outcome = await self.runner.run(job, spec, ctx, on_start)
+        if outcome.kind is Kind.NOT_RUN:
+            # Its process died before it began: hand it back untouched at once. Should Redis
+            # be down, the job stays in flight and is released at shutdown or reaped.
+            with contextlib.suppress(RedisError):
+                self.counts["requeued"] += await self.queue.release(
+                    r.queue, [(r.id, r.token, False)]
+                )
+                self._forget(r)
+            return
+        await self._settle(r, outcome, job.type, spec.backoff, time.monotonic() - started)
+
+    async def _settle(
+        self,
+        r: Reservation,
+        outcome: Outcome,
+        job_type: str,
+        backoff: Backoff | None,
+        run_seconds: float = 0.0,
+    ) -> None:
+        """Ack or fail the job and write its one log line."""
+        wait_ms = r.reserved_ms - r.enqueued_ms
+        result = "done"
+        if outcome.ok:
+            self._acks.setdefault(r.queue, []).append((r.id, r.token))
+            self._acks_pending.set()
+            self.counts["completed"] += 1
+        else:
+            dead = outcome.kind is Kind.DEAD or backoff is None
+            delay = outcome.delay
+            if delay is None and backoff is not None:
+                delay = backoff.delay(r.attempts, r.last_delay)
+            result = await self._fail(r, outcome.error or outcome.kind.value, delay or 0.0, dead)
+        self._forget(r)
+        self._log.info(
+            "job",
+            job_id=r.id,
+            type=job_type,
+            attempt=r.attempts,
+            wait_ms=wait_ms,
+            run_ms=round(run_seconds * 1000, 3),
+            outcome=outcome.kind.value,
+            result=result,
+            **({"error": outcome.error} if outcome.error else {}),
+        )
+
+    async def _fail(self, r: Reservation, error: str, delay: float, dead: bool) -> str:
+        for attempt in range(10):
+            try:
+                result = await self.queue.fail(
+                    r.queue, r.id, r.token, error, delay=delay, dead=dead
+                )
+                break
+            except RedisError as exc:
+                self._log.warning("fail write failed; retrying", job_id=r.id, error=str(exc))
+                await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
+        else:
+            return "unrecorded"  # the lease will expire and the reaper will redeliver it
+        self.counts[
+            "dead" if result == "dead" else "retried" if result == "scheduled" else result
+        ] += 1
+        self.counts["failed"] += 1
+        return result
+
+    def _forget(self, r: Reservation) -> None:
+        # Only our own entry: the same id may have been reserved again under a newer lease.
+        entry = self._inflight.get(r.id)
+        if entry is not None and entry.reservation is r:
+            del self._inflight[r.id]
+        self._room.set()
+
+    # ---------------------------------------------------------------- acking
+
+    async def _flush_acks_forever(self) -> None:
+        while True:
+            await self._acks_pending.wait()
+            self._acks_pending.clear()
+            await self._flush_acks()
+
+    async def _flush_acks(self, *, final: bool = False) -> None:
+        """Send buffered completions; on a Redis error keep them and try again."""
+        delay = 0.05
+        tries = 0
+        while self._acks:
+            queue, items = next(iter(self._acks.items()))
+            del self._acks[queue]
+            try:
+                stale = await self.queue.ack(queue, items)
+            except RedisError as exc:
+                self._acks.setdefault(queue, []).extend(items)
+                tries += 1
+                if final and tries > 20:
+                    self._log.error("could not ack before exit", jobs=len(items), error=str(exc))
+                    return
+                self._log.warning("ack failed; retrying", jobs=len(items), error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if stale:
+                self.counts["stale"] += len(stale)
+                self.counts["completed"] -= len(stale)
+                self._log.warning("stale completions rejected", ids=stale[:10], count=len(stale))
+
+    # ---------------------------------------------------------------- background ticks
+
+    async def _heartbeat(self) -> None:
+        info: dict[str, Any] = {
+            "model": self.runner.model,
+            "concurrency": self.runner.concurrency,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "queues": ",".join(self.settings.queues),
+            "in_flight": len(self._inflight),
+            "completed": self.counts["completed"],
+            "failed": self.counts["failed"],
+        }
+        ttl = max(3 * self.settings.heartbeat_interval, self.settings.lease)
+        await self.queue.heartbeat(self.worker_id, info, ttl)
+        held: dict[str, list[tuple[str, int]]] = {}
+        for entry in list(self._inflight.values()):
+            held.setdefault(entry.reservation.queue, []).append(
+                (entry.reservation.id, entry.reservation.token)
+            )
+        for queue, items in held.items():
+            lost = await self.queue.extend(queue, items, self.settings.lease)
+            if lost:
+                self.counts["leases_lost"] += len(lost)
+                self._log.warning("leases lost", ids=lost[:10], count=len(lost))
+
+    async def _maintain(self) -> None:
+        for name in self.settings.queues:
+            promoted = await self.queue.promote(name)
+            requeued, dead = await self.queue.reap(name)
+            if promoted or requeued or dead:
+                self.counts["reaped"] += requeued
+                if requeued or dead:
+                    self._log.info(
+                        "reaped expired leases", queue=name, requeued=requeued, dead=dead
+                    )
+
+
+SUMMARY_KEYS = ("completed", "failed", "retried", "dead", "requeued", "stale")
