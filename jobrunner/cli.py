@@ -57,6 +57,25 @@ def worker(**options: Any) -> None:
     run_event_loop(serve(settings))
 
 
+@main.command("naive-worker")
+@redis_option
+@click.option("--concurrency", type=int, help="jobs at once (default 1)")
+@click.option("--queues", help="comma-separated, highest priority first (default: default)")
+@click.option("--import", "imports", multiple=True, help="module that registers handlers")
+@click.option("--log-level")
+@click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
+def naive_worker(**options: Any) -> None:
+    """TEACHING BASELINE: the LPUSH/BRPOP worker; a killed worker loses its in-flight jobs."""
+    from jobrunner.naive import serve_naive
+    from jobrunner.worker.entry import run_event_loop
+
+    if options.get("imports"):
+        options["imports"] = list(options["imports"])
+    settings = _settings(**options)
+    configure_logging(settings.log_level, settings.log_format)
+    run_event_loop(serve_naive(settings))
+
+
 @main.command()
 @redis_option
 @click.argument("job_type")

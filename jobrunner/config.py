@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     grace: float = Field(default=10.0, ge=0)
     result_ttl: float = Field(default=600.0, ge=0)
     imports: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    per_child_prefetch: int = Field(default=4, ge=1)
+    per_child_prefetch: int = Field(default=8, ge=1)
 
     # logs
     log_level: str = "info"
@@ -65,4 +65,10 @@ class Settings(BaseSettings):
 
     @property
     def effective_prefetch(self) -> int:
-        return self.effective_concurrency if self.prefetch < 0 else self.prefetch
+        """Jobs reserved beyond those running: enough to keep every runner slot fed."""
+        if self.prefetch >= 0:
+            return self.prefetch
+        if self.model == "process":
+            # Waiting in the parent, not in a child's pipe, so a slow job holds back no other.
+            return max(64, self.effective_concurrency * self.per_child_prefetch)
+        return self.effective_concurrency

@@ -26,7 +26,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client = redis.Redis(port=redis_server.port)
     client.flushall()
     client.close()
-    yield redis_server.url
+    return redis_server.url
 
 
 @pytest.fixture

@@ -7,4 +7,5 @@ async def test_enqueue_reserve_ack_round_trip(queue: ReliableQueue) -> None:
     assert (r.id, r.attempts) == (job_id, 1)
     assert await queue.ack("default", [(r.id, r.token)]) == []
     record = await queue.get_job(job_id)
-    assert record is not None and record.state == "done"
+    assert record is not None
+    assert record.state == "done"

@@ -1,21 +1,65 @@
-"""The main loop of a process-model child: receive a job, run it, send back its outcome.
+"""The main loop of a process-model child: receive batches of jobs, run them, report outcomes.
 
-Messages are small tuples over a ``multiprocessing`` pipe: in ``(job_id, raw_spec, attempt)``
-(``None`` asks the child to exit), out ``(job_id, outcome)``. The child does no Redis I/O; the
-parent holds the leases and acks, so killing a child never strands a job.
+Messages are lists of small tuples over a ``multiprocessing`` pipe: in ``[(job_id, raw_spec,
+attempt), ...]`` (``None`` asks the child to exit), out ``[(job_id, kind, error, delay), ...]``.
+Outcomes are batched too: sent when the child runs out of work, when 32 are waiting, or by a
+flusher thread every few milliseconds, so a job that hangs never holds back the outcomes of
+jobs that finished before it. The child does no Redis I/O: the parent holds leases and acks,
+so killing a child never strands a job.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+from collections import deque
 from multiprocessing.connection import Connection
+from typing import Any
 
 from jobrunner.errors import PayloadDecodeError
 from jobrunner.job import decode_job
-from jobrunner.registry import JobContext, load_handlers
+from jobrunner.registry import JobContext, Registry, load_handlers
 from jobrunner.worker.invoke import call_sync
 from jobrunner.worker.outcome import Kind, Outcome
+
+FLUSH_EVERY = 32
+FLUSH_INTERVAL = 0.005
+
+
+class _Outbox:
+    """Outcomes waiting to be sent; flushed by the main loop or the timer thread."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.items: list[tuple[str, str, str, float | None]] = []
+        self.lock = threading.Lock()
+
+    def add(self, job_id: str, outcome: Outcome) -> int:
+        with self.lock:
+            self.items.append((job_id, outcome.kind.value, outcome.error, outcome.delay))
+            return len(self.items)
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.items:
+                self.conn.send(self.items)
+                self.items = []
+
+
+def _run_one(registry: Registry, message: tuple[str, bytes, int], label: str) -> Outcome:
+    _job_id, raw, attempt = message
+    try:
+        job = decode_job(raw)
+    except PayloadDecodeError as exc:
+        return Outcome(Kind.DEAD, str(exc))
+    spec = registry.get(job.type)
+    if spec is None:
+        return Outcome(Kind.DEAD, f"unknown job type {job.type!r} in child")
+    ctx = JobContext(
+        job_id=job.id, type=job.type, attempt=attempt, timeout=job.timeout, worker_id=label
+    )
+    return call_sync(spec, job.payload, ctx)
 
 
 def child_main(conn: Connection, imports: list[str], worker_id: str) -> None:
@@ -24,24 +68,30 @@ def child_main(conn: Connection, imports: list[str], worker_id: str) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     registry = load_handlers(imports)
     label = f"{worker_id}/child-{os.getpid()}"
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        job_id, raw, attempt = message
-        try:
-            job = decode_job(raw)
-        except PayloadDecodeError as exc:
-            conn.send((job_id, Outcome(Kind.DEAD, str(exc))))
-            continue
-        spec = registry.get(job.type)
-        if spec is None:
-            conn.send((job_id, Outcome(Kind.DEAD, f"unknown job type {job.type!r} in child")))
-            continue
-        ctx = JobContext(
-            job_id=job.id, type=job.type, attempt=attempt, timeout=job.timeout, worker_id=label
-        )
-        conn.send((job_id, call_sync(spec, job.payload, ctx)))
+    outbox = _Outbox(conn)
+    stop = threading.Event()
+
+    def flush_periodically() -> None:
+        while not stop.wait(FLUSH_INTERVAL):
+            try:
+                outbox.flush()
+            except OSError:
+                return
+
+    threading.Thread(target=flush_periodically, name="outbox-flusher", daemon=True).start()
+    pending: deque[Any] = deque()
+    try:
+        while True:
+            if not pending:
+                outbox.flush()
+                batch = conn.recv()
+                if batch is None:
+                    return
+                pending.extend(batch)
+            message = pending.popleft()
+            if outbox.add(message[0], _run_one(registry, message, label)) >= FLUSH_EVERY:
+                outbox.flush()
+    except (EOFError, OSError):
+        return
+    finally:
+        stop.set()

@@ -1,10 +1,11 @@
 """Process model: N child processes run handlers; the parent keeps leases, acks and timeouts.
 
-Each child has a short pipeline of jobs (``per_child_prefetch``) so the pipe's round trip is
-hidden behind the job before it. The job at the head of a child's pipeline is the one running;
-when it passes its timeout the parent SIGKILLs the child, reports a timeout, hands the jobs that
-had not started back untouched, and starts a replacement. A child that dies on its own (a job
-that segfaults or calls ``os._exit``) is reported as a crash of the job it was running.
+Each child has a short pipeline of jobs (``per_child_prefetch``), sent in batches, so the pipe's
+round trip is hidden behind the jobs before it and paid once per batch, not once per job. The
+job at the head of a child's pipeline is the one running; when it passes its timeout the parent
+SIGKILLs the child, reports a timeout, hands the jobs that had not started back untouched, and
+starts a replacement. A child that dies on its own (a job that segfaults or calls ``os._exit``)
+is reported as a crash of the job it was running.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ class _Dispatched:
         self.on_start()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Child:
     process: BaseProcess
     conn: Connection
     pipeline: deque[_Dispatched] = field(default_factory=deque)
+    outbox: list[tuple[str, bytes, int]] = field(default_factory=list)
     timed_out: bool = False
 
 
@@ -57,7 +59,7 @@ class ProcessRunner:
         *,
         imports: list[str],
         worker_id: str,
-        per_child_prefetch: int = 4,
+        per_child_prefetch: int = 8,
         watchdog_interval: float = 0.05,
     ) -> None:
         self.concurrency = concurrency
@@ -106,23 +108,32 @@ class ProcessRunner:
             child.pipeline.append(entry)
             if len(child.pipeline) == 1:
                 entry.begin(time.monotonic())
-            try:
-                child.conn.send((job.id, encode_job(job), ctx.attempt))
-            except OSError:
-                self._child_gone(child)
+            if not child.outbox:
+                asyncio.get_running_loop().call_soon(self._send, child)
+            child.outbox.append((job.id, encode_job(job), ctx.attempt))
             return await entry.future
+
+    def _send(self, child: _Child) -> None:
+        """Send every job queued for ``child`` this loop iteration as one message."""
+        batch, child.outbox = child.outbox, []
+        if not batch or child not in self.children:
+            return
+        try:
+            child.conn.send(batch)
+        except OSError:
+            self._child_gone(child)
 
     def _on_readable(self, child: _Child) -> None:
         try:
             while child.conn.poll():
-                job_id, outcome = child.conn.recv()
-                entry = child.pipeline.popleft()
-                if entry.job.id != job_id:  # pragma: no cover - a protocol bug, not a job error
-                    raise RuntimeError(f"child answered {job_id}, expected {entry.job.id}")
-                if not entry.future.done():
-                    entry.future.set_result(outcome)
-                if child.pipeline:
-                    child.pipeline[0].begin(time.monotonic())
+                for job_id, kind, error, delay in child.conn.recv():
+                    entry = child.pipeline.popleft()
+                    if entry.job.id != job_id:  # pragma: no cover - a protocol bug
+                        raise RuntimeError(f"child answered {job_id}, expected {entry.job.id}")
+                    if not entry.future.done():
+                        entry.future.set_result(Outcome(Kind(kind), error, delay))
+            if child.pipeline and not child.pipeline[0].started_at:
+                child.pipeline[0].begin(time.monotonic())
         except (EOFError, OSError):
             self._child_gone(child)
 

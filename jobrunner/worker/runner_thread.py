@@ -1,15 +1,23 @@
 """Thread model: handlers run on a pool of N threads; async handlers on a loop per thread.
 
-A thread cannot be interrupted, so the timeout is cooperative: past the deadline the context's
-``cancelled`` flag is set, the overrun is recorded and the job retried, and the thread's slot
-stays taken until the handler really returns (so the pool never runs more than N at once).
+Jobs are handed to the threads through one ``SimpleQueue``; finished jobs come back through a
+deque, with one loop wake-up per burst rather than one per job (the hand-off, not the handler,
+is what costs on no-op jobs).
+
+A thread cannot be interrupted, so the timeout is cooperative: a watchdog sets the context's
+``cancelled`` flag once the deadline passes and reports the overrun (the job is retried); the
+thread stays busy until the handler returns, so the pool never runs more than N at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from queue import SimpleQueue
 
 from jobrunner.job import Job
 from jobrunner.registry import HandlerSpec, JobContext
@@ -17,36 +25,96 @@ from jobrunner.worker.invoke import call_sync
 from jobrunner.worker.outcome import Outcome, outcome_from_exception
 
 
+@dataclass(eq=False)
+class _Work:
+    job: Job
+    spec: HandlerSpec
+    ctx: JobContext
+    future: asyncio.Future[Outcome]
+    on_start: Callable[[], None]
+    running: bool = False
+
+
 class ThreadRunner:
     model = "thread"
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, watchdog_interval: float = 0.05) -> None:
         self.concurrency = concurrency
-        self._slots = asyncio.Semaphore(concurrency)
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="jobrunner-job")
+        self.watchdog_interval = watchdog_interval
+        self._inbox: SimpleQueue[_Work | None] = SimpleQueue()
+        self._finished: deque[tuple[_Work, Outcome]] = deque()
+        self._wake_lock = threading.Lock()
+        self._wake_pending = False
+        self._running: set[_Work] = set()
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        return None
+        self._loop = asyncio.get_running_loop()
+        for i in range(self.concurrency):
+            thread = threading.Thread(
+                target=self._thread_main, name=f"jobrunner-job-{i}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        self._watchdog = asyncio.create_task(self._watch_deadlines(), name="thread-watchdog")
 
     async def run(
         self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
     ) -> Outcome:
-        await self._slots.acquire()
-        on_start()
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, call_sync, spec, job.payload, ctx)
-        # The slot is freed when the thread is, not when we stop waiting for it.
-        future.add_done_callback(lambda _: self._slots.release())
+        assert self._loop is not None, "start() first"
+        work = _Work(job, spec, ctx, self._loop.create_future(), on_start)
+        self._inbox.put(work)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), ctx.timeout)
-        except TimeoutError:
-            ctx.cancelled.set()
-            return outcome_from_exception(
-                TimeoutError(f"overran its {ctx.timeout}s timeout (thread left to finish)")
-            )
+            return await work.future
         except asyncio.CancelledError:
-            ctx.cancelled.set()
+            ctx.cancelled.set()  # a thread that has not picked it up yet will skip it
             raise
 
+    def _thread_main(self) -> None:
+        while (work := self._inbox.get()) is not None:
+            if work.ctx.cancelled.is_set():
+                continue
+            work.running = True
+            work.on_start()
+            self._running.add(work)
+            outcome = call_sync(work.spec, work.job.payload, work.ctx)
+            self._running.discard(work)
+            self._finished.append((work, outcome))
+            with self._wake_lock:
+                if self._wake_pending:
+                    continue
+                self._wake_pending = True
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._wake_lock:
+            self._wake_pending = False
+        while self._finished:
+            work, outcome = self._finished.popleft()
+            if not work.future.done():
+                work.future.set_result(outcome)
+
+    async def _watch_deadlines(self) -> None:
+        while True:
+            await asyncio.sleep(self.watchdog_interval)
+            now = time.monotonic()
+            for work in list(self._running):
+                if work.ctx.deadline and now > work.ctx.deadline and not work.future.done():
+                    work.ctx.cancelled.set()
+                    work.future.set_result(
+                        outcome_from_exception(
+                            TimeoutError(
+                                f"overran its {work.ctx.timeout}s timeout (thread left to finish)"
+                            )
+                        )
+                    )
+
     async def stop(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        for _ in self._threads:
+            self._inbox.put(None)
+        self._threads.clear()
