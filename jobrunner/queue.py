@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobrunner.errors import RedisUnavailable
+from jobrunner.errors import PayloadDecodeError, RedisUnavailable
 from jobrunner.job import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_QUEUE,
@@ -303,7 +303,7 @@ class ReliableQueue:
         for name in queues:
             fields = await self.redis.hgetall(self.keys(name).job(job_id))
             if fields:
-                return _record({_text(k): v for k, v in fields.items()})
+                return _record(job_id, name, fields)
         return None
 
     async def dead_jobs(self, queue: str, offset: int = 0, limit: int = 50) -> list[JobRecord]:
@@ -314,7 +314,7 @@ class ReliableQueue:
             for job_id in ids:
                 pipe.hgetall(keys.job(_text(job_id)))
             rows = await pipe.execute()
-        return [_record({_text(k): v for k, v in row.items()}) for row in rows if row]
+        return [_record(_text(i), queue, row) for i, row in zip(ids, rows, strict=True) if row]
 
     # ---------------------------------------------------------------- workers
 
@@ -352,14 +352,26 @@ class ReliableQueue:
         return out
 
 
-def _record(fields: dict[str, Any]) -> JobRecord:
+UNDECODABLE = "<undecodable>"
+
+
+def _record(job_id: str, queue: str, raw_fields: dict[Any, Any]) -> JobRecord:
+    """A JobRecord from a job hash; a spec that cannot be decoded is shown, not raised."""
+    fields = {_text(k): v for k, v in raw_fields.items()}
+
     def seconds(name: str) -> float | None:
         value = fields.get(name)
         return int(value) / 1000 if value is not None else None
 
     error = fields.get("e")
+    try:
+        job = decode_job(fields.get("d", b""))
+    except PayloadDecodeError:
+        raw = fields.get("d", b"")
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        job = Job(id=job_id, type=UNDECODABLE, payload=text, queue=queue)
     return JobRecord(
-        job=decode_job(fields["d"]),
+        job=job,
         state=JobState(_text(fields["s"])),
         attempts=int(fields.get("a", 0)),
         last_error=_text(error) if error is not None else None,

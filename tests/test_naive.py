@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import wait_until
 from redis.asyncio import Redis as AsyncRedis
 
 from jobrunner.backoff import Constant
@@ -19,6 +18,7 @@ from jobrunner.job import Job, encode_job, new_job_id
 from jobrunner.keys import naive_key
 from jobrunner.naive import NaiveQueue, NaiveWorker
 from jobrunner.registry import Registry, load_handlers
+from tests.conftest import wait_until
 
 POLL = 0.05  # BRPOP timeout: how quickly an idle worker notices request_stop()
 

@@ -1,6 +1,7 @@
 """The main loop of a process-model child: receive batches of jobs, run them, report outcomes.
 
-Messages are lists of small tuples over a ``multiprocessing`` pipe: in ``[(job_id, raw_spec,
+The child first sends ``"ready"`` once its handlers are imported. Then messages are lists of
+small tuples over a ``multiprocessing`` pipe: in ``[(job_id, raw_spec,
 attempt), ...]`` (``None`` asks the child to exit), out ``[(job_id, kind, error, delay), ...]``.
 Outcomes are batched too: sent when the child runs out of work, when 32 are waiting, or by a
 flusher thread every few milliseconds, so a job that hangs never holds back the outcomes of
@@ -62,11 +63,12 @@ def _run_one(registry: Registry, message: tuple[str, bytes, int], label: str) ->
     return call_sync(spec, job.payload, ctx)
 
 
-def child_main(conn: Connection, imports: list[str], worker_id: str) -> None:
+def child_main(conn: Connection, started: Any, imports: list[str], worker_id: str) -> None:
     # The parent decides when children stop; a Ctrl+C in the terminal must not kill them mid-job.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     registry = load_handlers(imports)
+    conn.send("ready")  # the parent starts no job's clock before the imports are done
     label = f"{worker_id}/child-{os.getpid()}"
     outbox = _Outbox(conn)
     stop = threading.Event()
@@ -89,6 +91,7 @@ def child_main(conn: Connection, imports: list[str], worker_id: str) -> None:
                     return
                 pending.extend(batch)
             message = pending.popleft()
+            started.value += 1  # shared memory: tells the parent which job is running
             if outbox.add(message[0], _run_one(registry, message, label)) >= FLUSH_EVERY:
                 outbox.flush()
     except (EOFError, OSError):

@@ -234,7 +234,11 @@ class Worker:
             entry.started = True
 
         started = time.monotonic()
-        outcome = await self.runner.run(job, spec, ctx, on_start)
+        try:
+            outcome = await self.runner.run(job, spec, ctx, on_start)
+        except Exception as exc:  # a bug in a runner must cost one attempt, not the worker
+            self._log.exception("runner failed", job_id=r.id)
+            outcome = Outcome(Kind.CRASHED, f"runner failed: {exc!r}")
         if outcome.kind is Kind.NOT_RUN:
             # Its process died before it began: hand it back untouched at once. Should Redis
             # be down, the job stays in flight and is released at shutdown or reaped.

@@ -38,3 +38,11 @@ def call_sync(spec: HandlerSpec, payload: Any, ctx: JobContext) -> Outcome:
     if ctx.cancelled.is_set():
         return outcome_from_exception(TimeoutError(f"overran its {ctx.timeout}s timeout"))
     return OK
+
+
+def close_thread_loop() -> None:
+    """Close this thread's handler loop, if it made one (call as the thread exits)."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
+    if loop is not None:
+        loop.close()
+        _local.loop = None

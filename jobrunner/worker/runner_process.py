@@ -1,11 +1,15 @@
 """Process model: N child processes run handlers; the parent keeps leases, acks and timeouts.
 
 Each child has a short pipeline of jobs (``per_child_prefetch``), sent in batches, so the pipe's
-round trip is hidden behind the jobs before it and paid once per batch, not once per job. The
-job at the head of a child's pipeline is the one running; when it passes its timeout the parent
-SIGKILLs the child, reports a timeout, hands the jobs that had not started back untouched, and
-starts a replacement. A child that dies on its own (a job that segfaults or calls ``os._exit``)
-is reported as a crash of the job it was running.
+round trip is paid once per batch, not once per job. Outcomes come back in batches too, so the
+parent cannot tell from them which job a child is running; instead each child bumps a counter
+in shared memory as it starts a job (no syscall). With it the parent knows, at any moment and
+after a crash, which job is running, which ones finished unreported and which never started:
+
+* past its timeout, the running job's child is SIGKILLed and replaced, and the job retried;
+* a child that dies on its own (segfault, ``os._exit``) is a crash of the job it was running;
+  jobs that finished but were not yet reported, and jobs not started, are handed back untouched
+  (the former run again: at-least-once).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from jobrunner.job import Job, encode_job
 from jobrunner.registry import HandlerSpec, JobContext
@@ -26,9 +31,10 @@ from jobrunner.worker.child import child_main
 from jobrunner.worker.outcome import Kind, Outcome
 
 _mp = multiprocessing.get_context("spawn")
+CHILD_START_TIMEOUT = 60.0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Dispatched:
     job: Job
     ctx: JobContext
@@ -36,18 +42,30 @@ class _Dispatched:
     on_start: Callable[[], None]
     started_at: float = 0.0
 
-    def begin(self, now: float) -> None:
-        self.started_at = now
-        self.on_start()
-
 
 @dataclass(eq=False)
 class _Child:
     process: BaseProcess
     conn: Connection
+    started: Any  # multiprocessing RawValue("q"): jobs this child has begun, written by the child
+    received: int = 0  # outcomes the parent has read
     pipeline: deque[_Dispatched] = field(default_factory=deque)
     outbox: list[tuple[str, bytes, int]] = field(default_factory=list)
     timed_out: bool = False
+
+    def running_index(self) -> int:
+        """Index in ``pipeline`` of the job the child is running now (-1: none)."""
+        return min(int(self.started.value) - self.received, len(self.pipeline)) - 1
+
+    def mark_started(self, now: float) -> _Dispatched | None:
+        """Stamp every job the child has begun; returns the one running now."""
+        running = self.running_index()
+        for i in range(running + 1):
+            entry = self.pipeline[i]
+            if not entry.started_at:
+                entry.started_at = now
+                entry.on_start()
+        return self.pipeline[running] if running >= 0 else None
 
 
 class ProcessRunner:
@@ -73,6 +91,7 @@ class ProcessRunner:
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         self._replacing: set[asyncio.Task[None]] = set()
+        self._have_children = asyncio.Event()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -85,33 +104,46 @@ class ProcessRunner:
 
     def _spawn(self) -> _Child:
         parent_conn, child_conn = _mp.Pipe()
+        started = _mp.RawValue("q", 0)
         process = _mp.Process(
             target=child_main,
-            args=(child_conn, self.imports, self.worker_id),
+            args=(child_conn, started, self.imports, self.worker_id),
             name="jobrunner-child",
             daemon=True,
         )
         process.start()
         child_conn.close()
-        return _Child(process=process, conn=parent_conn)
+        child = _Child(process=process, conn=parent_conn, started=started)
+        # Wait for its imports, so no job's timeout starts while the child is still booting.
+        if not parent_conn.poll(CHILD_START_TIMEOUT) or parent_conn.recv() != "ready":
+            _stop_child(child, timeout=0)
+            raise RuntimeError(f"child process did not start within {CHILD_START_TIMEOUT}s")
+        return child
 
     def _watch(self, child: _Child) -> None:
         self.children.append(child)
+        self._have_children.set()
         asyncio.get_running_loop().add_reader(child.conn.fileno(), self._on_readable, child)
 
     async def run(
         self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
     ) -> Outcome:
         async with self._slots:
+            while not self.children:  # all of them died at once and are being replaced
+                self._have_children.clear()
+                await self._have_children.wait()
             child = min(self.children, key=lambda c: len(c.pipeline))
             entry = _Dispatched(job, ctx, asyncio.get_running_loop().create_future(), on_start)
             child.pipeline.append(entry)
-            if len(child.pipeline) == 1:
-                entry.begin(time.monotonic())
             if not child.outbox:
                 asyncio.get_running_loop().call_soon(self._send, child)
             child.outbox.append((job.id, encode_job(job), ctx.attempt))
-            return await entry.future
+            try:
+                return await entry.future
+            except asyncio.CancelledError:
+                if child in self.children:
+                    child.mark_started(time.monotonic())  # so the core knows what it abandons
+                raise
 
     def _send(self, child: _Child) -> None:
         """Send every job queued for ``child`` this loop iteration as one message."""
@@ -128,12 +160,13 @@ class ProcessRunner:
             while child.conn.poll():
                 for job_id, kind, error, delay in child.conn.recv():
                     entry = child.pipeline.popleft()
+                    child.received += 1
                     if entry.job.id != job_id:  # pragma: no cover - a protocol bug
                         raise RuntimeError(f"child answered {job_id}, expected {entry.job.id}")
+                    if not entry.started_at:
+                        entry.on_start()
                     if not entry.future.done():
                         entry.future.set_result(Outcome(Kind(kind), error, delay))
-            if child.pipeline and not child.pipeline[0].started_at:
-                child.pipeline[0].begin(time.monotonic())
         except (EOFError, OSError):
             self._child_gone(child)
 
@@ -146,14 +179,15 @@ class ProcessRunner:
         self.children.remove(child)
         child.process.join(timeout=1)
         code = child.process.exitcode
+        running = child.running_index()
         for index, entry in enumerate(child.pipeline):
             if entry.future.done():
                 continue
-            if index == 0 and child.timed_out:
+            if index == running and child.timed_out:
                 result = Outcome(Kind.TIMEOUT, f"killed after its {entry.ctx.timeout}s timeout")
-            elif index == 0 and entry.started_at:
+            elif index == running:
                 result = Outcome(Kind.CRASHED, f"worker process died (exit code {code})")
-            else:
+            else:  # finished but unreported, or never started: run it again
                 result = Outcome(Kind.NOT_RUN)
             entry.future.set_result(result)
         child.pipeline.clear()
@@ -176,10 +210,8 @@ class ProcessRunner:
             await asyncio.sleep(self.watchdog_interval)
             now = time.monotonic()
             for child in list(self.children):
-                if not child.pipeline:
-                    continue
-                head = child.pipeline[0]
-                if head.started_at and now - head.started_at > head.ctx.timeout:
+                running = child.mark_started(now)
+                if running is not None and now - running.started_at > running.ctx.timeout:
                     child.timed_out = True
                     child.process.kill()
                     self._child_gone(child)

@@ -21,7 +21,7 @@ from queue import SimpleQueue
 
 from jobrunner.job import Job
 from jobrunner.registry import HandlerSpec, JobContext
-from jobrunner.worker.invoke import call_sync
+from jobrunner.worker.invoke import call_sync, close_thread_loop
 from jobrunner.worker.outcome import Outcome, outcome_from_exception
 
 
@@ -73,6 +73,12 @@ class ThreadRunner:
             raise
 
     def _thread_main(self) -> None:
+        try:
+            self._serve_jobs()
+        finally:
+            close_thread_loop()
+
+    def _serve_jobs(self) -> None:
         while (work := self._inbox.get()) is not None:
             if work.ctx.cancelled.is_set():
                 continue

@@ -1,0 +1,89 @@
+"""Handlers for the tests; importable by worker processes (``--import tests.jobs``).
+
+Each records what it ran in Redis (the URL travels in the payload), so a test can count
+executions across threads, child processes and worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from functools import cache
+from typing import Any
+
+import redis
+
+from jobrunner.backoff import Constant
+from jobrunner.registry import JobContext, handler
+
+FAST_RETRY = Constant(base=0.05, cap=0.05)
+
+
+@cache
+def _ledger(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def record(payload: dict[str, Any], ctx: JobContext) -> None:
+    _ledger(payload["ledger"]).hincrby("test:runs", ctx.job_id, 1)
+
+
+@handler("test.record", backoff=FAST_RETRY)
+def record_run(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Counts one run; sleeps ``seconds`` first when given."""
+    if payload.get("seconds"):
+        time.sleep(payload["seconds"])
+    record(payload, ctx)
+
+
+@handler("test.record_async", backoff=FAST_RETRY)
+async def record_run_async(payload: dict[str, Any], ctx: JobContext) -> None:
+    if payload.get("seconds"):
+        await asyncio.sleep(payload["seconds"])
+    record(payload, ctx)
+
+
+@handler("test.fail_times", backoff=FAST_RETRY, max_retries=5)
+def fail_times(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Raises on the first ``times`` attempts, then succeeds."""
+    record(payload, ctx)
+    if ctx.attempt <= payload["times"]:
+        raise ValueError(f"failure {ctx.attempt} of {payload['times']}")
+
+
+@handler("test.hang_async", backoff=FAST_RETRY)
+async def hang_async(payload: dict[str, Any], ctx: JobContext) -> None:
+    record(payload, ctx)
+    await asyncio.sleep(3600)
+
+
+@handler("test.hang_cooperative", backoff=FAST_RETRY)
+def hang_cooperative(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Blocks its thread, but notices cancellation (the thread model's contract)."""
+    record(payload, ctx)
+    ctx.cancelled.wait(3600)
+    ctx.check()
+
+
+@handler("test.hang_blocking", backoff=FAST_RETRY)
+def hang_blocking(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Ignores cancellation entirely: only killing its process stops it."""
+    record(payload, ctx)
+    time.sleep(3600)
+
+
+@handler("test.long_first_time", backoff=FAST_RETRY)
+def long_first_time(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Takes ``seconds`` on its first attempt (cancellable), then finishes at once."""
+    if ctx.attempt == 1:
+        ctx.cancelled.wait(payload["seconds"])
+        ctx.check()
+    record(payload, ctx)
+
+
+@handler("test.exit_process", backoff=FAST_RETRY, max_retries=2)
+def exit_process(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Kills the process running it: a poison job."""
+    record(payload, ctx)
+    os._exit(13)

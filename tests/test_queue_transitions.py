@@ -1,0 +1,311 @@
+"""Each Lua transition, one at a time: seed Redis, run one step, assert the whole keyspace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from jobrunner.job import Job, encode_job
+from jobrunner.queue import ReliableQueue
+from tests.keyspace import snapshot
+
+Q = "jr:{default}"
+
+
+def spec(job_id: str = "j1", **kw: Any) -> str:
+    return encode_job(Job(id=job_id, type="noop", **kw)).decode()
+
+
+def job_hash(job_id: str = "j1", **fields: str) -> dict[str, str]:
+    return {"d": spec(job_id), "mr": "3", "a": "0", "eq": "T", "s": "ready", **fields}
+
+
+async def enqueue(queue: ReliableQueue, job_id: str = "j1", delay: float = 0.0) -> None:
+    await queue.enqueue("noop", job_id=job_id, delay=delay)
+
+
+async def test_enqueue_writes_job_hash_ready_list_and_counter(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue)
+    assert snapshot(sync_redis) == {
+        "jr:queues": ["default"],
+        f"{Q}:ready": ["j1"],
+        f"{Q}:job:j1": job_hash(),
+        f"{Q}:stats": {"enqueued": "1"},
+    }
+
+
+async def test_enqueue_with_delay_schedules_it(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue, delay=30)
+    assert snapshot(sync_redis) == {
+        "jr:queues": ["default"],
+        f"{Q}:scheduled": {"j1": 30},
+        f"{Q}:job:j1": job_hash(s="scheduled"),
+        f"{Q}:stats": {"enqueued": "1"},
+    }
+
+
+async def test_enqueue_of_an_existing_id_changes_nothing(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue)
+    before = snapshot(sync_redis)
+    created = await queue.enqueue_jobs([Job(id="j1", type="email", payload={"x": 1})])
+    assert created == [False]
+    assert snapshot(sync_redis) == before
+
+
+async def test_reserve_leases_with_a_fencing_token(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue)
+    [r] = await queue.reserve("default", 10, lease=20)
+    assert (r.id, r.token, r.attempts, r.raw.decode()) == ("j1", 1, 1, spec())
+    assert snapshot(sync_redis) == {
+        "jr:queues": ["default"],
+        f"{Q}:reserved": {"j1": 20},
+        f"{Q}:fence": "1",
+        f"{Q}:job:j1": job_hash(a="1", s="reserved", t="1", st="T"),
+        f"{Q}:stats": {"enqueued": "1"},
+    }
+
+
+async def test_reserve_takes_oldest_first_and_at_most_the_count(queue: ReliableQueue) -> None:
+    for i in range(5):
+        await enqueue(queue, f"j{i}")
+    batch = await queue.reserve("default", 3, lease=5)
+    assert [r.id for r in batch] == ["j0", "j1", "j2"]
+    assert [r.token for r in batch] == [1, 2, 3]
+    assert (await queue.stats("default")).ready == 2
+
+
+async def test_ack_marks_done_and_keeps_the_result_for_its_ttl(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue)
+    [r] = await queue.reserve("default", 1, lease=20)
+    assert await queue.ack("default", [(r.id, r.token)]) == []
+    assert snapshot(sync_redis) == {
+        "jr:queues": ["default"],
+        f"{Q}:fence": "1",
+        f"{Q}:job:j1": job_hash(a="1", s="done", t="1", st="T", fi="T"),
+        f"{Q}:stats": {"enqueued": "1", "processed": "1"},
+    }
+    assert 599 <= sync_redis.ttl(f"{Q}:job:j1") <= 600
+
+
+async def test_ack_with_zero_ttl_deletes_the_job(aredis: Any, sync_redis: redis.Redis) -> None:
+    queue = ReliableQueue(aredis, result_ttl=0)
+    await enqueue(queue)
+    [r] = await queue.reserve("default", 1, lease=20)
+    await queue.ack("default", [(r.id, r.token)])
+    assert snapshot(sync_redis) == {
+        "jr:queues": ["default"],
+        f"{Q}:fence": "1",
+        f"{Q}:stats": {"enqueued": "1", "processed": "1"},
+    }
+
+
+async def test_fail_schedules_a_retry_with_the_error(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue)
+    [r] = await queue.reserve("default", 1, lease=20)
+    assert await queue.fail("default", r.id, r.token, "boom", delay=10.0) == "scheduled"
+    assert snapshot(sync_redis) == {
+        "jr:queues": ["default"],
+        f"{Q}:scheduled": {"j1": 10},
+        f"{Q}:fence": "1",
+        f"{Q}:job:j1": job_hash(a="1", s="scheduled", t="1", st="T", e="boom", ld="10.0"),
+        f"{Q}:stats": {"enqueued": "1", "retried": "1", "failed": "1"},
+    }
+
+
+async def test_fail_after_the_last_retry_dead_letters(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await queue.enqueue("noop", job_id="j1", max_retries=0)
+    [r] = await queue.reserve("default", 1, lease=20)
+    assert await queue.fail("default", r.id, r.token, "boom", delay=10.0) == "dead"
+    assert snapshot(sync_redis) == {
+        "jr:queues": ["default"],
+        f"{Q}:dead": {"j1": 0},
+        f"{Q}:fence": "1",
+        f"{Q}:job:j1": {
+            "d": encode_job(Job(id="j1", type="noop", max_retries=0)).decode(),
+            "mr": "0",
+            "a": "1",
+            "eq": "T",
+            "s": "dead",
+            "t": "1",
+            "st": "T",
+            "fi": "T",
+            "e": "boom",
+        },
+        f"{Q}:stats": {"enqueued": "1", "dead": "1", "failed": "1"},
+    }
+
+
+async def test_fail_can_dead_letter_at_once(queue: ReliableQueue) -> None:
+    await enqueue(queue)
+    [r] = await queue.reserve("default", 1, lease=20)
+    assert await queue.fail("default", r.id, r.token, "poison", dead=True) == "dead"
+    record = await queue.get_job("j1")
+    assert record is not None
+    assert (record.state, record.attempts, record.last_error) == ("dead", 1, "poison")
+
+
+async def test_promote_moves_only_due_jobs(queue: ReliableQueue, sync_redis: redis.Redis) -> None:
+    await enqueue(queue, "due")
+    [r] = await queue.reserve("default", 1, lease=20)
+    await queue.fail("default", r.id, r.token, "boom", delay=0)
+    await enqueue(queue, "later", delay=60)
+    assert await queue.promote("default") == 1
+    state = snapshot(sync_redis)
+    assert state[f"{Q}:ready"] == ["due"]
+    assert state[f"{Q}:scheduled"] == {"later": 60}
+    assert state[f"{Q}:job:due"]["s"] == "ready"
+    assert state[f"{Q}:job:later"]["s"] == "scheduled"
+
+
+async def test_reap_returns_an_expired_lease_to_the_front(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue, "j1")
+    await enqueue(queue, "j2")
+    [r] = await queue.reserve("default", 1, lease=0)  # expires at once
+    assert r.id == "j1"
+    assert await queue.reap("default") == (1, 0)
+    assert snapshot(sync_redis) == {
+        "jr:queues": ["default"],
+        f"{Q}:ready": ["j2", "j1"],  # RPOP takes from the right: j1 is next again
+        f"{Q}:fence": "1",
+        f"{Q}:job:j1": job_hash(
+            "j1", a="1", s="ready", t="1", st="T", e="lease expired (worker died or stalled)"
+        ),
+        f"{Q}:job:j2": job_hash("j2"),
+        f"{Q}:stats": {"enqueued": "2", "reaped": "1"},
+    }
+
+
+async def test_reap_leaves_live_leases_alone(queue: ReliableQueue, sync_redis: redis.Redis) -> None:
+    await enqueue(queue)
+    await queue.reserve("default", 1, lease=30)
+    before = snapshot(sync_redis)
+    assert await queue.reap("default") == (0, 0)
+    assert snapshot(sync_redis) == before
+
+
+async def test_a_job_that_keeps_losing_its_worker_goes_dead(queue: ReliableQueue) -> None:
+    await queue.enqueue("noop", job_id="j1", max_retries=2)
+    for delivery in range(1, 4):
+        [r] = await queue.reserve("default", 1, lease=0)
+        assert r.attempts == delivery
+        expected = (1, 0) if delivery < 3 else (0, 1)
+        assert await queue.reap("default") == expected
+    record = await queue.get_job("j1")
+    assert record is not None
+    assert record.state == "dead"
+    assert record.last_error is not None
+    assert "lease expired on delivery 3" in record.last_error
+
+
+async def test_stale_completion_is_rejected_and_counted(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue)
+    [first] = await queue.reserve("default", 1, lease=0)
+    await queue.reap("default")
+    [second] = await queue.reserve("default", 1, lease=30)
+    assert second.token > first.token
+    assert await queue.ack("default", [(first.id, first.token)]) == ["j1"]
+    assert await queue.fail("default", first.id, first.token, "late") == "stale"
+    assert await queue.extend("default", [(first.id, first.token)], 30) == ["j1"]
+    assert sync_redis.hget(f"{Q}:stats", "stale") == b"2"
+    assert sync_redis.hget(f"{Q}:job:j1", "s") == b"reserved"
+    assert await queue.ack("default", [(second.id, second.token)]) == []
+    assert sync_redis.hget(f"{Q}:job:j1", "s") == b"done"
+
+
+async def test_extend_renews_the_lease(queue: ReliableQueue, sync_redis: redis.Redis) -> None:
+    await enqueue(queue)
+    [r] = await queue.reserve("default", 1, lease=5)
+    assert await queue.extend("default", [(r.id, r.token)], 40) == []
+    assert snapshot(sync_redis)[f"{Q}:reserved"] == {"j1": 40}
+
+
+@pytest.mark.parametrize(("started", "attempts"), [(False, "0"), (True, "1")])
+async def test_release_returns_the_job_and_refunds_an_unstarted_attempt(
+    queue: ReliableQueue, sync_redis: redis.Redis, started: bool, attempts: str
+) -> None:
+    await enqueue(queue)
+    [r] = await queue.reserve("default", 1, lease=30)
+    assert await queue.release("default", [(r.id, r.token, started)]) == 1
+    assert snapshot(sync_redis) == {
+        "jr:queues": ["default"],
+        f"{Q}:ready": ["j1"],
+        f"{Q}:fence": "1",
+        f"{Q}:job:j1": job_hash(a=attempts, s="ready", t="1", st="T"),
+        f"{Q}:stats": {"enqueued": "1", "released": "1"},
+    }
+
+
+async def _dead(queue: ReliableQueue, job_id: str) -> None:
+    await enqueue(queue, job_id)
+    [r] = await queue.reserve("default", 1, lease=30)
+    await queue.fail("default", r.id, r.token, f"{job_id} failed", dead=True)
+
+
+async def test_requeue_one_dead_job_resets_attempts_and_keeps_the_error(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await _dead(queue, "j1")
+    await _dead(queue, "j2")
+    assert await queue.requeue("default", ["j1", "unknown"]) == 1
+    state = snapshot(sync_redis)
+    assert state[f"{Q}:ready"] == ["j1"]
+    assert state[f"{Q}:dead"] == {"j2": 0}
+    assert state[f"{Q}:job:j1"] == job_hash(a="0", s="ready", t="1", st="T", fi="T", e="j1 failed")
+    assert state[f"{Q}:stats"]["requeued"] == "1"
+
+
+async def test_requeue_all(queue: ReliableQueue) -> None:
+    for i in range(3):
+        await _dead(queue, f"j{i}")
+    assert [r.job.id for r in await queue.dead_jobs("default")] == ["j2", "j1", "j0"]
+    assert await queue.requeue("default") == 3
+    stats = await queue.stats("default")
+    assert (stats.ready, stats.dead) == (3, 0)
+
+
+async def test_enqueue_many_spreads_over_queues_and_reports_new_ids(queue: ReliableQueue) -> None:
+    jobs = [Job(id=f"j{i}", type="noop", queue="high" if i % 2 else "low") for i in range(1200)]
+    assert await queue.enqueue_jobs(jobs) == [True] * 1200
+    assert await queue.enqueue_jobs(jobs[:2]) == [False, False]
+    assert (await queue.stats("high")).ready == 600
+    assert (await queue.stats("low")).ready == 600
+    assert await queue.queue_names() == ["high", "low"]
+
+
+async def test_get_job_reports_state_and_timestamps(queue: ReliableQueue) -> None:
+    job_id = await queue.enqueue("email", {"to": "a@b.c"}, queue="mail")
+    record = await queue.get_job(job_id)
+    assert record is not None
+    assert (record.state, record.job.payload, record.job.queue) == (
+        "ready",
+        {"to": "a@b.c"},
+        "mail",
+    )
+    assert record.enqueued_at is not None
+    assert record.started_at is None
+    assert await queue.get_job("nope") is None
+
+
+async def test_negative_delay_is_refused(queue: ReliableQueue) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        await queue.enqueue("noop", delay=-1)
