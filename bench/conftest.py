@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Iterator
+from typing import TypeVar
 
 import pytest
 import redis
@@ -37,7 +37,7 @@ class LoopRunner:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
 
-    def __call__(self, coro: Coroutine[Any, Any, T]) -> T:
+    def __call__(self, coro: Awaitable[T]) -> T:
         return self.loop.run_until_complete(coro)
 
 

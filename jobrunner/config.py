@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     grace: float = Field(default=10.0, ge=0)
     result_ttl: float = Field(default=600.0, ge=0)
     imports: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    per_child_prefetch: int = Field(default=8, ge=1)
+    per_child_prefetch: int = Field(default=16, ge=1)
 
     # logs
     log_level: str = "info"
@@ -65,10 +65,13 @@ class Settings(BaseSettings):
 
     @property
     def effective_prefetch(self) -> int:
-        """Jobs reserved beyond those running: enough to keep every runner slot fed."""
+        """Jobs reserved beyond those running, so one round trip serves a whole batch.
+
+        The trade-off is fairness: prefetched jobs wait in this worker while another may be
+        idle. Use ``prefetch=0`` for long jobs spread over many workers.
+        """
         if self.prefetch >= 0:
             return self.prefetch
         if self.model == "process":
-            # Waiting in the parent, not in a child's pipe, so a slow job holds back no other.
-            return max(64, self.effective_concurrency * self.per_child_prefetch)
-        return self.effective_concurrency
+            return max(100, self.effective_concurrency * self.per_child_prefetch)
+        return max(100, self.effective_concurrency)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -12,14 +12,21 @@ from jobrunner.errors import ConfigError
 
 
 def async_redis(url: str | None, *, max_connections: int = 32) -> Redis:
-    """An asyncio client for ``url``; retries a command once on a dropped connection."""
+    """An asyncio client for ``url``; retries a command once on a dropped connection.
+
+    The pool *blocks* when all its connections are busy (the default pool raises instead):
+    a burst of concurrent writes, such as many jobs released at once after a child process
+    died, must wait its turn, not fail.
+    """
     if not url:
         raise ConfigError("no Redis URL: pass --redis-url or set REDIS_URL / JOBRUNNER_REDIS_URL")
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=20,
         socket_connect_timeout=2.0,
         socket_timeout=10.0,
-        max_connections=max_connections,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), retries=1),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+    return Redis(connection_pool=pool)

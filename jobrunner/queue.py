@@ -33,9 +33,8 @@ from jobrunner.job import (
 from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
 from jobrunner.scripts import Scripts
 
-ENQUEUE_CHUNK = (
-    500  # jobs per enqueue script call: big enough to amortise, small enough not to stall Redis
-)
+# Jobs per enqueue script call: big enough to amortise the call, small enough not to stall Redis.
+ENQUEUE_CHUNK = 1000
 
 
 class Reservation(msgspec.Struct, frozen=True):
@@ -116,34 +115,40 @@ class ReliableQueue:
         return job.id
 
     async def enqueue_jobs(self, jobs: Sequence[Job], *, delay: float = 0.0) -> list[bool]:
-        """Enqueue many jobs in few round trips; returns, per job, whether it was new."""
+        """Enqueue many jobs in few round trips; returns, per job, whether it was new.
+
+        One script call per queue and chunk; several calls go in one pipeline. A single call
+        skips the pipeline, whose script-existence check would cost a second round trip.
+        """
         if delay < 0:
             raise ValueError("delay must not be negative")
         by_queue: dict[str, list[int]] = {}
         for index, job in enumerate(jobs):
             by_queue.setdefault(job.queue, []).append(index)
-        created = [False] * len(jobs)
         delay_ms = _ms(delay)
+        calls: list[tuple[list[int], list[str], list[Any]]] = []
+        for queue, indexes in by_queue.items():
+            keys = self.keys(queue)
+            for start in range(0, len(indexes), ENQUEUE_CHUNK):
+                chunk = indexes[start : start + ENQUEUE_CHUNK]
+                args: list[Any] = [keys.job_prefix]
+                for i in chunk:
+                    job = jobs[i]
+                    args += (job.id, encode_job(job), job.max_retries, delay_ms)
+                calls.append((chunk, [keys.ready, keys.scheduled, keys.stats], args))
         try:
             await self._remember_queues(by_queue)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                calls: list[list[int]] = []
-                for queue, indexes in by_queue.items():
-                    keys = self.keys(queue)
-                    for start in range(0, len(indexes), ENQUEUE_CHUNK):
-                        chunk = indexes[start : start + ENQUEUE_CHUNK]
-                        args: list[Any] = [keys.job_prefix]
-                        for i in chunk:
-                            job = jobs[i]
-                            args += (job.id, encode_job(job), job.max_retries, delay_ms)
-                        await self._scripts.enqueue(
-                            keys=[keys.ready, keys.scheduled, keys.stats], args=args, client=pipe
-                        )
-                        calls.append(chunk)
-                replies = await pipe.execute()
+            if len(calls) == 1:
+                replies = [await self._scripts.enqueue(keys=calls[0][1], args=calls[0][2])]
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for _, script_keys, args in calls:
+                        await self._scripts.enqueue(keys=script_keys, args=args, client=pipe)
+                    replies = await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
-        for chunk, flags in zip(calls, replies, strict=True):
+        created = [False] * len(jobs)
+        for (chunk, _, _), flags in zip(calls, replies, strict=True):
             for i, flag in zip(chunk, flags, strict=True):
                 created[i] = bool(flag)
         return created

@@ -11,7 +11,7 @@ import importlib
 import inspect
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from jobrunner.backoff import DEFAULT_BACKOFF, Backoff
@@ -35,12 +35,24 @@ class JobContext:
     timeout: float
     deadline: float = 0.0  # time.monotonic() value; set when the handler starts
     worker_id: str = ""
-    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set once the job passed its deadline or the worker abandoned it."""
+        # Made on first use: most jobs never look. dict.setdefault is atomic, so two threads
+        # asking at once still share one Event.
+        event: threading.Event = self.__dict__.setdefault("_cancelled", threading.Event())
+        return event
+
+    def is_cancelled(self) -> bool:
+        """Like ``cancelled.is_set()``, without making the Event when nobody cancelled."""
+        event = self.__dict__.get("_cancelled")
+        return event is not None and event.is_set()
 
     def check(self) -> None:
         import time
 
-        if self.cancelled.is_set() or (self.deadline and time.monotonic() > self.deadline):
+        if self.is_cancelled() or (self.deadline and time.monotonic() > self.deadline):
             self.cancelled.set()
             raise JobTimeout(f"job {self.job_id} passed its {self.timeout}s timeout")
 

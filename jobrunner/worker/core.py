@@ -14,8 +14,9 @@ import socket
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -30,6 +31,8 @@ from jobrunner.registry import JobContext, Registry
 from jobrunner.worker.components import Periodic
 from jobrunner.worker.outcome import Kind, Outcome
 from jobrunner.worker.runner import Runner
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -83,7 +86,10 @@ class Worker:
     def request_stop(self) -> None:
         """First signal: stop fetching, let in-flight jobs finish within the grace period."""
         if self._stopping.is_set():
+            self._log.warning("second signal: handing back in-flight jobs now")
             self.force_stop()
+            return
+        self._log.info("worker stopping", in_flight=len(self._inflight), grace=self.settings.grace)
         self._stopping.set()
         self._room.set()
 
@@ -170,9 +176,13 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         idle = 0.001
+        # Refill in batches: wait until a good share of the prefetch is free rather than
+        # reserving one job per round trip as single slots free up. Runners never starve: while
+        # room < refill, at least prefetch - refill jobs are still queued for them.
+        refill = max(1, min(self.settings.batch_size, self.settings.effective_prefetch // 2))
         while not self._stopping.is_set():
             room = self.window - len(self._inflight)
-            if room <= 0:
+            if room < refill and (room <= 0 or self._inflight):
                 self._room.clear()
                 await self._room.wait()
                 continue
@@ -240,13 +250,12 @@ class Worker:
             self._log.exception("runner failed", job_id=r.id)
             outcome = Outcome(Kind.CRASHED, f"runner failed: {exc!r}")
         if outcome.kind is Kind.NOT_RUN:
-            # Its process died before it began: hand it back untouched at once. Should Redis
-            # be down, the job stays in flight and is released at shutdown or reaped.
-            with contextlib.suppress(RedisError):
-                self.counts["requeued"] += await self.queue.release(
-                    r.queue, [(r.id, r.token, False)]
-                )
-                self._forget(r)
+            # Its process died before it began: hand it back untouched at once.
+            released = await self._write(
+                "release", self.queue.release, r.queue, [(r.id, r.token, False)]
+            )
+            self.counts["requeued"] += released or 0
+            self._forget(r)  # if even that failed, the lease expires and the reaper returns it
             return
         await self._settle(r, outcome, job.type, spec.backoff, time.monotonic() - started)
 
@@ -285,22 +294,32 @@ class Worker:
         )
 
     async def _fail(self, r: Reservation, error: str, delay: float, dead: bool) -> str:
-        for attempt in range(10):
-            try:
-                result = await self.queue.fail(
-                    r.queue, r.id, r.token, error, delay=delay, dead=dead
-                )
-                break
-            except RedisError as exc:
-                self._log.warning("fail write failed; retrying", job_id=r.id, error=str(exc))
-                await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
-        else:
+        result = await self._write(
+            "fail", self.queue.fail, r.queue, r.id, r.token, error, delay=delay, dead=dead
+        )
+        if result is None:
             return "unrecorded"  # the lease will expire and the reaper will redeliver it
         self.counts[
             "dead" if result == "dead" else "retried" if result == "scheduled" else result
         ] += 1
         self.counts["failed"] += 1
         return result
+
+    async def _write(
+        self, what: str, op: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+    ) -> T | None:
+        """Run one Redis write, retrying through a Redis outage for about a minute.
+
+        Gives up with None: every write here is backed by the lease, so a job whose outcome
+        could not be recorded is redelivered, never lost.
+        """
+        for attempt in range(12):
+            try:
+                return await op(*args, **kwargs)
+            except RedisError as exc:
+                self._log.warning(f"{what} failed; retrying", error=str(exc), attempt=attempt + 1)
+                await asyncio.sleep(min(10.0, 0.05 * 2**attempt))
+        return None
 
     def _forget(self, r: Reservation) -> None:
         # Only our own entry: the same id may have been reserved again under a newer lease.
@@ -363,6 +382,12 @@ class Worker:
             )
         for queue, items in held.items():
             lost = await self.queue.extend(queue, items, self.settings.lease)
+            # A job acked while the renewal was on its way is not lost: keep only those we
+            # still hold under the same lease.
+            tokens = dict(items)
+            lost = [
+                i for i in lost if (e := self._inflight.get(i)) and e.reservation.token == tokens[i]
+            ]
             if lost:
                 self.counts["leases_lost"] += len(lost)
                 self._log.warning("leases lost", ids=lost[:10], count=len(lost))

@@ -35,7 +35,7 @@ def call_sync(spec: HandlerSpec, payload: Any, ctx: JobContext) -> Outcome:
             spec.fn(*args)
     except Exception as exc:
         return outcome_from_exception(exc)
-    if ctx.cancelled.is_set():
+    if ctx.is_cancelled():
         return outcome_from_exception(TimeoutError(f"overran its {ctx.timeout}s timeout"))
     return OK
 

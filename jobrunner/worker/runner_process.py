@@ -77,7 +77,7 @@ class ProcessRunner:
         *,
         imports: list[str],
         worker_id: str,
-        per_child_prefetch: int = 8,
+        per_child_prefetch: int = 16,
         watchdog_interval: float = 0.05,
     ) -> None:
         self.concurrency = concurrency
@@ -191,19 +191,26 @@ class ProcessRunner:
                 result = Outcome(Kind.NOT_RUN)
             entry.future.set_result(result)
         child.pipeline.clear()
-        child.conn.close()
-        if not self._stopping:
+        if self._stopping:
+            child.conn.close()
+        else:
             self.replaced += 1
-            task = asyncio.create_task(self._replace(), name="process-replace")
+            task = asyncio.create_task(self._replace(child), name="process-replace")
             self._replacing.add(task)
             task.add_done_callback(self._replacing.discard)
 
-    async def _replace(self) -> None:
-        child = await asyncio.get_running_loop().run_in_executor(None, self._spawn)
-        if self._stopping:
-            _stop_child(child)
-        else:
-            self._watch(child)
+    async def _replace(self, dead: _Child) -> None:
+        try:
+            child = await asyncio.get_running_loop().run_in_executor(None, self._spawn)
+            if self._stopping:
+                _stop_child(child)
+            else:
+                self._watch(child)
+        finally:
+            # Closed only now: had its descriptor been freed earlier, the new child's pipe
+            # could reuse the number while the event loop still tracks the old one, and the
+            # new child's outcomes would never be read.
+            dead.conn.close()
 
     async def _watch_deadlines(self) -> None:
         while True:
@@ -225,6 +232,8 @@ class ProcessRunner:
         loop = asyncio.get_running_loop()
         for child in list(self.children):
             loop.remove_reader(child.conn.fileno())
+            if child.pipeline:  # still busy past the grace period: its jobs are handed back
+                child.process.kill()
             for entry in child.pipeline:
                 if not entry.future.done():
                     entry.future.set_result(Outcome(Kind.NOT_RUN))

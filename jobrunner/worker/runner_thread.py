@@ -1,8 +1,11 @@
 """Thread model: handlers run on a pool of N threads; async handlers on a loop per thread.
 
-Jobs are handed to the threads through one ``SimpleQueue``; finished jobs come back through a
-deque, with one loop wake-up per burst rather than one per job (the hand-off, not the handler,
-is what costs on no-op jobs).
+The hand-off, not the handler, is what costs on short jobs: every thread woken for a job
+fights the others for the GIL. So a new job wakes an idle thread only when no thread is already
+looking for work, and a thread that takes a job wakes one more only if work is left (the
+"spinning thread" idea of Go's scheduler): a burst of short jobs is drained by one or two
+threads, a burst of blocking jobs fans out to all of them. Finished jobs come back through a
+deque, with one event-loop wake-up per burst rather than one per job.
 
 A thread cannot be interrupted, so the timeout is cooperative: a watchdog sets the context's
 ``cancelled`` flag once the deadline passes and reports the overrun (the job is retried); the
@@ -17,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from queue import SimpleQueue
 
 from jobrunner.job import Job
 from jobrunner.registry import HandlerSpec, JobContext
@@ -41,7 +43,11 @@ class ThreadRunner:
     def __init__(self, concurrency: int, watchdog_interval: float = 0.05) -> None:
         self.concurrency = concurrency
         self.watchdog_interval = watchdog_interval
-        self._inbox: SimpleQueue[_Work | None] = SimpleQueue()
+        self._work: deque[_Work] = deque()
+        self._cv = threading.Condition(threading.Lock())
+        self._idle = 0  # threads waiting on the condition
+        self._searching = 0  # threads woken (or between jobs) that will take the next job
+        self._closing = False
         self._finished: deque[tuple[_Work, Outcome]] = deque()
         self._wake_lock = threading.Lock()
         self._wake_pending = False
@@ -65,7 +71,11 @@ class ThreadRunner:
     ) -> Outcome:
         assert self._loop is not None, "start() first"
         work = _Work(job, spec, ctx, self._loop.create_future(), on_start)
-        self._inbox.put(work)
+        with self._cv:
+            self._work.append(work)
+            if self._searching == 0 and self._idle:
+                self._searching += 1
+                self._cv.notify()
         try:
             return await work.future
         except asyncio.CancelledError:
@@ -79,8 +89,8 @@ class ThreadRunner:
             close_thread_loop()
 
     def _serve_jobs(self) -> None:
-        while (work := self._inbox.get()) is not None:
-            if work.ctx.cancelled.is_set():
+        while (work := self._next_work()) is not None:
+            if work.ctx.is_cancelled():
                 continue
             work.running = True
             work.on_start()
@@ -89,11 +99,30 @@ class ThreadRunner:
             self._running.discard(work)
             self._finished.append((work, outcome))
             with self._wake_lock:
-                if self._wake_pending:
-                    continue
+                wake = not self._wake_pending
                 self._wake_pending = True
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._deliver)
+            if wake:
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._deliver)
+
+    def _next_work(self) -> _Work | None:
+        """Take the next job, sleeping while there is none; None once the runner stops."""
+        with self._cv:
+            self._searching += 1  # between jobs, this thread will take whatever comes next
+            while not self._work:
+                if self._closing:
+                    return None
+                self._searching -= 1
+                self._idle += 1
+                self._cv.wait()
+                self._idle -= 1
+                # whoever notified us already counted us as searching
+            work = self._work.popleft()
+            self._searching -= 1
+            if self._work and self._searching == 0 and self._idle:
+                self._searching += 1
+                self._cv.notify()
+            return work
 
     def _deliver(self) -> None:
         with self._wake_lock:
@@ -121,6 +150,7 @@ class ThreadRunner:
     async def stop(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
-        for _ in self._threads:
-            self._inbox.put(None)
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
         self._threads.clear()
