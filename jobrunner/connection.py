@@ -29,4 +29,4 @@ def async_redis(url: str | None, *, max_connections: int = 32) -> Redis:
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), retries=1),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
