@@ -1,0 +1,34 @@
+"""``make demo`` end to end, small: every job ends done or dead and the worker exits 0."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jobrunner import demo
+
+
+@pytest.mark.slow
+def test_demo_drains_every_job_and_stops_the_worker_cleanly(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)  # the session's private server, not an embedded one
+    assert demo.main(["--jobs", "400", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "demo-summary.json").read_text())
+    assert summary["processed"] + summary["dead"] == 400
+    assert summary["dead"] > 0  # the flaky type fails half the time with two retries
+    assert summary["retried"] > 0
+    assert summary["worker_exit_code"] == 0
+    assert summary["worker_summary"]["completed"] == summary["processed"]
+    assert all(example["type"] == "flaky" for example in summary["dead_examples"])
+
+
+def test_the_job_mix_follows_the_configured_shares() -> None:
+    import random
+
+    jobs = demo.make_jobs(10_000, random.Random(1))
+    share = {t: sum(j.type == t for j in jobs) / len(jobs) for t in demo.MIX}
+    for job_type, (expected, _, _) in demo.MIX.items():
+        assert abs(share[job_type] - expected) < 0.02, job_type
