@@ -152,11 +152,22 @@ def log_event(line: str) -> str:
         return line[:80]
 
 
+def _is_routine(line: str) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("level") in ("debug", "info")
+
+
 class Bench:
     """The client side of every scenario: one event loop, one Redis client, one queue."""
 
-    def __init__(self, url: str, console: Console, progress: Progress) -> None:
+    def __init__(
+        self, url: str, console: Console, progress: Progress, log_level: str = "info"
+    ) -> None:
         self.url = url
+        self.log_level = log_level
         self.console = console
         self.progress = progress
         self.loop = new_event_loop()
@@ -243,7 +254,7 @@ class Bench:
             sys.executable, "-m", "jobrunner.cli", "worker",
             "--model", model,
             "--redis-url", self.url,
-            "--log-level", "warning",
+            "--log-level", self.log_level, "--log-format", "json",
         ]  # fmt: skip
         return subprocess.Popen(
             command,
@@ -342,8 +353,10 @@ class Bench:
                 codes.append(None)
             log.seek(0)
             text = log.read().decode(errors="replace").strip()
-            if text:
-                tail = text.splitlines()[-20:]
+            # Per-job lines at info level are the workload, not news: keep warnings and up.
+            notable = [line for line in text.splitlines() if not _is_routine(line)]
+            if notable:
+                tail = notable[-20:]
                 output += [f"worker {process.pid}: {line}" for line in tail]
                 self.console.print(f"[yellow]worker {process.pid} output:[/]")
                 self.console.print("\n".join(tail), markup=False, highlight=False, soft_wrap=True)
@@ -620,6 +633,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, help=f"jobs per drain (default {DEFAULT_JOBS:,})")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_JOBS:,} jobs per drain")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output directory")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        help="the workers' log level; the default (info) logs one JSON line per job, as in use",
+    )
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 10:
         parser.error("--jobs must be at least 10")
@@ -647,7 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert server.port != 6379, "never the shared Redis"
         console.print(f"private redis-server at {server.url}; {n:,} jobs per drain")
         with progress:
-            bench = Bench(server.url, console, progress)
+            bench = Bench(server.url, console, progress, args.log_level)
             try:
                 redis_version = bench.redis_version()
                 bench.warm_up()
@@ -676,7 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "enqueue_chunk": CHUNK,
             "poll_interval_s": POLL,
             "worker_command": "python -m jobrunner.cli worker --model M --redis-url URL "
-            "--log-level warning",
+            f"--log-level {args.log_level} --log-format json",
         },
         "figures": [asdict(r) for r in rows],
         "enqueue": {name: asdict(e) for name, e in enqueues.items()},
