@@ -83,8 +83,8 @@ def naive_worker(**options: Any) -> None:
 @click.option("--queue", default="default", show_default=True)
 @click.option("--count", default=1, show_default=True, help="enqueue this many copies")
 @click.option("--delay", default=0.0, show_default=True, help="seconds before it is ready")
-@click.option("--max-retries", type=int, default=3, show_default=True)
-@click.option("--timeout", type=float, default=30.0, show_default=True)
+@click.option("--max-retries", type=int, help="default: the handler's option, else 3")
+@click.option("--timeout", type=float, help="seconds; default: the handler's option, else 30")
 def enqueue(
     redis_url: str | None,
     job_type: str,
@@ -92,8 +92,8 @@ def enqueue(
     queue: str,
     count: int,
     delay: float,
-    max_retries: int,
-    timeout: float,
+    max_retries: int | None,
+    timeout: float | None,
 ) -> None:
     """Enqueue JOB_TYPE with a JSON PAYLOAD; prints the job ids."""
     from jobrunner.connection import async_redis

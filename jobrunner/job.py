@@ -39,8 +39,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
     type: str
     payload: Any = None
     queue: str = DEFAULT_QUEUE
-    max_retries: int = DEFAULT_MAX_RETRIES
-    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int | None = None  # None: the handler's option, else DEFAULT_MAX_RETRIES
+    timeout: float | None = None  # None: the handler's option, else DEFAULT_TIMEOUT
 
 
 class JobRecord(msgspec.Struct, kw_only=True):

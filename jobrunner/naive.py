@@ -37,9 +37,7 @@ from jobrunner.config import Settings
 from jobrunner.connection import async_redis
 from jobrunner.errors import ConfigError, PayloadDecodeError
 from jobrunner.job import (
-    DEFAULT_MAX_RETRIES,
     DEFAULT_QUEUE,
-    DEFAULT_TIMEOUT,
     Job,
     decode_job,
     encode_job,
@@ -80,8 +78,8 @@ class NaiveQueue:
         *,
         queue: str = DEFAULT_QUEUE,
         job_id: str | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int | None = None,
+        timeout: float | None = None,
     ) -> str:
         job = Job(
             id=job_id or new_job_id(),
@@ -188,7 +186,7 @@ class NaiveWorker:
             if outcome.ok:
                 self.counts["completed"] += 1
                 return None
-            if outcome.kind is Kind.DEAD or attempt > job.max_retries:
+            if outcome.kind is Kind.DEAD or attempt > self.registry.max_retries_for(job):
                 return await self._fail(queue, raw, outcome.error, attempts=attempt)
             # THE OTHER FLAW: the retry waits here, in memory, holding this worker slot.
             delay = outcome.delay
@@ -199,13 +197,14 @@ class NaiveWorker:
             attempt, previous = attempt + 1, delay
 
     async def _attempt(self, job: Job, spec: HandlerSpec, attempt: int) -> Outcome:
-        ctx = JobContext(job_id=job.id, type=job.type, attempt=attempt, timeout=job.timeout)
+        timeout = spec.timeout_for(job)
+        ctx = JobContext(job_id=job.id, type=job.type, attempt=attempt, timeout=timeout)
         if not spec.is_async:  # cooperative timeout: the handler calls ctx.check()
             return await asyncio.to_thread(call_sync, spec, job.payload, ctx)
-        ctx.deadline = time.monotonic() + job.timeout
+        ctx.deadline = time.monotonic() + timeout
         args = (job.payload, ctx) if spec.takes_context else (job.payload,)
         try:
-            async with asyncio.timeout(job.timeout):
+            async with asyncio.timeout(timeout):
                 await spec.fn(*args)
         except Exception as exc:  # TimeoutError included
             return outcome_from_exception(exc)

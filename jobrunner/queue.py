@@ -20,9 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobrunner.errors import PayloadDecodeError, RedisUnavailable
 from jobrunner.job import (
-    DEFAULT_MAX_RETRIES,
     DEFAULT_QUEUE,
-    DEFAULT_TIMEOUT,
     Job,
     JobRecord,
     JobState,
@@ -31,6 +29,8 @@ from jobrunner.job import (
     new_job_id,
 )
 from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
+from jobrunner.registry import Registry
+from jobrunner.registry import registry as default_registry
 from jobrunner.scripts import Scripts
 
 # Jobs per enqueue script call: big enough to amortise the call, small enough not to stall Redis.
@@ -73,10 +73,19 @@ class ReliableQueue:
     """Async access to jobrunner's queues on one Redis.
 
     ``result_ttl`` is how long a finished job's hash is kept for ``get_job`` (0 deletes it at once).
+    ``registry`` (default: the one ``@handler`` fills) supplies per-type ``max_retries``.
     """
 
-    def __init__(self, redis: Redis, *, prefix: str = PREFIX, result_ttl: float = 600.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = PREFIX,
+        result_ttl: float = 600.0,
+        registry: Registry | None = None,
+    ) -> None:
         self.redis = redis
+        self.registry = registry if registry is not None else default_registry
         self.prefix = prefix
         self.result_ttl = result_ttl
         self._scripts = Scripts(redis)
@@ -98,11 +107,15 @@ class ReliableQueue:
         *,
         queue: str = DEFAULT_QUEUE,
         job_id: str | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int | None = None,
+        timeout: float | None = None,
         delay: float = 0.0,
     ) -> str:
-        """Enqueue one job and return its id. An id that already exists is left as it is."""
+        """Enqueue one job and return its id. An id that already exists is left as it is.
+
+        ``max_retries`` and ``timeout`` default to the options the job's handler was registered
+        with (when this process imported it), else to 3 retries and 30 seconds.
+        """
         job = Job(
             id=job_id or new_job_id(),
             type=type,
@@ -134,7 +147,8 @@ class ReliableQueue:
                 args: list[Any] = [keys.job_prefix]
                 for i in chunk:
                     job = jobs[i]
-                    args += (job.id, encode_job(job), job.max_retries, delay_ms)
+                    max_retries = self.registry.max_retries_for(job)
+                    args += (job.id, encode_job(job), max_retries, delay_ms)
                 calls.append((chunk, [keys.ready, keys.scheduled, keys.stats], args))
         try:
             await self._remember_queues(by_queue)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from jobrunner.backoff import DEFAULT_BACKOFF, Backoff
 from jobrunner.errors import JobTimeout
-from jobrunner.job import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from jobrunner.job import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Job
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,6 +69,10 @@ class HandlerSpec:
     max_retries: int = DEFAULT_MAX_RETRIES
     backoff: Backoff = DEFAULT_BACKOFF
 
+    def timeout_for(self, job: Job) -> float:
+        """The job's own timeout when it was enqueued with one, else this type's."""
+        return job.timeout if job.timeout is not None else self.timeout
+
 
 class Registry:
     """Maps job types to handlers. Usually the module-level ``registry``; tests make their own."""
@@ -114,6 +118,13 @@ class Registry:
 
     def get(self, name: str) -> HandlerSpec | None:
         return self._handlers.get(name)
+
+    def max_retries_for(self, job: Job) -> int:
+        """The job's own max_retries when given, else its type's option, else the default."""
+        if job.max_retries is not None:
+            return job.max_retries
+        spec = self._handlers.get(job.type)
+        return spec.max_retries if spec is not None else DEFAULT_MAX_RETRIES
 
     def names(self) -> list[str]:
         return sorted(self._handlers)

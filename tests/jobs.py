@@ -87,3 +87,10 @@ def exit_process(payload: dict[str, Any], ctx: JobContext) -> None:
     """Kills the process running it: a poison job."""
     record(payload, ctx)
     os._exit(13)
+
+
+@handler("test.short_leash", timeout=0.3, max_retries=1, backoff=FAST_RETRY)
+async def short_leash(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Per-type options: its jobs get 0.3 s and one retry unless they bring their own."""
+    record(payload, ctx)
+    await asyncio.sleep(3600)

@@ -206,3 +206,24 @@ async def test_a_job_that_kills_its_process_is_retried_then_dead(
     assert follower_record is not None
     assert (follower_record.state, follower_record.attempts) == ("done", 1)
     assert worker.runner.replaced >= 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_per_type_options_apply_to_jobs_enqueued_without_their_own(
+    model: str, queue: ReliableQueue, redis_url: str, sync_redis: redis.Redis
+) -> None:
+    load_handlers(["tests.jobs"])  # the producer knows the type: max_retries comes from it
+    job_id = await queue.enqueue("test.short_leash", {"ledger": redis_url})
+    assert sync_redis.hget(queue.keys("default").job(job_id), "mr") == b"1"
+    s = settings(redis_url, model)
+    async with running_worker(queue, s):
+
+        async def dead() -> bool:
+            record = await queue.get_job(job_id)
+            return record is not None and record.state == "dead"
+
+        await eventually(dead, what="the job to use its type's timeout and retries")
+    record = await queue.get_job(job_id)
+    assert record is not None
+    assert record.attempts == 2
+    assert "0.3s" in (record.last_error or "")

@@ -58,7 +58,11 @@ def _run_one(registry: Registry, message: tuple[str, bytes, int], label: str) ->
     if spec is None:
         return Outcome(Kind.DEAD, f"unknown job type {job.type!r} in child")
     ctx = JobContext(
-        job_id=job.id, type=job.type, attempt=attempt, timeout=job.timeout, worker_id=label
+        job_id=job.id,
+        type=job.type,
+        attempt=attempt,
+        timeout=spec.timeout_for(job),
+        worker_id=label,
     )
     return call_sync(spec, job.payload, ctx)
 

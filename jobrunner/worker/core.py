@@ -236,7 +236,7 @@ class Worker:
             job_id=job.id,
             type=job.type,
             attempt=r.attempts,
-            timeout=job.timeout,
+            timeout=spec.timeout_for(job),
             worker_id=self.worker_id,
         )
 
