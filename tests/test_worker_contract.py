@@ -227,3 +227,18 @@ async def test_per_type_options_apply_to_jobs_enqueued_without_their_own(
     assert record is not None
     assert record.attempts == 2
     assert "0.3s" in (record.last_error or "")
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_job_longer_than_its_lease_keeps_it_by_renewal(
+    model: str, queue: ReliableQueue, redis_url: str, sync_redis: redis.Redis
+) -> None:
+    job_id = await queue.enqueue("test.record", {"ledger": redis_url, "seconds": 2.0})
+    s = settings(redis_url, model, lease=0.6, heartbeat_interval=0.1)
+    async with running_worker(queue, s) as worker:
+        await eventually(processed(queue), what="the long job")
+    assert runs(sync_redis) == {job_id: 1}
+    counters = (await queue.stats("default")).counters
+    assert "reaped" not in counters
+    assert "stale" not in counters
+    assert worker.summary.get("leases_lost", 0) == 0  # type: ignore[attr-defined]

@@ -142,6 +142,14 @@ def test_sigterm_finishes_short_jobs_returns_long_ones_and_exits_zero(
     assert states == dict.fromkeys(long_ids, b"ready")
     [summary] = worker.log_events("worker stopped")
     assert (summary["completed"], summary["requeued"]) == (2, 2)
+    job_lines = {line["job_id"]: line for line in worker.log_events("job")}
+    assert set(job_lines) == set(short_ids)  # one line per job outcome; none for those handed back
+    for line in job_lines.values():
+        assert line["outcome"] == "ok"
+        assert line["type"] == "test.record"
+        assert line["attempt"] == 1
+        assert line["run_ms"] >= 500
+        assert {"worker", "wait_ms", "timestamp", "level"} <= set(line)
 
     successor = WorkerProcess(redis_url, tmp_path, "--model", model, name="successor")
     try:
