@@ -28,6 +28,7 @@ from jobrunner.job import decode_job
 from jobrunner.logs import get_logger
 from jobrunner.queue import ReliableQueue, Reservation
 from jobrunner.registry import JobContext, Registry
+from jobrunner.worker.acks import AckBuffer
 from jobrunner.worker.components import Periodic
 from jobrunner.worker.outcome import Kind, Outcome
 from jobrunner.worker.runner import Runner
@@ -71,15 +72,13 @@ class Worker:
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
-        self._acks: dict[str, list[tuple[str, int]]] = {}
-        self._acks_pending = asyncio.Event()
         self._log = get_logger(worker=self.worker_id)
         lease_renewal = min(settings.heartbeat_interval, settings.lease / 3)
         self._components = [
             Periodic("heartbeat", lease_renewal, self._heartbeat),
             Periodic("maintenance", settings.maintenance_interval, self._maintain),
         ]
-        self._flusher: asyncio.Task[None] | None = None
+        self._acks = AckBuffer(queue, self.counts, self._log)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -106,7 +105,7 @@ class Worker:
     async def run(self) -> dict[str, int]:
         """Run until stopped; returns the shutdown summary counts."""
         await self.runner.start()
-        self._flusher = asyncio.create_task(self._flush_acks_forever(), name="ack-flusher")
+        self._acks.start()
         for component in self._components:
             component.start()
         self._log.info(
@@ -129,10 +128,7 @@ class Worker:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._release_unfinished()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-        await self._flush_acks(final=True)
+        await self._acks.stop()
         for component in self._components:
             await component.stop()
         await self.runner.stop()
@@ -271,8 +267,7 @@ class Worker:
         wait_ms = r.reserved_ms - r.enqueued_ms
         result = "done"
         if outcome.ok:
-            self._acks.setdefault(r.queue, []).append((r.id, r.token))
-            self._acks_pending.set()
+            self._acks.add(r.queue, r.id, r.token)
             self.counts["completed"] += 1
         else:
             dead = outcome.kind is Kind.DEAD or backoff is None
@@ -327,38 +322,6 @@ class Worker:
         if entry is not None and entry.reservation is r:
             del self._inflight[r.id]
         self._room.set()
-
-    # ---------------------------------------------------------------- acking
-
-    async def _flush_acks_forever(self) -> None:
-        while True:
-            await self._acks_pending.wait()
-            self._acks_pending.clear()
-            await self._flush_acks()
-
-    async def _flush_acks(self, *, final: bool = False) -> None:
-        """Send buffered completions; on a Redis error keep them and try again."""
-        delay = 0.05
-        tries = 0
-        while self._acks:
-            queue, items = next(iter(self._acks.items()))
-            del self._acks[queue]
-            try:
-                stale = await self.queue.ack(queue, items)
-            except RedisError as exc:
-                self._acks.setdefault(queue, []).extend(items)
-                tries += 1
-                if final and tries > 20:
-                    self._log.error("could not ack before exit", jobs=len(items), error=str(exc))
-                    return
-                self._log.warning("ack failed; retrying", jobs=len(items), error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            if stale:
-                self.counts["stale"] += len(stale)
-                self.counts["completed"] -= len(stale)
-                self._log.warning("stale completions rejected", ids=stale[:10], count=len(stale))
 
     # ---------------------------------------------------------------- background ticks
 

@@ -1,0 +1,73 @@
+"""Completions waiting to be acked, sent in batches by one background task.
+
+Jobs finish one at a time but are acked together: whatever completed while the previous ack was
+on its way goes in the next call, so under load one round trip acks a whole batch and when idle
+an ack leaves at once. On a Redis error the completions are kept and sent again: a completion is
+never dropped, and one that cannot be sent at all leaves its lease to expire (a redelivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from jobrunner.queue import ReliableQueue
+
+FINAL_TRIES = 20
+
+
+class AckBuffer:
+    def __init__(self, queue: ReliableQueue, counts: Counter[str], log: Any) -> None:
+        self.queue = queue
+        self.counts = counts
+        self._log = log
+        self._pending: dict[str, list[tuple[str, int]]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, queue: str, job_id: str, token: int) -> None:
+        self._pending.setdefault(queue, []).append((job_id, token))
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ack-flusher")
+
+    async def stop(self) -> None:
+        """Stop the background task, then send what is left (trying for a while)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.flush(final=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self, *, final: bool = False) -> None:
+        """Send buffered completions; on a Redis error keep them and try again."""
+        delay = 0.05
+        tries = 0
+        while self._pending:
+            queue, items = next(iter(self._pending.items()))
+            del self._pending[queue]
+            try:
+                stale = await self.queue.ack(queue, items)
+            except RedisError as exc:
+                self._pending.setdefault(queue, []).extend(items)
+                tries += 1
+                if final and tries > FINAL_TRIES:
+                    self._log.error("could not ack before exit", jobs=len(items), error=str(exc))
+                    return
+                self._log.warning("ack failed; retrying", jobs=len(items), error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if stale:
+                self.counts["stale"] += len(stale)
+                self.counts["completed"] -= len(stale)
+                self._log.warning("stale completions rejected", ids=stale[:10], count=len(stale))
