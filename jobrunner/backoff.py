@@ -11,6 +11,7 @@ decorrelated jitter grows from the previous delay instead of the attempt number.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -46,8 +47,11 @@ class Linear:
 
 
 def _exp(base: float, cap: float, attempt: int) -> float:
-    # Clamp the exponent so a large attempt number cannot overflow a float.
-    return min(cap, base * 2.0 ** min(max(attempt, 1) - 1, 64))
+    """min(cap, base * 2**(attempt - 1)), without overflowing for huge attempt numbers."""
+    try:
+        return min(cap, math.ldexp(base, max(attempt, 1) - 1))
+    except OverflowError:
+        return cap
 
 
 @dataclass(frozen=True)
@@ -119,12 +123,12 @@ def backoff_from_name(
         ) from None
     kwargs: dict[str, object] = {}
     if base is not None:
-        if base < 0:
-            raise ValueError("base must not be negative")
+        if not base >= 0:  # catches NaN too
+            raise ValueError(f"base must be a number >= 0, not {base!r}")
         kwargs["base"] = base
     if cap is not None:
-        if cap < 0:
-            raise ValueError("cap must not be negative")
+        if not cap >= 0:
+            raise ValueError(f"cap must be a number >= 0, not {cap!r}")
         kwargs["cap"] = cap
     if rng is not None and cls in (FullJitter, EqualJitter, DecorrelatedJitter):
         kwargs["rng"] = rng

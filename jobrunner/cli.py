@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from jobrunner.config import Settings
+from jobrunner.errors import RedisUnavailable
 from jobrunner.logs import configure_logging
+
+if TYPE_CHECKING:
+    from jobrunner.queue import ReliableQueue
+
+T = TypeVar("T")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -76,6 +83,36 @@ def naive_worker(**options: Any) -> None:
     run_event_loop(serve_naive(settings))
 
 
+def _run_with_queue(
+    redis_url: str | None,
+    work: Callable[[ReliableQueue], Awaitable[T]],
+    imports: Sequence[str] = (),
+) -> T:
+    """Run ``work`` with a queue on the configured Redis; clear errors instead of tracebacks."""
+    from redis.exceptions import RedisError
+
+    from jobrunner.connection import async_redis
+    from jobrunner.queue import ReliableQueue
+    from jobrunner.registry import load_handlers
+
+    settings = _settings(redis_url=redis_url)
+    if not settings.redis_url:
+        raise click.UsageError("no Redis URL: pass --redis-url or set REDIS_URL")
+    registry = load_handlers(imports)
+
+    async def go() -> T:
+        redis = async_redis(settings.redis_url)
+        try:
+            return await work(ReliableQueue(redis, prefix=settings.prefix, registry=registry))
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(go())
+    except (RedisError, RedisUnavailable) as exc:
+        raise click.ClickException(f"Redis at {settings.redis_url}: {exc}") from exc
+
+
 @main.command()
 @redis_option
 @click.argument("job_type")
@@ -85,6 +122,7 @@ def naive_worker(**options: Any) -> None:
 @click.option("--delay", default=0.0, show_default=True, help="seconds before it is ready")
 @click.option("--max-retries", type=int, help="default: the handler's option, else 3")
 @click.option("--timeout", type=float, help="seconds; default: the handler's option, else 30")
+@click.option("--import", "imports", multiple=True, help="module whose handlers' options apply")
 def enqueue(
     redis_url: str | None,
     job_type: str,
@@ -94,70 +132,62 @@ def enqueue(
     delay: float,
     max_retries: int | None,
     timeout: float | None,
+    imports: tuple[str, ...],
 ) -> None:
     """Enqueue JOB_TYPE with a JSON PAYLOAD; prints the job ids."""
-    from jobrunner.connection import async_redis
-    from jobrunner.job import Job, new_job_id
-    from jobrunner.queue import ReliableQueue
+    from jobrunner.job import Job, check_job, new_job_id
 
     try:
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="PAYLOAD") from exc
-    settings = _settings(redis_url=redis_url)
-
-    async def go() -> list[str]:
-        redis = async_redis(settings.redis_url)
-        try:
-            q = ReliableQueue(redis, prefix=settings.prefix)
-            jobs = [
-                Job(id=new_job_id(), type=job_type, payload=data, queue=queue,
-                    max_retries=max_retries, timeout=timeout)
-                for _ in range(count)
-            ]  # fmt: skip
-            await q.enqueue_jobs(jobs, delay=delay)
-            return [j.id for j in jobs]
-        finally:
-            await redis.aclose()
-
-    for job_id in asyncio.run(go()):
-        click.echo(job_id)
+    jobs = [
+        Job(id=new_job_id(), type=job_type, payload=data, queue=queue,
+            max_retries=max_retries, timeout=timeout)
+        for _ in range(count)
+    ]  # fmt: skip
+    try:
+        for job in jobs[:1]:
+            check_job(job)
+        if delay < 0:
+            raise ValueError("delay must not be negative")
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    _run_with_queue(redis_url, lambda q: q.enqueue_jobs(jobs, delay=delay), imports)
+    for job in jobs:
+        click.echo(job.id)
 
 
 @main.command()
 @redis_option
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def stats(redis_url: str | None, as_json: bool) -> None:
-    """Depths and counters of every queue."""
-    from jobrunner.connection import async_redis
-    from jobrunner.queue import ReliableQueue
+    """Depths now, and lifetime counters, of every queue."""
 
-    settings = _settings(redis_url=redis_url)
+    async def collect(q: ReliableQueue) -> list[dict[str, Any]]:
+        out = []
+        for name in await q.queue_names():
+            s = await q.stats(name)
+            depths = {"ready": s.ready, "scheduled": s.scheduled, "reserved": s.reserved}
+            out.append({"queue": name, **depths, "dead": s.dead, "counters": s.counters})
+        return out
 
-    async def go() -> list[dict[str, Any]]:
-        redis = async_redis(settings.redis_url)
-        try:
-            q = ReliableQueue(redis, prefix=settings.prefix)
-            out = []
-            for name in await q.queue_names():
-                s = await q.stats(name)
-                out.append({"queue": name, "ready": s.ready, "scheduled": s.scheduled,
-                            "reserved": s.reserved, "dead": s.dead, **s.counters})  # fmt: skip
-            return out
-        finally:
-            await redis.aclose()
-
-    rows = asyncio.run(go())
+    rows = _run_with_queue(redis_url, collect)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    columns = ("queue", "ready", "scheduled", "reserved", "dead", "processed", "retried")
-    table = Table(*columns)
+    depths = ("ready", "scheduled", "reserved", "dead")
+    lifetime = ("processed", "retried")
+    table = Table("queue", *depths, *lifetime, caption="processed, retried: totals since creation")
     for row in rows:
-        table.add_row(*(str(row.get(c, 0)) for c in columns))
+        table.add_row(
+            row["queue"],
+            *(str(row[c]) for c in depths),
+            *(str(row["counters"].get(c, 0)) for c in lifetime),
+        )
     Console().print(table)
 
 
@@ -168,22 +198,12 @@ def stats(redis_url: str | None, as_json: bool) -> None:
 @click.option("--all", "everything", is_flag=True, help="requeue every dead job of the queue")
 def requeue(redis_url: str | None, ids: tuple[str, ...], queue: str, everything: bool) -> None:
     """Send dead jobs back to ready (by id, or --all)."""
-    from jobrunner.connection import async_redis
-    from jobrunner.queue import ReliableQueue
-
     if not ids and not everything:
         raise click.UsageError("give job ids or --all")
-    settings = _settings(redis_url=redis_url)
-
-    async def go() -> int:
-        redis = async_redis(settings.redis_url)
-        try:
-            q = ReliableQueue(redis, prefix=settings.prefix)
-            return await q.requeue(queue, None if everything else list(ids))
-        finally:
-            await redis.aclose()
-
-    click.echo(f"requeued {asyncio.run(go())}")
+    count = _run_with_queue(
+        redis_url, lambda q: q.requeue(queue, None if everything else list(ids))
+    )
+    click.echo(f"requeued {count}")
 
 
 @main.command("redis")

@@ -11,6 +11,7 @@ json and orjson; it is the fastest of the three at both ends and it validates th
 
 from __future__ import annotations
 
+import math
 import uuid
 from enum import StrEnum
 from typing import Any
@@ -77,8 +78,45 @@ def decode_job(data: bytes | str) -> Job:
 
 
 def encode_value(value: Any) -> bytes:
-    """Encode any JSON value (payloads, results); raises TypeError for what JSON cannot hold."""
-    try:
-        return _encoder.encode(value)
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise TypeError(f"payload is not JSON-serialisable: {exc}") from exc
+    """Encode a JSON value (payloads, results); TypeError for anything JSON would not keep as is."""
+    check_json(value)
+    return _encoder.encode(value)
+
+
+def check_json(value: Any, path: str = "payload") -> None:
+    """Refuse what JSON cannot hold unchanged (sets, bytes, NaN, dates, objects...).
+
+    msgspec would quietly turn a set into a list, bytes into base64 and NaN into null; a job
+    must run with the payload it was given, so such values are an error at enqueue instead.
+    """
+    kind = type(value)
+    if value is None or kind is str or kind is bool or kind is int:
+        return
+    if kind is float:
+        if not math.isfinite(value):
+            raise TypeError(f"{path} is {value!r}: JSON has no NaN or infinity")
+        return
+    if kind is list or kind is tuple:
+        for index, item in enumerate(value):
+            check_json(item, f"{path}[{index}]")
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise TypeError(f"{path} has a key {key!r}: JSON object keys are strings")
+            check_json(item, f"{path}.{key}")
+        return
+    raise TypeError(f"{path} is a {kind.__name__}: not a JSON value")
+
+
+def check_job(job: Job) -> None:
+    """Refuse a job that cannot be stored and run as given; raises ValueError or TypeError."""
+    if not job.type:
+        raise ValueError("a job needs a type")
+    if not job.id:
+        raise ValueError("a job needs an id")
+    if job.max_retries is not None and job.max_retries < 0:
+        raise ValueError(f"max_retries must be >= 0, not {job.max_retries}")
+    if job.timeout is not None and not 0 < job.timeout < math.inf:
+        raise ValueError(f"timeout must be a positive number of seconds, not {job.timeout!r}")
+    check_json(job.payload)

@@ -24,6 +24,7 @@ from jobrunner.job import (
     Job,
     JobRecord,
     JobState,
+    check_job,
     decode_job,
     encode_job,
     new_job_id,
@@ -137,6 +138,7 @@ class ReliableQueue:
             raise ValueError("delay must not be negative")
         by_queue: dict[str, list[int]] = {}
         for index, job in enumerate(jobs):
+            check_job(job)
             by_queue.setdefault(job.queue, []).append(index)
         delay_ms = _ms(delay)
         calls: list[tuple[list[int], list[str], list[Any]]] = []

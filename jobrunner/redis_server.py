@@ -7,6 +7,7 @@ environment is honoured by the callers (``stack``, CLI), not here: this module a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -17,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from jobrunner.errors import EmbeddedRedisError
 
@@ -76,52 +79,76 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        binary = find_redis_server()
-        args = [
-            binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
-            "--protected-mode", "no",
-            "--daemonize", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
-            *self.extra_args,
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        self._wait_until_ready()
+        """Start the server and wait until *this* process answers; raises EmbeddedRedisError."""
+        try:
+            binary = find_redis_server()
+            args = [
+                binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.data_dir),
+                "--save", "",
+                "--appendonly", "yes" if self.appendonly else "no",
+                "--appendfsync", "everysec",
+                "--protected-mode", "no",
+                "--daemonize", "no",
+                "--logfile", str(self.log_path),
+                *self.extra_args,
+            ]  # fmt: skip
+            self.process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()  # no stray process, no leftover directory
+            raise
         return self
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
 
     def _wait_until_ready(self) -> None:
         assert self.process is not None
         deadline = time.monotonic() + self.start_timeout
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
+        # No retries inside the client: this loop is the retry, and it must notice at once
+        # that the process died.
+        client = redis.Redis(
+            port=self.port,
+            socket_connect_timeout=0.2,
+            socket_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),
+        )
         try:
             while True:
                 if self.process.poll() is not None:
-                    stderr = self.process.stderr.read().decode() if self.process.stderr else ""
                     raise EmbeddedRedisError(
-                        f"redis-server exited with {self.process.returncode}: {stderr.strip()}"
+                        f"redis-server exited with {self.process.returncode}: {self._why()}"
                     )
-                try:
-                    if client.ping():
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    # Another server may hold the port: only our own process counts as ready.
+                    if client.info("server").get("process_id") == self.process.pid:
                         return
-                except redis.exceptions.RedisError:
-                    pass
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise EmbeddedRedisError(
                         f"redis-server did not answer on port {self.port} "
-                        f"within {self.start_timeout}s"
+                        f"within {self.start_timeout}s: {self._why()}"
                     )
                 # Poll the port: the process gives no other readiness signal.
                 time.sleep(0.01)
         finally:
             client.close()
+
+    def _why(self) -> str:
+        """What the server said: its stderr, else the end of its log file."""
+        assert self.process is not None
+        said = ""
+        if self.process.poll() is not None and self.process.stderr:
+            said = self.process.stderr.read().decode(errors="replace").strip()
+        if not said and self.log_path.exists():
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+            said = " | ".join(line.split(" * ")[-1].split(" # ")[-1] for line in lines[-3:])
+        return said or "no output"
 
     def kill(self) -> None:
         """SIGKILL the server (for failure experiments); the data directory is kept."""

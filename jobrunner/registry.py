@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -89,8 +90,8 @@ class Registry:
         backoff: Backoff = DEFAULT_BACKOFF,
     ) -> Callable[[F], F]:
         """Decorator: ``@registry.handler("email", timeout=10)``."""
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
+        if not 0 < timeout < math.inf:  # NaN fails this too
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if max_retries < 0:
             raise ValueError("max_retries must not be negative")
 
