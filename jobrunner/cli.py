@@ -60,7 +60,7 @@ def worker(**options: Any) -> None:
     if options.get("imports"):
         options["imports"] = list(options["imports"])
     settings = _settings(**options)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, buffered=True)
     run_event_loop(serve(settings))
 
 

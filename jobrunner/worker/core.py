@@ -25,7 +25,7 @@ from jobrunner.clock import SYSTEM_CLOCK, Clock
 from jobrunner.config import Settings
 from jobrunner.errors import PayloadDecodeError
 from jobrunner.job import decode_job
-from jobrunner.logs import get_logger
+from jobrunner.logs import flush_logs, get_logger
 from jobrunner.queue import ReliableQueue, Reservation
 from jobrunner.registry import JobContext, Registry
 from jobrunner.worker.acks import AckBuffer
@@ -34,6 +34,7 @@ from jobrunner.worker.outcome import Kind, Outcome
 from jobrunner.worker.runner import Runner
 
 T = TypeVar("T")
+LOG_FLUSH_INTERVAL = 0.2  # seconds an info line may wait in the log buffer
 
 
 @dataclass
@@ -77,6 +78,7 @@ class Worker:
         self._components = [
             Periodic("heartbeat", lease_renewal, self._heartbeat),
             Periodic("maintenance", settings.maintenance_interval, self._maintain),
+            Periodic("log-flush", LOG_FLUSH_INTERVAL, self._flush_logs),
         ]
         self._acks = AckBuffer(queue, self.counts, self._log)
 
@@ -354,6 +356,9 @@ class Worker:
             if lost:
                 self.counts["leases_lost"] += len(lost)
                 self._log.warning("leases lost", ids=lost[:10], count=len(lost))
+
+    async def _flush_logs(self) -> None:
+        flush_logs()
 
     async def _maintain(self) -> None:
         for name in self.settings.queues:
