@@ -20,6 +20,7 @@ from jobrunner.job import Job
 from jobrunner.registry import HandlerSpec, JobContext
 from jobrunner.worker.invoke import call_sync
 from jobrunner.worker.outcome import OK, Outcome, outcome_from_exception
+from jobrunner.worker.slots import Slots
 
 
 class AsyncioRunner:
@@ -30,7 +31,7 @@ class AsyncioRunner:
     ) -> None:
         self.concurrency = concurrency
         self.watchdog_interval = watchdog_interval
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = Slots(concurrency)
         self._pool = ThreadPoolExecutor(sync_threads, thread_name_prefix="jobrunner-sync")
         self._running: dict[asyncio.Task[object], JobContext] = {}
         self._overdue: set[asyncio.Task[object]] = set()
@@ -42,7 +43,8 @@ class AsyncioRunner:
     async def run(
         self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
     ) -> Outcome:
-        async with self._slots:
+        await self._slots.acquire()
+        try:
             on_start()
             if not spec.is_async:
                 return await _run_sync_in_pool(self._pool, spec, job, ctx)
@@ -66,6 +68,8 @@ class AsyncioRunner:
                 del self._running[task]
                 self._overdue.discard(task)
             return OK
+        finally:
+            self._slots.release()
 
     async def _watch_deadlines(self) -> None:
         while True:

@@ -29,6 +29,7 @@ from jobrunner.job import Job, encode_job
 from jobrunner.registry import HandlerSpec, JobContext
 from jobrunner.worker.child import child_main
 from jobrunner.worker.outcome import Kind, Outcome
+from jobrunner.worker.slots import Slots
 
 _mp = multiprocessing.get_context("spawn")
 CHILD_START_TIMEOUT = 60.0
@@ -87,7 +88,7 @@ class ProcessRunner:
         self.watchdog_interval = watchdog_interval
         self.children: list[_Child] = []
         self.replaced = 0
-        self._slots = asyncio.Semaphore(concurrency * per_child_prefetch)
+        self._slots = Slots(concurrency * per_child_prefetch)
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         self._replacing: set[asyncio.Task[None]] = set()
@@ -128,7 +129,8 @@ class ProcessRunner:
     async def run(
         self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
     ) -> Outcome:
-        async with self._slots:
+        await self._slots.acquire()
+        try:
             while not self.children:  # all of them died at once and are being replaced
                 self._have_children.clear()
                 await self._have_children.wait()
@@ -144,6 +146,8 @@ class ProcessRunner:
                 if child in self.children:
                     child.mark_started(time.monotonic())  # so the core knows what it abandons
                 raise
+        finally:
+            self._slots.release()
 
     def _send(self, child: _Child) -> None:
         """Send every job queued for ``child`` this loop iteration as one message."""
