@@ -14,7 +14,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -41,6 +41,9 @@ LOG_FLUSH_INTERVAL = 0.2  # seconds an info line may wait in the log buffer
 class _InFlight:
     reservation: Reservation
     started: bool = False
+
+    def mark_started(self) -> None:
+        self.started = True
 
 
 def new_worker_id() -> str:
@@ -69,7 +72,8 @@ class Worker:
         self.counts: Counter[str] = Counter()
         self.window = runner.concurrency + settings.effective_prefetch
         self._inflight: dict[str, _InFlight] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # failures being recorded
+        self._running: set[asyncio.Future[Outcome]] = set()  # jobs the runner has
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
@@ -125,9 +129,13 @@ class Worker:
 
     async def _drain(self) -> None:
         await self._wait_for_in_flight(self.settings.grace)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
+        # Past the grace period: abandon what still runs, then stop recording failures (a
+        # failure not recorded is a job still in flight, handed back below like the rest).
+        pending: list[asyncio.Future[Any]] = [*self._running, *self._tasks]
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._tasks:  # failures recorded as their jobs were abandoned
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._release_unfinished()
         await self._acks.stop()
@@ -144,12 +152,15 @@ class Worker:
         deadline = loop.time() + grace
         forced = asyncio.create_task(self._forced.wait())
         try:
-            while self._tasks and not forced.done():
+            while (self._running or self._tasks) and not forced.done():
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
+                waiting: list[asyncio.Future[Any]] = [*self._running, *self._tasks, forced]
                 await asyncio.wait(
-                    [*self._tasks, forced], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    waiting,
+                    timeout=remaining,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
         finally:
             forced.cancel()
@@ -203,9 +214,7 @@ class Worker:
             batch = await self.queue.reserve(name, want, self.settings.lease)
             for reservation in batch:
                 entry = self._inflight[reservation.id] = _InFlight(reservation)
-                task = asyncio.create_task(self._handle(entry))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start(entry)
             got += len(batch)
             if got >= room:
                 break
@@ -217,18 +226,18 @@ class Worker:
 
     # ---------------------------------------------------------------- running
 
-    async def _handle(self, entry: _InFlight) -> None:
+    def _start(self, entry: _InFlight) -> None:
+        """Hand one reserved job to the runner; its outcome arrives in ``_finished``."""
         r = entry.reservation
         try:
             job = decode_job(r.raw)
         except PayloadDecodeError as exc:
-            await self._settle(r, Outcome(Kind.DEAD, str(exc)), "?", None)
+            self._spawn(self._settle(r, Outcome(Kind.DEAD, str(exc)), "?", None))
             return
         spec = self.registry.get(job.type)
         if spec is None:
-            await self._settle(
-                r, Outcome(Kind.DEAD, f"unknown job type {job.type!r}"), job.type, None
-            )
+            outcome = Outcome(Kind.DEAD, f"unknown job type {job.type!r}")
+            self._spawn(self._settle(r, outcome, job.type, None))
             return
         ctx = JobContext(
             job_id=job.id,
@@ -237,25 +246,55 @@ class Worker:
             timeout=spec.timeout_for(job),
             worker_id=self.worker_id,
         )
-
-        def on_start() -> None:
-            entry.started = True
-
         started = time.monotonic()
-        try:
-            outcome = await self.runner.run(job, spec, ctx, on_start)
-        except Exception as exc:  # a bug in a runner must cost one attempt, not the worker
-            self._log.exception("runner failed", job_id=r.id)
-            outcome = Outcome(Kind.CRASHED, f"runner failed: {exc!r}")
-        if outcome.kind is Kind.NOT_RUN:
-            # Its process died before it began: hand it back untouched at once.
-            released = await self._write(
-                "release", self.queue.release, r.queue, [(r.id, r.token, False)]
-            )
-            self.counts["requeued"] += released or 0
-            self._forget(r)  # if even that failed, the lease expires and the reaper returns it
-            return
-        await self._settle(r, outcome, job.type, spec.backoff, time.monotonic() - started)
+        future = self.runner.submit(job, spec, ctx, entry.mark_started)
+        self._running.add(future)
+        future.add_done_callback(
+            lambda f: self._finished(entry, job.type, spec.backoff, started, f)
+        )
+
+    def _finished(
+        self,
+        entry: _InFlight,
+        job_type: str,
+        backoff: Backoff,
+        started: float,
+        future: asyncio.Future[Outcome],
+    ) -> None:
+        """A runner is done with a job: ack it here and now, or start recording a failure."""
+        self._running.discard(future)
+        if future.cancelled():
+            return  # abandoned at shutdown: still in flight, released by the drain
+        r = entry.reservation
+        error = future.exception()
+        if error is not None:  # a bug in a runner must cost one attempt, not the worker
+            self._log.error("runner failed", job_id=r.id, error=repr(error))
+            outcome = Outcome(Kind.CRASHED, f"runner failed: {error!r}")
+        else:
+            outcome = future.result()
+        run_seconds = time.monotonic() - started
+        if outcome.ok:  # the hot path: no task, no await
+            self._acks.add(r.queue, r.id, r.token)
+            self.counts["completed"] += 1
+            self._forget(r)
+            self._log_outcome(r, job_type, outcome, "done", run_seconds)
+        elif outcome.kind is Kind.NOT_RUN:
+            self._spawn(self._give_back(r))
+        else:
+            self._spawn(self._settle(r, outcome, job_type, backoff, run_seconds))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _give_back(self, r: Reservation) -> None:
+        """Its process died before it began: hand it back untouched at once."""
+        released = await self._write(
+            "release", self.queue.release, r.queue, [(r.id, r.token, False)]
+        )
+        self.counts["requeued"] += released or 0
+        self._forget(r)  # if even that failed, the lease expires and the reaper returns it
 
     async def _settle(
         self,
@@ -265,25 +304,25 @@ class Worker:
         backoff: Backoff | None,
         run_seconds: float = 0.0,
     ) -> None:
-        """Ack or fail the job and write its one log line."""
-        wait_ms = r.reserved_ms - r.enqueued_ms
-        result = "done"
-        if outcome.ok:
-            self._acks.add(r.queue, r.id, r.token)
-            self.counts["completed"] += 1
-        else:
-            dead = outcome.kind is Kind.DEAD or backoff is None
-            delay = outcome.delay
-            if delay is None and backoff is not None:
-                delay = backoff.delay(r.attempts, r.last_delay)
-            result = await self._fail(r, outcome.error or outcome.kind.value, delay or 0.0, dead)
+        """Record a failed attempt (retry later or dead) and write its log line."""
+        dead = outcome.kind is Kind.DEAD or backoff is None
+        delay = outcome.delay
+        if delay is None and backoff is not None:
+            delay = backoff.delay(r.attempts, r.last_delay)
+        result = await self._fail(r, outcome.error or outcome.kind.value, delay or 0.0, dead)
         self._forget(r)
+        self._log_outcome(r, job_type, outcome, result, run_seconds)
+
+    def _log_outcome(
+        self, r: Reservation, job_type: str, outcome: Outcome, result: str, run_seconds: float
+    ) -> None:
+        """The one log line per job outcome."""
         self._log.info(
             "job",
             job_id=r.id,
             type=job_type,
             attempt=r.attempts,
-            wait_ms=wait_ms,
+            wait_ms=r.reserved_ms - r.enqueued_ms,
             run_ms=round(run_seconds * 1000, 3),
             outcome=outcome.kind.value,
             result=result,

@@ -1,13 +1,15 @@
 """The interface the worker core uses to execute jobs; one implementation per concurrency model.
 
 The core owns fetching, leases and acks; a runner only decides *where* a handler runs and how
-its timeout is enforced. Each runner bounds its own concurrency, marks ``ctx.started`` (via the
-``on_start`` callback) when the handler really begins, and never raises for a handler's failure:
-it returns an ``Outcome``.
+its timeout is enforced. ``submit`` hands a job over and returns at once with a future of its
+``Outcome`` (no task per job unless the model needs one: the asyncio model runs the handler in
+one). Each runner bounds its own concurrency, calls ``on_start`` when the handler really
+begins, and never fails the future for a handler's failure: that is an ``Outcome`` too.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
@@ -22,12 +24,12 @@ class Runner(Protocol):
 
     async def start(self) -> None: ...
 
-    async def run(
+    def submit(
         self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
-    ) -> Outcome:
-        """Run one job; cancelling this coroutine abandons the job (shutdown)."""
+    ) -> asyncio.Future[Outcome]:
+        """Start one job; cancelling the future abandons it (shutdown)."""
         ...
 
     async def stop(self) -> None:
-        """Release threads and processes, once every ``run`` has returned or been cancelled."""
+        """Release threads and processes, once every future is done or cancelled."""
         ...

@@ -40,7 +40,12 @@ class AsyncioRunner:
     async def start(self) -> None:
         self._watchdog = asyncio.create_task(self._watch_deadlines(), name="asyncio-watchdog")
 
-    async def run(
+    def submit(
+        self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
+    ) -> asyncio.Future[Outcome]:
+        return asyncio.ensure_future(self._run(job, spec, ctx, on_start))
+
+    async def _run(
         self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
     ) -> Outcome:
         await self._slots.acquire()

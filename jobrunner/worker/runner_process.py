@@ -29,7 +29,6 @@ from jobrunner.job import Job, encode_job
 from jobrunner.registry import HandlerSpec, JobContext
 from jobrunner.worker.child import child_main
 from jobrunner.worker.outcome import Kind, Outcome
-from jobrunner.worker.slots import Slots
 
 _mp = multiprocessing.get_context("spawn")
 CHILD_START_TIMEOUT = 60.0
@@ -42,6 +41,7 @@ class _Dispatched:
     future: asyncio.Future[Outcome]
     on_start: Callable[[], None]
     started_at: float = 0.0
+    child: _Child | None = None
 
 
 @dataclass(eq=False)
@@ -88,11 +88,10 @@ class ProcessRunner:
         self.watchdog_interval = watchdog_interval
         self.children: list[_Child] = []
         self.replaced = 0
-        self._slots = Slots(concurrency * per_child_prefetch)
+        self._backlog: deque[_Dispatched] = deque()  # submitted, waiting for pipeline room
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         self._replacing: set[asyncio.Task[None]] = set()
-        self._have_children = asyncio.Event()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -123,31 +122,38 @@ class ProcessRunner:
 
     def _watch(self, child: _Child) -> None:
         self.children.append(child)
-        self._have_children.set()
         asyncio.get_running_loop().add_reader(child.conn.fileno(), self._on_readable, child)
+        self._dispatch()
 
-    async def run(
+    def submit(
         self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
-    ) -> Outcome:
-        await self._slots.acquire()
-        try:
-            while not self.children:  # all of them died at once and are being replaced
-                self._have_children.clear()
-                await self._have_children.wait()
+    ) -> asyncio.Future[Outcome]:
+        entry = _Dispatched(job, ctx, asyncio.get_running_loop().create_future(), on_start)
+        entry.future.add_done_callback(lambda f: self._abandoned(entry, f))
+        self._backlog.append(entry)
+        self._dispatch()
+        return entry.future
+
+    def _dispatch(self) -> None:
+        """Move jobs from the backlog into the least busy children's pipelines, while room."""
+        loop = asyncio.get_running_loop()
+        while self._backlog and self.children:
             child = min(self.children, key=lambda c: len(c.pipeline))
-            entry = _Dispatched(job, ctx, asyncio.get_running_loop().create_future(), on_start)
+            if len(child.pipeline) >= self.per_child_prefetch:
+                return
+            entry = self._backlog.popleft()
+            if entry.future.done():  # abandoned while it waited
+                continue
+            entry.child = child
             child.pipeline.append(entry)
             if not child.outbox:
-                asyncio.get_running_loop().call_soon(self._send, child)
-            child.outbox.append((job.id, encode_job(job), ctx.attempt))
-            try:
-                return await entry.future
-            except asyncio.CancelledError:
-                if child in self.children:
-                    child.mark_started(time.monotonic())  # so the core knows what it abandons
-                raise
-        finally:
-            self._slots.release()
+                loop.call_soon(self._send, child)
+            child.outbox.append((entry.job.id, encode_job(entry.job), entry.ctx.attempt))
+
+    def _abandoned(self, entry: _Dispatched, future: asyncio.Future[Outcome]) -> None:
+        """Shutdown cancelled a job: note whether its child had begun it (for the refund)."""
+        if future.cancelled() and entry.child is not None and entry.child in self.children:
+            entry.child.mark_started(time.monotonic())
 
     def _send(self, child: _Child) -> None:
         """Send every job queued for ``child`` this loop iteration as one message."""
@@ -173,6 +179,7 @@ class ProcessRunner:
                         entry.future.set_result(Outcome(Kind(kind), error, delay))
         except (EOFError, OSError):
             self._child_gone(child)
+        self._dispatch()
 
     def _child_gone(self, child: _Child) -> None:
         """The child exited or was killed: settle its jobs and start a replacement."""
@@ -241,6 +248,10 @@ class ProcessRunner:
             for entry in child.pipeline:
                 if not entry.future.done():
                     entry.future.set_result(Outcome(Kind.NOT_RUN))
+        for entry in self._backlog:
+            if not entry.future.done():
+                entry.future.set_result(Outcome(Kind.NOT_RUN))
+        self._backlog.clear()
         children, self.children = self.children, []
         await asyncio.gather(*(loop.run_in_executor(None, _stop_child, c) for c in children))
 

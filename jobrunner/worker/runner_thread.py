@@ -66,21 +66,19 @@ class ThreadRunner:
             self._threads.append(thread)
         self._watchdog = asyncio.create_task(self._watch_deadlines(), name="thread-watchdog")
 
-    async def run(
+    def submit(
         self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
-    ) -> Outcome:
+    ) -> asyncio.Future[Outcome]:
         assert self._loop is not None, "start() first"
         work = _Work(job, spec, ctx, self._loop.create_future(), on_start)
+        # Abandoned (shutdown): a thread that has not picked it up yet will skip it.
+        work.future.add_done_callback(lambda f: _cancel_if_abandoned(f, ctx))
         with self._cv:
             self._work.append(work)
             if self._searching == 0 and self._idle:
                 self._searching += 1
                 self._cv.notify()
-        try:
-            return await work.future
-        except asyncio.CancelledError:
-            ctx.cancelled.set()  # a thread that has not picked it up yet will skip it
-            raise
+        return work.future
 
     def _thread_main(self) -> None:
         try:
@@ -154,3 +152,8 @@ class ThreadRunner:
             self._closing = True
             self._cv.notify_all()
         self._threads.clear()
+
+
+def _cancel_if_abandoned(future: asyncio.Future[Outcome], ctx: JobContext) -> None:
+    if future.cancelled():
+        ctx.cancelled.set()
