@@ -56,6 +56,26 @@ class JobRecord(msgspec.Struct, kw_only=True):
     finished_at: float | None = None
 
 
+def make_job(
+    type: str,
+    payload: Any = None,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    job_id: str | None = None,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> Job:
+    """A new Job, with a fresh id unless one is given (a given id makes enqueue idempotent)."""
+    return Job(
+        id=job_id or new_job_id(),
+        type=type,
+        payload=payload,
+        queue=queue,
+        max_retries=max_retries,
+        timeout=timeout,
+    )
+
+
 def new_job_id() -> str:
     """A random, URL-safe job id."""
     return uuid.uuid4().hex

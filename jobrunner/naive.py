@@ -41,7 +41,7 @@ from jobrunner.job import (
     Job,
     decode_job,
     encode_job,
-    new_job_id,
+    make_job,
 )
 from jobrunner.keys import PREFIX, naive_key
 from jobrunner.logs import configure_logging, get_logger
@@ -81,11 +81,11 @@ class NaiveQueue:
         max_retries: int | None = None,
         timeout: float | None = None,
     ) -> str:
-        job = Job(
-            id=job_id or new_job_id(),
-            type=type,
-            payload=payload,
+        job = make_job(
+            type,
+            payload,
             queue=queue,
+            job_id=job_id,
             max_retries=max_retries,
             timeout=timeout,
         )

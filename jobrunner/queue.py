@@ -27,7 +27,7 @@ from jobrunner.job import (
     check_job,
     decode_job,
     encode_job,
-    new_job_id,
+    make_job,
 )
 from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
 from jobrunner.registry import Registry
@@ -117,11 +117,11 @@ class ReliableQueue:
         ``max_retries`` and ``timeout`` default to the options the job's handler was registered
         with (when this process imported it), else to 3 retries and 30 seconds.
         """
-        job = Job(
-            id=job_id or new_job_id(),
-            type=type,
-            payload=payload,
+        job = make_job(
+            type,
+            payload,
             queue=queue,
+            job_id=job_id,
             max_retries=max_retries,
             timeout=timeout,
         )

@@ -57,6 +57,14 @@ def runs(sync_redis: redis.Redis) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in sync_redis.hgetall("test:runs").items()}
 
 
+def is_dead(queue: ReliableQueue, job_id: str) -> Callable[[], Any]:
+    async def check() -> bool:
+        record = await queue.get_job(job_id)
+        return record is not None and record.state == "dead"
+
+    return check
+
+
 def processed(queue: ReliableQueue, name: str = "default") -> Callable[[], Any]:
     async def check() -> int:
         return (await queue.stats(name)).counters.get("processed", 0)
@@ -99,12 +107,7 @@ async def test_a_job_past_its_timeout_is_stopped_and_retried_then_dead(
     job_id = await queue.enqueue(HANG[model], {"ledger": redis_url}, timeout=0.3, max_retries=1)
     await queue.enqueue("test.record", {"ledger": redis_url}, job_id="after")
     async with running_worker(queue, settings(redis_url, model, concurrency=2)):
-
-        async def dead() -> bool:
-            record = await queue.get_job(job_id)
-            return record is not None and record.state == "dead"
-
-        await eventually(dead, what="the hanging job to be dead")
+        await eventually(is_dead(queue, job_id), what="the hanging job to be dead")
         await eventually(processed(queue), what="the next job to run")
     record = await queue.get_job(job_id)
     assert record is not None
@@ -186,12 +189,7 @@ async def test_a_job_that_kills_its_process_is_retried_then_dead(
     job_id = await queue.enqueue("test.exit_process", {"ledger": redis_url}, max_retries=2)
     follower = await queue.enqueue("test.record", {"ledger": redis_url})
     async with running_worker(queue, settings(redis_url, "process", concurrency=1)) as worker:
-
-        async def dead() -> bool:
-            record = await queue.get_job(job_id)
-            return record is not None and record.state == "dead"
-
-        await eventually(dead, what="the poison job to be dead")
+        await eventually(is_dead(queue, job_id), what="the poison job to be dead")
         await eventually(processed(queue), what="the job after it")
     record = await queue.get_job(job_id)
     assert record is not None
@@ -217,12 +215,9 @@ async def test_per_type_options_apply_to_jobs_enqueued_without_their_own(
     assert sync_redis.hget(queue.keys("default").job(job_id), "mr") == b"1"
     s = settings(redis_url, model)
     async with running_worker(queue, s):
-
-        async def dead() -> bool:
-            record = await queue.get_job(job_id)
-            return record is not None and record.state == "dead"
-
-        await eventually(dead, what="the job to use its type's timeout and retries")
+        await eventually(
+            is_dead(queue, job_id), what="the job to use its type's timeout and retries"
+        )
     record = await queue.get_job(job_id)
     assert record is not None
     assert record.attempts == 2
