@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
@@ -135,7 +134,7 @@ class Worker:
         for future in pending:
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        if self._tasks:  # failures recorded as their jobs were abandoned
+        if self._tasks:  # jobs that failed in the last instant: let their failure be recorded
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._release_unfinished()
         await self._acks.stop()
@@ -246,7 +245,7 @@ class Worker:
             timeout=spec.timeout_for(job),
             worker_id=self.worker_id,
         )
-        started = time.monotonic()
+        started = self.clock.monotonic()
         future = self.runner.submit(job, spec, ctx, entry.mark_started)
         self._running.add(future)
         future.add_done_callback(
@@ -272,7 +271,7 @@ class Worker:
             outcome = Outcome(Kind.CRASHED, f"runner failed: {error!r}")
         else:
             outcome = future.result()
-        run_seconds = time.monotonic() - started
+        run_seconds = self.clock.monotonic() - started
         if outcome.ok:  # the hot path: no task, no await
             self._acks.add(r.queue, r.id, r.token)
             self.counts["completed"] += 1
