@@ -1,12 +1,12 @@
 """The main loop of a process-model child: receive batches of jobs, run them, report outcomes.
 
-The child first sends ``"ready"`` once its handlers are imported. Then messages are lists of
-small tuples over a ``multiprocessing`` pipe: in ``[(job_id, raw_spec,
-attempt), ...]`` (``None`` asks the child to exit), out ``[(job_id, kind, error, delay), ...]``.
-Outcomes are batched too: sent when the child runs out of work, when 32 are waiting, or by a
-flusher thread every few milliseconds, so a job that hangs never holds back the outcomes of
-jobs that finished before it. The child does no Redis I/O: the parent holds leases and acks,
-so killing a child never strands a job.
+The child first sends ``"ready"`` once its handlers are imported. Then messages are lists over
+a ``multiprocessing`` pipe: in, ``[(job_id, raw_spec, attempt), ...]`` (``None`` asks the child
+to exit); out, one outcome per job in the order the jobs came, ``None`` for a success (the
+cheapest thing to pickle) else ``(kind, error, delay)``. Outcomes are batched too: sent when the
+child runs out of work, when 32 are waiting, or by a flusher thread every few milliseconds, so a
+job that hangs never holds back the outcomes of jobs that finished before it. The child does no
+Redis I/O: the parent holds leases and acks, so killing a child never strands a job.
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ class _Outbox:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.items: list[tuple[str, str, str, float | None]] = []
+        self.items: list[tuple[str, str, float | None] | None] = []
         self.lock = threading.Lock()
 
-    def add(self, job_id: str, outcome: Outcome) -> int:
+    def add(self, outcome: Outcome) -> int:
         with self.lock:
-            self.items.append((job_id, outcome.kind.value, outcome.error, outcome.delay))
+            self.items.append(
+                None if outcome.ok else (outcome.kind.value, outcome.error, outcome.delay)
+            )
             return len(self.items)
 
     def flush(self) -> None:
@@ -96,7 +98,7 @@ def child_main(conn: Connection, started: Any, imports: list[str], worker_id: st
                 pending.extend(batch)
             message = pending.popleft()
             started.value += 1  # shared memory: tells the parent which job is running
-            if outbox.add(message[0], _run_one(registry, message, label)) >= FLUSH_EVERY:
+            if outbox.add(_run_one(registry, message, label)) >= FLUSH_EVERY:
                 outbox.flush()
     except (EOFError, OSError):
         return

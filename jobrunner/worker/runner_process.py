@@ -28,7 +28,7 @@ from typing import Any
 from jobrunner.job import Job, encode_job
 from jobrunner.registry import HandlerSpec, JobContext
 from jobrunner.worker.child import child_main
-from jobrunner.worker.outcome import Kind, Outcome
+from jobrunner.worker.outcome import OK, Kind, Outcome
 
 _mp = multiprocessing.get_context("spawn")
 CHILD_START_TIMEOUT = 60.0
@@ -168,15 +168,15 @@ class ProcessRunner:
     def _on_readable(self, child: _Child) -> None:
         try:
             while child.conn.poll():
-                for job_id, kind, error, delay in child.conn.recv():
+                for result in child.conn.recv():  # one per job, in the order they were sent
                     entry = child.pipeline.popleft()
                     child.received += 1
-                    if entry.job.id != job_id:  # pragma: no cover - a protocol bug
-                        raise RuntimeError(f"child answered {job_id}, expected {entry.job.id}")
                     if not entry.started_at:
                         entry.on_start()
                     if not entry.future.done():
-                        entry.future.set_result(Outcome(Kind(kind), error, delay))
+                        entry.future.set_result(
+                            OK if result is None else Outcome(Kind(result[0]), *result[1:])
+                        )
         except (EOFError, OSError):
             self._child_gone(child)
         self._dispatch()
@@ -267,3 +267,8 @@ def _stop_child(child: _Child, timeout: float = 5.0) -> None:
         child.process.kill()
         child.process.join()
     child.conn.close()
+
+
+def _outcome(report: tuple[str, str, float | None]) -> Outcome:
+    kind, error, delay = report
+    return Outcome(Kind(kind), error, delay)
