@@ -94,3 +94,26 @@ async def short_leash(payload: dict[str, Any], ctx: JobContext) -> None:
     """Per-type options: its jobs get 0.3 s and one retry unless they bring their own."""
     record(payload, ctx)
     await asyncio.sleep(3600)
+
+
+@handler("test.sync_calls_asyncio_run", backoff=FAST_RETRY)
+def sync_calls_asyncio_run(payload: dict[str, Any], ctx: JobContext) -> None:
+    """A sync handler wrapping async code itself, as sync code often does."""
+
+    async def inner() -> int:
+        await asyncio.sleep(0.01)
+        return 42
+
+    if asyncio.run(inner()) == 42:
+        record(payload, ctx)
+
+
+@handler("test.async_uses_timeout_and_tasks", backoff=FAST_RETRY)
+async def async_uses_timeout_and_tasks(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Needs a running loop *and* a current task: asyncio.timeout and a TaskGroup."""
+    async with asyncio.timeout(5):
+        async with asyncio.TaskGroup() as group:
+            first = group.create_task(asyncio.sleep(0.01, result=1))
+            second = group.create_task(asyncio.sleep(0.02, result=2))
+    if first.result() + second.result() == 3:
+        record(payload, ctx)

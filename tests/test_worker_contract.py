@@ -237,3 +237,21 @@ async def test_a_job_longer_than_its_lease_keeps_it_by_renewal(
     assert "reaped" not in counters
     assert "stale" not in counters
     assert worker.summary.get("leases_lost", 0) == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_handlers_see_the_asyncio_world_they_expect(
+    model: str, queue: ReliableQueue, redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """A sync handler may call asyncio.run; an async one may use asyncio.timeout and tasks."""
+    ids = [
+        await queue.enqueue("test.sync_calls_asyncio_run", {"ledger": redis_url}),
+        await queue.enqueue("test.async_uses_timeout_and_tasks", {"ledger": redis_url}),
+    ]
+    async with running_worker(queue, settings(redis_url, model)):
+
+        async def both_done() -> bool:
+            return (await queue.stats("default")).counters.get("processed", 0) == 2
+
+        await eventually(both_done, what="both handlers to succeed")
+    assert runs(sync_redis) == dict.fromkeys(ids, 1)

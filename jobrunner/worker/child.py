@@ -21,7 +21,7 @@ from typing import Any
 from jobrunner.errors import PayloadDecodeError
 from jobrunner.job import decode_job
 from jobrunner.registry import JobContext, Registry, load_handlers
-from jobrunner.worker.invoke import call_sync
+from jobrunner.worker.invoke import call_handler, serve_on_own_loop
 from jobrunner.worker.outcome import Kind, Outcome
 
 FLUSH_EVERY = 32
@@ -50,7 +50,7 @@ class _Outbox:
                 self.items = []
 
 
-def _run_one(registry: Registry, message: tuple[str, bytes, int], label: str) -> Outcome:
+async def _run_one(registry: Registry, message: tuple[str, bytes, int], label: str) -> Outcome:
     _job_id, raw, attempt = message
     try:
         job = decode_job(raw)
@@ -66,7 +66,7 @@ def _run_one(registry: Registry, message: tuple[str, bytes, int], label: str) ->
         timeout=spec.timeout_for(job),
         worker_id=label,
     )
-    return call_sync(spec, job.payload, ctx)
+    return await call_handler(spec, job.payload, ctx)
 
 
 def child_main(conn: Connection, started: Any, imports: list[str], worker_id: str) -> None:
@@ -87,8 +87,10 @@ def child_main(conn: Connection, started: Any, imports: list[str], worker_id: st
                 return
 
     threading.Thread(target=flush_periodically, name="outbox-flusher", daemon=True).start()
-    pending: deque[Any] = deque()
-    try:
+
+    async def serve() -> None:
+        # Blocking reads inside a coroutine, on purpose: this loop only ever runs our handlers.
+        pending: deque[Any] = deque()
         while True:
             if not pending:
                 outbox.flush()
@@ -98,8 +100,11 @@ def child_main(conn: Connection, started: Any, imports: list[str], worker_id: st
                 pending.extend(batch)
             message = pending.popleft()
             started.value += 1  # shared memory: tells the parent which job is running
-            if outbox.add(_run_one(registry, message, label)) >= FLUSH_EVERY:
+            if outbox.add(await _run_one(registry, message, label)) >= FLUSH_EVERY:
                 outbox.flush()
+
+    try:
+        serve_on_own_loop(serve)
     except (EOFError, OSError):
         return
     finally:

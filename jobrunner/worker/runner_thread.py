@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from jobrunner.job import Job
 from jobrunner.registry import HandlerSpec, JobContext
-from jobrunner.worker.invoke import call_sync, close_thread_loop
+from jobrunner.worker.invoke import call_handler, serve_on_own_loop
 from jobrunner.worker.outcome import Outcome, outcome_from_exception
 
 
@@ -81,19 +81,18 @@ class ThreadRunner:
         return work.future
 
     def _thread_main(self) -> None:
-        try:
-            self._serve_jobs()
-        finally:
-            close_thread_loop()
+        serve_on_own_loop(self._serve_jobs)
 
-    def _serve_jobs(self) -> None:
+    async def _serve_jobs(self) -> None:
+        # Waiting for the next job blocks this thread, loop and all, on purpose: between jobs
+        # the thread's loop has nothing to do (one job at a time per thread).
         while (work := self._next_work()) is not None:
             if work.ctx.is_cancelled():
                 continue
             work.running = True
             work.on_start()
             self._running.add(work)
-            outcome = call_sync(work.spec, work.job.payload, work.ctx)
+            outcome = await call_handler(work.spec, work.job.payload, work.ctx)
             self._running.discard(work)
             self._finished.append((work, outcome))
             with self._wake_lock:
