@@ -62,7 +62,7 @@ CHUNK = 1000
 POLL = 0.01
 STOP_TIMEOUT = 60.0
 LIVE_TIMEOUT = 60.0
-DEFAULT_JOBS = 50_000
+DEFAULT_JOBS = 200_000  # long enough that the fastest drain takes seconds, not a blink
 QUICK_JOBS = 5_000
 
 DRAIN_SCENARIOS: tuple[tuple[str, str, int], ...] = (
