@@ -1,4 +1,4 @@
-"""Thread model: handlers run on a pool of N threads; async handlers on a loop per thread.
+"""Thread model: handlers run on a pool of N threads, each serving jobs from a loop of its own.
 
 The hand-off, not the handler, is what costs on short jobs: every thread woken for a job
 fights the others for the GIL. So a new job wakes an idle thread only when no thread is already
