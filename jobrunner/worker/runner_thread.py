@@ -34,7 +34,6 @@ class _Work:
     ctx: JobContext
     future: asyncio.Future[Outcome]
     on_start: Callable[[], None]
-    running: bool = False
 
 
 class ThreadRunner:
@@ -89,7 +88,6 @@ class ThreadRunner:
         while (work := self._next_work()) is not None:
             if work.ctx.is_cancelled():
                 continue
-            work.running = True
             work.on_start()
             self._running.add(work)
             outcome = await call_handler(work.spec, work.job.payload, work.ctx)
