@@ -23,10 +23,6 @@ class EmbeddedRedisError(JobrunnerError):
     """The private redis-server could not be found or started."""
 
 
-class UnknownJobType(JobrunnerError):
-    """No handler is registered under the job's type."""
-
-
 class PayloadDecodeError(JobrunnerError):
     """A stored job could not be decoded; it goes to the dead-letter queue."""
 
