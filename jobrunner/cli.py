@@ -64,6 +64,32 @@ def worker(**options: Any) -> None:
     run_event_loop(serve(settings))
 
 
+@main.command()
+@redis_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--import", "imports", multiple=True, help="module that registers handlers")
+@click.option("--max-queue-depth", type=int, help="waiting jobs above which POST /jobs is a 429")
+@click.option("--log-level")
+@click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
+def api(host: str, port: int, **options: Any) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs) on uvloop."""
+    import uvicorn
+
+    from jobrunner.api import create_app
+
+    if options.get("imports"):
+        options["imports"] = list(options["imports"])
+    settings = _settings(**options)
+    if not settings.redis_url:
+        raise click.UsageError("no Redis URL: pass --redis-url or set REDIS_URL")
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
+        log_level="warning", access_log=False,
+    )  # fmt: skip
+
+
 @main.command("naive-worker")
 @redis_option
 @click.option("--concurrency", type=int, help="jobs at once (default 1)")

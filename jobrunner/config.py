@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     imports: Annotated[list[str], NoDecode] = Field(default_factory=list)
     per_child_prefetch: int = Field(default=16, ge=1)
 
+    # api
+    max_payload_bytes: int = Field(default=1024 * 1024, ge=1, description="request body bound")
+    max_queue_depth: int = Field(
+        default=0, ge=0, description="ready + scheduled jobs above which POST /jobs answers 429"
+    )
+
     # logs
     log_level: str = "info"
     log_format: Literal["json", "console", "auto"] = "auto"

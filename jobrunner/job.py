@@ -11,6 +11,7 @@ json and orjson; it is the fastest of the three at both ends and it validates th
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from enum import StrEnum
@@ -74,6 +75,11 @@ def make_job(
         max_retries=max_retries,
         timeout=timeout,
     )
+
+
+def job_id_for_key(idempotency_key: str) -> str:
+    """The job id an idempotency key stands for: the same key always names the same job."""
+    return "idem-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
 
 
 def new_job_id() -> str:

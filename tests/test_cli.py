@@ -250,7 +250,7 @@ def test_main_help_lists_every_command() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["worker", "naive-worker", "enqueue", "stats", "requeue", "redis"]
+    "command", ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis"]
 )
 def test_every_command_has_help(command: str) -> None:
     assert command in main.commands  # type: ignore[attr-defined]
@@ -261,7 +261,7 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_the_command_list_is_the_one_tested_above() -> None:
     assert sorted(main.commands) == sorted(  # type: ignore[attr-defined]
-        ["worker", "naive-worker", "enqueue", "stats", "requeue", "redis"]
+        ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis"]
     )
 
 
@@ -278,5 +278,13 @@ def test_unknown_command_is_a_usage_error() -> None:
 @pytest.mark.parametrize("args", [["stats"], ["enqueue", "noop"], ["requeue", "--all"]])
 def test_a_missing_redis_url_is_a_usage_error(args: list[str]) -> None:
     result = run(*args)
+    assert result.exit_code == 2
+    assert "no Redis URL" in result.stderr
+
+
+def test_api_without_a_redis_url_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("JOBRUNNER_REDIS_URL", raising=False)
+    result = run("api")
     assert result.exit_code == 2
     assert "no Redis URL" in result.stderr

@@ -1,0 +1,105 @@
+"""Request and response bodies of the HTTP API (pydantic models: validation and OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobrunner.job import DEFAULT_QUEUE, JobRecord
+
+
+class JobRequest(BaseModel):
+    """One job to enqueue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=200, examples=["email"])
+    data: Any = Field(default=None, description="the payload: any JSON value")
+    queue: str = Field(default=DEFAULT_QUEUE, min_length=1, max_length=200, pattern=r"^[\w.:-]+$")
+    delay: float = Field(
+        default=0.0, ge=0, le=365 * 86400, description="seconds before it is ready"
+    )
+    max_retries: int | None = Field(default=None, ge=0, le=1000)
+    timeout: float | None = Field(default=None, gt=0, le=86400)
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="the same key again returns the first job's id instead of a new job",
+    )
+
+
+class BatchRequest(BaseModel):
+    """Several jobs at once (one round trip per queue)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobRequest] = Field(min_length=1, max_length=10_000)
+
+
+class Enqueued(BaseModel):
+    ids: list[str]
+    created: list[bool] = Field(description="false where an idempotency key matched a job")
+
+
+class JobView(BaseModel):
+    id: str
+    type: str
+    queue: str
+    state: str
+    attempts: int
+    max_retries: int | None
+    timeout: float | None
+    data: Any
+    last_error: str | None
+    enqueued_at: float | None
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def of(cls, record: JobRecord) -> JobView:
+        job = record.job
+        return cls(
+            id=job.id,
+            type=job.type,
+            queue=job.queue,
+            state=record.state.value,
+            attempts=record.attempts,
+            max_retries=job.max_retries,
+            timeout=job.timeout,
+            data=job.payload,
+            last_error=record.last_error,
+            enqueued_at=record.enqueued_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+        )
+
+
+class FailedPage(BaseModel):
+    queue: str
+    offset: int
+    limit: int
+    total: int
+    jobs: list[JobView]
+
+
+class Requeued(BaseModel):
+    requeued: int
+
+
+class QueueView(BaseModel):
+    name: str
+    ready: int
+    scheduled: int
+    in_flight: int
+    dead: int
+    counters: dict[str, int]
+
+
+class Problem(BaseModel):
+    """Every error answer: a machine-readable code, the offending field if any, and why."""
+
+    code: str
+    field: str | None = None
+    detail: str

@@ -1,0 +1,243 @@
+"""The HTTP API over real HTTP, against a private Redis: every route and every error code."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from jobrunner.config import Settings
+from jobrunner.queue import ReliableQueue
+from jobrunner.redis_server import RedisServer
+from tests.api_server import running_api
+
+
+@pytest.fixture
+def api(redis_url: str) -> Iterator[httpx.Client]:
+    settings = Settings(redis_url=redis_url, max_payload_bytes=10_000, max_queue_depth=50)
+    with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
+        yield client
+
+
+def problem(response: httpx.Response) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"code", "field", "detail"}
+    return body
+
+
+def test_enqueue_one_and_read_it_back(api: httpx.Client, sync_redis: redis.Redis) -> None:
+    response = api.post("/jobs", json={"type": "noop", "data": {"a": [1, 2]}, "queue": "high"})
+    assert response.status_code == 202
+    body = response.json()
+    [job_id] = body["ids"]
+    assert body["created"] == [True]
+    assert sync_redis.lrange("jr:{high}:ready", 0, -1) == [job_id.encode()]
+    job = api.get(f"/jobs/{job_id}").json()
+    assert (job["state"], job["type"], job["queue"], job["data"]) == (
+        "ready", "noop", "high", {"a": [1, 2]},
+    )  # fmt: skip
+    assert job["attempts"] == 0
+    assert job["enqueued_at"] > 0
+
+
+def test_enqueue_a_batch_with_delays(api: httpx.Client) -> None:
+    jobs = [{"type": "noop"}, {"type": "email", "delay": 30}, {"type": "noop", "queue": "b"}]
+    response = api.post("/jobs", json={"jobs": jobs})
+    assert response.status_code == 202
+    ids = response.json()["ids"]
+    assert len(set(ids)) == 3
+    states = [api.get(f"/jobs/{i}").json()["state"] for i in ids]
+    assert states == ["ready", "scheduled", "ready"]
+    queues = {q["name"]: q for q in api.get("/queues").json()}
+    assert (queues["default"]["ready"], queues["default"]["scheduled"]) == (1, 1)
+    assert queues["b"]["ready"] == 1
+
+
+def test_the_same_idempotency_key_returns_the_first_job(api: httpx.Client) -> None:
+    first = api.post("/jobs", json={"type": "noop", "idempotency_key": "order-42"}).json()
+    again = api.post("/jobs", json={"type": "email", "idempotency_key": "order-42"}).json()
+    assert again["ids"] == first["ids"]
+    assert (first["created"], again["created"]) == ([True], [False])
+    assert api.get(f"/jobs/{first['ids'][0]}").json()["type"] == "noop"
+    assert api.get("/queues").json()[0]["ready"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "field"),
+    [
+        ({"type": "no.such.type"}, 422, "unknown_type", "type"),
+        ({"type": "noop", "delay": -1}, 422, "invalid", "JobRequest.delay"),
+        ({"type": 5}, 422, "invalid", "JobRequest.type"),
+        ({"type": "noop", "surprise": 1}, 422, "invalid", "JobRequest.surprise"),
+        ({"type": "noop", "queue": "bad queue name"}, 422, "invalid", "JobRequest.queue"),
+        ({"jobs": []}, 422, "invalid", None),
+        ({"jobs": [{"type": "noop"}, {"type": "nope"}]}, 422, "unknown_type", "jobs.1.type"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx_and_write_nothing(
+    api: httpx.Client,
+    sync_redis: redis.Redis,
+    body: dict[str, Any],
+    status: int,
+    code: str,
+    field: str | None,
+) -> None:
+    response = api.post("/jobs", json=body)
+    assert response.status_code == status
+    answer = problem(response)
+    assert answer["code"] == code
+    if field is not None:
+        assert answer["field"] is not None
+        assert answer["field"].endswith(field.split(".")[-1])
+    assert sync_redis.keys("jr:{*") == []
+
+
+def test_malformed_json_is_a_400(api: httpx.Client) -> None:
+    response = api.post(
+        "/jobs", content=b'{"type": "noop",', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert problem(response)["code"] == "malformed_json"
+
+
+def test_an_oversized_body_is_a_413(api: httpx.Client, sync_redis: redis.Redis) -> None:
+    response = api.post("/jobs", json={"type": "noop", "data": "x" * 20_000})
+    assert response.status_code == 413
+    assert problem(response)["code"] == "payload_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit must bite while streaming
+        yield b'{"type": "noop", "data": "'
+        for _ in range(30):
+            yield b"y" * 1000
+        yield b'"}'
+
+    streamed = api.post("/jobs", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    assert sync_redis.keys("jr:{*") == []
+
+
+def test_unknown_job_is_a_404(api: httpx.Client) -> None:
+    response = api.get("/jobs/nope")
+    assert response.status_code == 404
+    assert problem(response)["code"] == "not_found"
+
+
+def test_over_its_bound_a_queue_answers_429_then_accepts_when_drained(
+    api: httpx.Client, redis_url: str
+) -> None:
+    jobs = [{"type": "noop"}] * 50
+    assert api.post("/jobs", json={"jobs": jobs}).status_code == 202
+    refused = api.post("/jobs", json={"type": "noop"})
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1"
+    assert problem(refused)["code"] == "queue_full"
+
+    async def drain_some() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            q = ReliableQueue(client)
+            batch = await q.reserve("default", 10, lease=30)
+            await q.ack("default", [(r.id, r.token) for r in batch])
+        finally:
+            await client.aclose()
+
+    asyncio.run(drain_some())
+    assert api.post("/jobs", json={"type": "noop"}).status_code == 202
+
+
+def test_failed_jobs_are_listed_and_requeued(api: httpx.Client, redis_url: str) -> None:
+    ids = api.post("/jobs", json={"jobs": [{"type": "noop"}] * 3}).json()["ids"]
+
+    async def kill_all() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            q = ReliableQueue(client)
+            for r in await q.reserve("default", 3, lease=30):
+                await q.fail("default", r.id, r.token, "boom", dead=True)
+        finally:
+            await client.aclose()
+
+    asyncio.run(kill_all())
+    page = api.get("/failed", params={"limit": 2}).json()
+    assert (page["total"], len(page["jobs"])) == (3, 2)
+    assert {j["last_error"] for j in page["jobs"]} == {"boom"}
+    assert api.get("/failed", params={"offset": 2}).json()["jobs"][0]["id"] in ids
+    assert api.post(f"/failed/{ids[0]}/requeue").json() == {"requeued": 1}
+    assert problem(api.post(f"/failed/{ids[0]}/requeue"))["code"] == "not_found"
+    assert api.post("/failed/requeue").json() == {"requeued": 2}
+    assert api.get("/failed").json()["total"] == 0
+    assert {api.get(f"/jobs/{i}").json()["state"] for i in ids} == {"ready"}
+
+
+def test_health_and_readiness(api: httpx.Client, redis_url: str) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    not_ready = api.get("/readyz")
+    assert not_ready.status_code == 503
+    assert problem(not_ready)["code"] == "no_workers"
+
+    async def beat() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            await ReliableQueue(client).heartbeat("w1", {"model": "asyncio"}, ttl=30)
+        finally:
+            await client.aclose()
+
+    asyncio.run(beat())
+    assert api.get("/readyz").json() == {"status": "ready", "workers": 1}
+
+
+def test_openapi_document_and_docs_are_served(api: httpx.Client) -> None:
+    spec = api.get("/openapi.json").json()
+    assert {"/jobs", "/jobs/{job_id}", "/failed", "/queues", "/readyz"} <= set(spec["paths"])
+    assert api.get("/docs").status_code == 200
+
+
+def test_redis_down_is_a_503_with_retry_after_never_a_2xx() -> None:
+    server = RedisServer().start()
+    settings = Settings(redis_url=server.url)
+    with running_api(settings) as base, httpx.Client(base_url=base, timeout=20) as client:
+        assert client.post("/jobs", json={"type": "noop"}).status_code == 202
+        server.kill()
+        try:
+            down = client.post("/jobs", json={"type": "noop"})
+            assert down.status_code == 503
+            assert down.headers["retry-after"] == "1"
+            assert problem(down)["code"] == "redis_unavailable"
+            assert client.get("/readyz").status_code == 503
+            assert client.get("/healthz").status_code == 200
+        finally:
+            server.stop()
+
+
+def test_jobrunner_api_serves_the_app_as_a_process(redis_url: str) -> None:
+    import subprocess
+    import sys
+
+    from jobrunner.redis_server import free_port
+    from tests.conftest import wait_until
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobrunner.cli", "api", "--port", str(port),
+         "--redis-url", redis_url, "--log-format", "json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(healthy, 30, what="the API process to answer")
+        response = httpx.post(f"http://127.0.0.1:{port}/jobs", json={"type": "email"})
+        assert response.status_code == 202
+    finally:
+        proc.terminate()
+        # uvicorn shuts down cleanly, then re-raises the signal so the exit status tells why.
+        assert proc.wait(20) in (0, -15)
