@@ -51,6 +51,7 @@ def main() -> None:
 @click.option("--batch-size", type=int, help="jobs per reserve round trip")
 @click.option("--lease", type=float, help="seconds a reservation lasts unless renewed")
 @click.option("--grace", type=float, help="seconds to finish in-flight jobs on shutdown")
+@click.option("--metrics-port", type=int, help="serve Prometheus metrics on this port")
 @click.option("--log-level")
 @click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
 def worker(**options: Any) -> None:

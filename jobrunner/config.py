@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     result_ttl: float = Field(default=600.0, ge=0)
     imports: Annotated[list[str], NoDecode] = Field(default_factory=list)
     per_child_prefetch: int = Field(default=16, ge=1)
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="0: no metrics server")
 
     # api
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1, description="request body bound")

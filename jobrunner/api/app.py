@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError, install_error_handlers
@@ -28,6 +30,7 @@ from jobrunner.api.schemas import (
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
 from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job_id
+from jobrunner.metrics import JobMetrics
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import Registry, load_handlers
 
@@ -47,6 +50,7 @@ UNAVAILABLE: Responses = {503: {"model": Problem}}
 
 def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     registry = registry if registry is not None else load_handlers(settings.imports)
+    metrics = JobMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,6 +121,9 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         for delay, batch in by_delay.items():
             flags = await q.enqueue_jobs(batch, delay=delay)
             by_id.update(zip([job.id for job in batch], flags, strict=True))
+            for job, new in zip(batch, flags, strict=True):
+                if new:
+                    metrics.enqueued.labels(job.type, job.queue).inc()
         return Enqueued(ids=[j.id for j in jobs], created=[by_id[j.id] for j in jobs])
 
     @app.get("/jobs/{job_id}", response_model=JobView, responses=NOT_FOUND)
@@ -164,6 +171,14 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
             depths = {"ready": s.ready, "scheduled": s.scheduled, "dead": s.dead}
             out.append(QueueView(name=name, in_flight=s.reserved, counters=s.counters, **depths))
         return out
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus text format: this API's counters and every queue's depth, read now."""
+        q = queue_of(request)
+        for name in await q.queue_names():
+            metrics.set_depths(await q.stats(name))
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -14,14 +14,18 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from jobrunner.metrics import JobMetrics
 from jobrunner.queue import ReliableQueue
 
 FINAL_TRIES = 20
 
 
 class AckBuffer:
-    def __init__(self, queue: ReliableQueue, counts: Counter[str], log: Any) -> None:
+    def __init__(
+        self, queue: ReliableQueue, counts: Counter[str], log: Any, metrics: JobMetrics
+    ) -> None:
         self.queue = queue
+        self.metrics = metrics
         self.counts = counts
         self._log = log
         self._pending: dict[str, list[tuple[str, int]]] = {}
@@ -70,4 +74,5 @@ class AckBuffer:
             if stale:
                 self.counts["stale"] += len(stale)
                 self.counts["completed"] -= len(stale)
+                self.metrics.stale.labels(queue).inc(len(stale))
                 self._log.warning("stale completions rejected", ids=stale[:10], count=len(stale))

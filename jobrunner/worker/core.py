@@ -25,6 +25,7 @@ from jobrunner.config import Settings
 from jobrunner.errors import PayloadDecodeError
 from jobrunner.job import decode_job
 from jobrunner.logs import flush_logs, get_logger
+from jobrunner.metrics import JobMetrics
 from jobrunner.queue import ReliableQueue, Reservation
 from jobrunner.registry import JobContext, Registry
 from jobrunner.worker.acks import AckBuffer
@@ -61,6 +62,7 @@ class Worker:
         *,
         worker_id: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self.queue = queue
         self.registry = registry
@@ -68,6 +70,7 @@ class Worker:
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
         self.clock = clock
+        self.metrics = metrics if metrics is not None else JobMetrics()
         self.counts: Counter[str] = Counter()
         self.window = runner.concurrency + settings.effective_prefetch
         self._inflight: dict[str, _InFlight] = {}
@@ -83,7 +86,7 @@ class Worker:
             Periodic("maintenance", settings.maintenance_interval, self._maintain),
             Periodic("log-flush", LOG_FLUSH_INTERVAL, self._flush_logs),
         ]
-        self._acks = AckBuffer(queue, self.counts, self._log)
+        self._acks = AckBuffer(queue, self.counts, self._log, self.metrics)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -275,6 +278,8 @@ class Worker:
         if outcome.ok:  # the hot path: no task, no await
             self._acks.add(r.queue, r.id, r.token)
             self.counts["completed"] += 1
+            wait = (r.reserved_ms - r.enqueued_ms) / 1000
+            self.metrics.succeeded(job_type, r.queue, wait, run_seconds)
             self._forget(r)
             self._log_outcome(r, job_type, outcome, "done", run_seconds)
         elif outcome.kind is Kind.NOT_RUN:
@@ -309,6 +314,7 @@ class Worker:
         if delay is None and backoff is not None:
             delay = backoff.delay(r.attempts, r.last_delay)
         result = await self._fail(r, outcome.error or outcome.kind.value, delay or 0.0, dead)
+        self.metrics.failed_attempt(job_type, r.queue, result, run_seconds)
         self._forget(r)
         self._log_outcome(r, job_type, outcome, result, run_seconds)
 
@@ -378,6 +384,8 @@ class Worker:
         }
         ttl = max(3 * self.settings.heartbeat_interval, self.settings.lease)
         await self.queue.heartbeat(self.worker_id, info, ttl)
+        self.metrics.in_flight.set(len(self._inflight))
+        self.metrics.heartbeat.set(self.clock.time())
         held: dict[str, list[tuple[str, int]]] = {}
         for entry in list(self._inflight.values()):
             held.setdefault(entry.reservation.queue, []).append(

@@ -8,8 +8,11 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from prometheus_client import start_http_server
+
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
+from jobrunner.metrics import JobMetrics
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import load_handlers
 from jobrunner.worker import Worker, make_runner, new_worker_id
@@ -23,9 +26,11 @@ async def serve(settings: Settings, *, worker_id: str | None = None) -> dict[str
     registry = load_handlers(settings.imports)
     redis = async_redis(settings.redis_url, max_connections=8)
     queue = ReliableQueue(redis, prefix=settings.prefix, result_ttl=settings.result_ttl)
-    worker = Worker(
-        queue, registry, make_runner(settings, worker_id), settings, worker_id=worker_id
-    )
+    metrics = JobMetrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=metrics.registry)
+    runner = make_runner(settings, worker_id)
+    worker = Worker(queue, registry, runner, settings, worker_id=worker_id, metrics=metrics)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.request_stop)

@@ -1,0 +1,86 @@
+"""Prometheus metrics of one process: job outcomes and latencies, queue depths, liveness.
+
+Each process owns its metrics in a registry of its own (``JobMetrics().registry``), so an API and
+a worker in one test process, or two apps, never collide. A process-model worker counts every
+outcome in its parent, where the outcomes arrive anyway, so its numbers are the sum of its
+children without prometheus-client's multiprocess mode.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from jobrunner.queue import QueueStats
+
+LABELS = ("type", "queue")
+# Seconds: from a no-op's tens of microseconds to a slow job's minutes.
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                    10, 30, 60, 300)  # fmt: skip
+WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800)
+
+
+class JobMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.enqueued = Counter("jobs_enqueued", "Jobs accepted for enqueue.", LABELS, registry=r)
+        self.processed = Counter("jobs_processed", "Jobs that succeeded.", LABELS, registry=r)
+        self.failed = Counter(
+            "jobs_failed", "Failed attempts (retried or dead).", LABELS, registry=r
+        )
+        self.retried = Counter(
+            "jobs_retried", "Failed attempts scheduled again.", LABELS, registry=r
+        )
+        self.dead = Counter("jobs_dead", "Jobs dead-lettered by this process.", LABELS, registry=r)
+        self.stale = Counter(
+            "jobs_stale_completions", "Completions rejected: the lease was taken over.", ("queue",),
+            registry=r,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "job_duration_seconds", "Handler run time.", LABELS, buckets=DURATION_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.wait = Histogram(
+            "job_wait_seconds", "From enqueue to start (Redis clock).", LABELS,
+            buckets=WAIT_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge("jobs_in_flight", "Jobs this worker holds right now.", registry=r)
+        self.heartbeat = Gauge(
+            "worker_last_heartbeat_timestamp_seconds", "When this worker last beat.", registry=r
+        )
+        self.queue_depth = Gauge(
+            "queue_depth", "Jobs in a queue, by state.", ("queue", "state"), registry=r
+        )
+        self._ok_children: dict[tuple[str, str], tuple[Counter, Histogram, Histogram]] = {}
+
+    def succeeded(self, job_type: str, queue: str, wait: float, run: float) -> None:
+        """The hot path: label children are looked up once per (type, queue)."""
+        key = (job_type, queue)
+        children = self._ok_children.get(key)
+        if children is None:
+            children = self._ok_children[key] = (
+                self.processed.labels(*key),
+                self.duration.labels(*key),
+                self.wait.labels(*key),
+            )
+        processed, duration, waited = children
+        processed.inc()
+        duration.observe(run)
+        waited.observe(wait)
+
+    def failed_attempt(self, job_type: str, queue: str, result: str, run: float) -> None:
+        self.failed.labels(job_type, queue).inc()
+        self.duration.labels(job_type, queue).observe(run)
+        if result == "scheduled":
+            self.retried.labels(job_type, queue).inc()
+        elif result == "dead":
+            self.dead.labels(job_type, queue).inc()
+
+    def set_depths(self, stats: QueueStats) -> None:
+        for state, value in (("ready", stats.ready), ("scheduled", stats.scheduled),
+                             ("in_flight", stats.reserved), ("dead", stats.dead)):  # fmt: skip
+            self.queue_depth.labels(stats.name, state).set(value)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)

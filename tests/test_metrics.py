@@ -1,0 +1,110 @@
+"""Prometheus metrics add up to the work done: per model in process, and scraped over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from jobrunner.config import Settings
+from jobrunner.job import Job, new_job_id
+from jobrunner.metrics import JobMetrics
+from jobrunner.queue import ReliableQueue
+from jobrunner.redis_server import free_port
+from jobrunner.registry import load_handlers
+from jobrunner.worker import Worker, make_runner
+from tests.api_server import running_api
+from tests.conftest import eventually, wait_until
+from tests.test_worker_contract import MODELS, settings
+from tests.test_worker_failures import enqueue as enqueue_sync
+from tests.workers import WorkerProcess
+
+
+def sample(metrics: JobMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_worker_metrics_count_every_outcome(
+    model: str, queue: ReliableQueue, redis_url: str
+) -> None:
+    ledger = {"ledger": redis_url}
+    jobs = [Job(id=new_job_id(), type="test.record", payload=ledger) for _ in range(20)]
+    jobs.append(Job(id=new_job_id(), type="test.fail_times", payload={**ledger, "times": 1}))
+    jobs.append(Job(id=new_job_id(), type="no.such.type"))
+    await queue.enqueue_jobs(jobs)
+    s = settings(redis_url, model)
+    metrics = JobMetrics()
+    worker = Worker(queue, load_handlers(s.imports), make_runner(s, "m"), s, metrics=metrics)
+    task = asyncio.create_task(worker.run())
+    try:
+
+        async def settled() -> bool:
+            stats = await queue.stats("default")
+            return stats.counters.get("processed", 0) == 21 and stats.dead == 1
+
+        await eventually(settled, what="21 jobs done and one dead")
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, 30)
+    q = "default"
+    assert sample(metrics, "jobs_processed_total", type="test.record", queue=q) == 20
+    assert sample(metrics, "jobs_processed_total", type="test.fail_times", queue=q) == 1
+    assert sample(metrics, "jobs_failed_total", type="test.fail_times", queue=q) == 1
+    assert sample(metrics, "jobs_retried_total", type="test.fail_times", queue=q) == 1
+    assert sample(metrics, "jobs_dead_total", type="no.such.type", queue=q) == 1
+    assert sample(metrics, "job_duration_seconds_count", type="test.record", queue=q) == 20
+    assert sample(metrics, "job_wait_seconds_count", type="test.record", queue=q) == 20
+    assert sample(metrics, "job_duration_seconds_count", type="test.fail_times", queue=q) == 2
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(url, timeout=5).text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+@pytest.mark.slow
+def test_a_process_model_worker_reports_the_sum_of_its_children(
+    redis_url: str, sync_redis: redis.Redis, tmp_path: Path
+) -> None:
+    n = 200
+    enqueue_sync(redis_url, n, "test.record")
+    port = free_port()
+    worker = WorkerProcess(
+        redis_url, tmp_path, "--model", "process", "--concurrency", "2",
+        "--metrics-port", str(port),
+    )  # fmt: skip
+    try:
+        worker.wait_ready()
+        wait_until(
+            lambda: int(sync_redis.hget("jr:{default}:stats", "processed") or 0) == n,
+            what="every job processed",
+        )
+        key = ("jobs_processed_total", (("queue", "default"), ("type", "test.record")))
+        wait_until(lambda: scrape(f"http://127.0.0.1:{port}/metrics").get(key) == n,
+                   what="the scraped count to reach the jobs processed")  # fmt: skip
+    finally:
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0
+
+
+def test_the_api_exports_enqueues_and_queue_depths(redis_url: str) -> None:
+    with running_api(Settings(redis_url=redis_url)) as base:
+        with httpx.Client(base_url=base) as client:
+            client.post("/jobs", json={"jobs": [{"type": "noop"}] * 3 + [{"type": "email"}]})
+            client.post("/jobs", json={"type": "noop", "delay": 60, "queue": "later"})
+        samples = scrape(f"{base}/metrics")
+    assert samples[("jobs_enqueued_total", (("queue", "default"), ("type", "noop")))] == 3
+    assert samples[("jobs_enqueued_total", (("queue", "default"), ("type", "email")))] == 1
+    assert samples[("queue_depth", (("queue", "default"), ("state", "ready")))] == 4
+    assert samples[("queue_depth", (("queue", "later"), ("state", "scheduled")))] == 1
+    assert samples[("queue_depth", (("queue", "later"), ("state", "ready")))] == 0
