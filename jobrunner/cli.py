@@ -71,6 +71,9 @@ def worker(**options: Any) -> None:
 @click.option("--port", default=8000, show_default=True)
 @click.option("--import", "imports", multiple=True, help="module that registers handlers")
 @click.option("--max-queue-depth", type=int, help="waiting jobs above which POST /jobs is a 429")
+@click.option(
+    "--debug-routes", is_flag=True, default=None, help="serve /debug/profile, /debug/heap"
+)
 @click.option("--log-level")
 @click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
 def api(host: str, port: int, **options: Any) -> None:

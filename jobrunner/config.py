@@ -43,6 +43,7 @@ class Settings(BaseSettings):
 
     # api
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1, description="request body bound")
+    debug_routes: bool = Field(default=False, description="serve /debug/profile and /debug/heap")
     max_queue_depth: int = Field(
         default=0, ge=0, description="ready + scheduled jobs above which POST /jobs answers 429"
     )

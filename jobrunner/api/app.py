@@ -7,7 +7,7 @@ handlers the API knows (``--import``) decide which job types are accepted and th
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
@@ -15,6 +15,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
+from jobrunner.api.debug import debug_router, tracing_allocations
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError, install_error_handlers
 from jobrunner.api.limits import BodySizeLimit
 from jobrunner.api.schemas import (
@@ -59,7 +60,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
             redis, prefix=settings.prefix, result_ttl=settings.result_ttl, registry=registry
         )
         try:
-            yield
+            with tracing_allocations() if settings.debug_routes else nullcontext():
+                yield
         finally:
             await redis.aclose()
 
@@ -71,6 +73,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     )
     install_error_handlers(app, settings.max_payload_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_payload_bytes)
+    if settings.debug_routes:
+        app.include_router(debug_router())
 
     def queue_of(request: Request) -> ReliableQueue:
         q: ReliableQueue = request.app.state.queue
