@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from rich.progress import Progress
 
 from jobrunner.connection import async_redis
 from jobrunner.job import Job, new_job_id
+from jobrunner.profiling import py_spy
 from jobrunner.queue import ReliableQueue
 from jobrunner.redis_server import RedisServer
 
@@ -35,15 +35,6 @@ async def prefill(url: str, n: int) -> None:
             await queue.enqueue_jobs(jobs)
     finally:
         await client.aclose()
-
-
-def py_spy() -> str:
-    """The py-spy binary of this environment (the wheel installs a program, not a module)."""
-    beside = Path(sys.executable).with_name("py-spy")
-    found = str(beside) if beside.exists() else shutil.which("py-spy")
-    if not found:
-        raise SystemExit("py-spy is not installed: pip install py-spy")
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:

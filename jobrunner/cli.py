@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -234,6 +235,45 @@ def requeue(redis_url: str | None, ids: tuple[str, ...], queue: str, everything:
         redis_url, lambda q: q.requeue(queue, None if everything else list(ids))
     )
     click.echo(f"requeued {count}")
+
+
+@main.command()
+@click.option("--pid", type=int, help="attach to this running process")
+@click.option("--worker", "start_worker", is_flag=True, help="start a worker under py-spy")
+@click.option("--seconds", type=float, default=10.0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="e.g. profiles/worker.svg")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["flamegraph", "speedscope", "raw"]),
+              default="flamegraph", show_default=True)  # fmt: skip
+@click.option("--gil", is_flag=True, help="sample only the thread holding the GIL")
+@click.argument("worker_args", nargs=-1, type=click.UNPROCESSED)
+def profile(
+    pid: int | None,
+    start_worker: bool,
+    seconds: float,
+    out: Path,
+    fmt: str,
+    gil: bool,
+    worker_args: tuple[str, ...],
+) -> None:
+    """Record a flamegraph with py-spy: of --pid PID, or of a worker started with --worker
+    (options after -- go to the worker, e.g. `-- --model thread --redis-url URL`)."""
+    from jobrunner.errors import JobrunnerError
+    from jobrunner.profiling import record
+
+    if (pid is None) == (not start_worker):
+        raise click.UsageError("give --pid PID or --worker")
+    command = None
+    if start_worker:
+        command = [sys.executable, "-m", "jobrunner.cli", "worker", *worker_args]
+    try:
+        code = record(out, pid=pid, seconds=seconds if pid else None, fmt=fmt, gil=gil,
+                      command=command)  # fmt: skip
+    except JobrunnerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if code != 0 or not out.exists():
+        raise click.ClickException(f"py-spy failed (exit code {code})")
+    click.echo(f"wrote {out}")
 
 
 @main.command("redis")

@@ -241,3 +241,24 @@ def test_jobrunner_api_serves_the_app_as_a_process(redis_url: str) -> None:
         proc.terminate()
         # uvicorn shuts down cleanly, then re-raises the signal so the exit status tells why.
         assert proc.wait(20) in (0, -15)
+
+
+@pytest.mark.slow
+def test_readiness_follows_a_real_worker(redis_url: str, tmp_path: Any) -> None:
+    import signal
+
+    from tests.conftest import wait_until
+    from tests.workers import WorkerProcess
+
+    with running_api(Settings(redis_url=redis_url)) as base, httpx.Client(base_url=base) as api:
+        assert api.get("/readyz").status_code == 503
+        worker = WorkerProcess(redis_url, tmp_path)
+        try:
+            wait_until(lambda: api.get("/readyz").status_code == 200, what="ready with a worker")
+        finally:
+            worker.signal(signal.SIGTERM)
+            assert worker.wait() == 0
+        # a worker that stops says so at once (it removes its heartbeat), no waiting for a TTL
+        answer = api.get("/readyz")
+        assert answer.status_code == 503
+        assert problem(answer)["code"] == "no_workers"

@@ -250,7 +250,7 @@ def test_main_help_lists_every_command() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis"]
+    "command", ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis", "profile"]
 )
 def test_every_command_has_help(command: str) -> None:
     assert command in main.commands  # type: ignore[attr-defined]
@@ -261,7 +261,7 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_the_command_list_is_the_one_tested_above() -> None:
     assert sorted(main.commands) == sorted(  # type: ignore[attr-defined]
-        ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis"]
+        ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis", "profile"]
     )
 
 
