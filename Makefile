@@ -40,6 +40,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pytest bench --benchmark-only --benchmark-autosave --benchmark-columns=mean,ops,rounds -p no:cacheprovider -q
 	$(PY) -m bench.throughput
+	$(PY) -m bench.api_throughput
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .benchmarks

@@ -1,0 +1,131 @@
+"""POST /jobs throughput, single and batched, against a bare endpoint measured in the same run.
+
+``python -m bench.api_throughput [--seconds 5] [--connections 32]`` starts a private Redis and
+``jobrunner api`` (one uvicorn process on uvloop), and drives it with ``wrk`` (Debian's package:
+``apt-get install wrk``), a load from a second process on loopback. The bare endpoint is
+``GET /healthz``, which touches nothing: the ratio says what enqueueing costs on top of HTTP.
+Figures go to ``results/bench-api.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from jobrunner.redis_server import RedisServer, free_port
+
+BATCH = 100
+
+
+def wrk(url: str, seconds: float, connections: int, body: str | None = None) -> float:
+    """Requests per second that wrk measured (with ``body``: POSTed as JSON)."""
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url]
+    with tempfile.TemporaryDirectory() as tmp:
+        if body is not None:
+            script = Path(tmp) / "post.lua"
+            script.write_text(
+                'wrk.method = "POST"\n'
+                'wrk.headers["Content-Type"] = "application/json"\n'
+                f"wrk.body = {json.dumps(body)}\n"
+            )
+            args[1:1] = ["-s", str(script)]
+        output = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if not found or "Non-2xx" in output:
+        raise SystemExit(f"wrk failed or saw errors:\n{output}")
+    return float(found.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    args = parser.parse_args(argv)
+    console = Console()
+    if shutil.which("wrk") is None:
+        console.print("[yellow]wrk is not installed (apt-get install wrk): API benchmark skipped")
+        return 0
+    with RedisServer() as server:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        api = subprocess.Popen(
+            [sys.executable, "-m", "jobrunner.cli", "api", "--port", str(port),
+             "--redis-url", server.url, "--log-level", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the API did not start") from None
+                    time.sleep(0.1)  # start-up poll
+            rows: dict[str, float] = {}
+            client = redis.Redis.from_url(server.url)
+            with console.status("GET /healthz (bare endpoint)"):
+                rows["bare GET /healthz"] = wrk(f"{base}/healthz", args.seconds, args.connections)
+            with console.status("POST /jobs, one job per request"):
+                rows["POST /jobs, 1 job"] = wrk(
+                    f"{base}/jobs", args.seconds, args.connections, '{"type": "noop"}'
+                )
+            single_jobs = client.llen("jr:{default}:ready")
+            client.flushall()
+            batch = json.dumps({"jobs": [{"type": "noop"}] * BATCH})
+            with console.status(f"POST /jobs, {BATCH} jobs per request"):
+                rows[f"POST /jobs, {BATCH} jobs"] = wrk(
+                    f"{base}/jobs", args.seconds, args.connections, batch
+                )
+            batch_jobs = client.llen("jr:{default}:ready")
+            client.close()
+        finally:
+            api.terminate()
+            api.wait(20)
+    bare = rows["bare GET /healthz"]
+    report = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "requests_per_second": rows,
+        "jobs_per_second_batched": rows[f"POST /jobs, {BATCH} jobs"] * BATCH,
+        "ratio_to_bare": {name: value / bare for name, value in rows.items()},
+        "jobs_in_redis": {"single": single_jobs, "batched": batch_jobs},
+    }
+    table = Table("endpoint", "requests/s", "jobs/s", "vs bare endpoint")
+    lines = ["| endpoint | requests/s | jobs/s | vs bare endpoint |", "|---|---:|---:|---:|"]
+    for name, value in rows.items():
+        jobs = value * (BATCH if str(BATCH) in name else 1) if "POST" in name else 0
+        cells = (name, f"{value:,.0f}", f"{jobs:,.0f}" if jobs else "-", f"{value / bare:.2f}x")
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    console.print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench-api.json").write_text(json.dumps(report, indent=2) + "\n")
+    header = (
+        f"# POST /jobs throughput\n\nMeasured {report['date']} by `python -m bench.api_throughput`"
+        f": wrk, 1 thread, {args.connections} connections, {args.seconds:.0f} s per endpoint, "
+        "against one `jobrunner api` process and a private Redis on the same 2-core machine.\n\n"
+    )
+    (args.out / "bench-api.md").write_text(header + "\n".join(lines) + "\n")
+    console.print(f"wrote {args.out / 'bench-api.json'} and {args.out / 'bench-api.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
