@@ -142,7 +142,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     async def failed(
         request: Request,
         queue: str = DEFAULT_QUEUE,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> FailedPage:
         """Dead jobs of a queue, most recent first."""

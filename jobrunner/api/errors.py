@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobrunner.errors import RedisUnavailable
@@ -75,7 +76,8 @@ def install_error_handlers(app: FastAPI, max_payload_bytes: int) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem(exc.status_code, code, str(exc.detail), headers=headers)
 
-    @app.exception_handler(RedisError)
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
     @app.exception_handler(RedisUnavailable)
     async def redis_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable", error=str(exc))
