@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from jobrunner.api.debug import debug_router, tracing_allocations
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError, install_error_handlers
 from jobrunner.api.limits import BodySizeLimit
+from jobrunner.api.rates import RateTracker
 from jobrunner.api.schemas import (
     BatchRequest,
     Enqueued,
@@ -59,10 +60,13 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         app.state.queue = ReliableQueue(
             redis, prefix=settings.prefix, result_ttl=settings.result_ttl, registry=registry
         )
+        app.state.rates = RateTracker(app.state.queue)
+        app.state.rates.start()
         try:
             with tracing_allocations() if settings.debug_routes else nullcontext():
                 yield
         finally:
+            await app.state.rates.stop()
             await redis.aclose()
 
     app = FastAPI(
@@ -167,13 +171,18 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
 
     @app.get("/queues", response_model=list[QueueView])
     async def queues(request: Request) -> list[QueueView]:
-        """Every queue: ready, scheduled, in flight, dead, and lifetime counters."""
+        """Every queue: ready, scheduled, in flight, dead, lifetime counters, recent rates."""
         q = queue_of(request)
         out = []
         for name in await q.queue_names():
             s = await q.stats(name)
             depths = {"ready": s.ready, "scheduled": s.scheduled, "dead": s.dead}
-            out.append(QueueView(name=name, in_flight=s.reserved, counters=s.counters, **depths))
+            rates = request.app.state.rates.rates(name)
+            out.append(
+                QueueView(
+                    name=name, in_flight=s.reserved, counters=s.counters, rates=rates, **depths
+                )
+            )
         return out
 
     @app.get("/metrics", response_class=PlainTextResponse)

@@ -95,6 +95,10 @@ class QueueView(BaseModel):
     in_flight: int
     dead: int
     counters: dict[str, int]
+    rates: dict[str, float] = Field(
+        default_factory=dict,
+        description="per second over the last 10 s and 60 s: enqueued, processed, failed, dead",
+    )
 
 
 class Problem(BaseModel):
