@@ -1,77 +1,76 @@
-"""Record a pyinstrument profile of the API serving ``POST /jobs`` under load.
+"""Record a py-spy flamegraph of the API serving ``POST /jobs`` under a wrk load.
 
-``python -m bench.profile_api --seconds 5`` starts a private Redis and ``jobrunner api
---debug-routes``, drives POST /jobs from threads of this process, asks the API's own
-``/debug/profile`` for the window (speedscope format: an HTML page of a busy API runs to several
-MB) and writes ``profiles/api-post-jobs.speedscope.json``.
+``python -m bench.profile_api --seconds 5`` starts a private Redis and one ``jobrunner api``
+process, drives ``POST /jobs`` with ``wrk`` from a second process (``apt-get install wrk``),
+attaches py-spy to the API meanwhile and writes ``profiles/api-post-jobs.svg``. The API's own
+``/debug/profile`` route (pyinstrument) does the same from inside, for a running service.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
-import threading
+import tempfile
+import time
 from pathlib import Path
 
 import httpx
 from rich.console import Console
 
+from jobrunner.profiling import record
 from jobrunner.redis_server import RedisServer, free_port
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--out", type=Path, default=Path("profiles"))
     args = parser.parse_args(argv)
     console = Console()
-    args.out.mkdir(parents=True, exist_ok=True)
-    with RedisServer() as server:
+    if shutil.which("wrk") is None:
+        console.print("[yellow]wrk is not installed (apt-get install wrk): nothing recorded")
+        return 0
+    svg = args.out / "api-post-jobs.svg"
+    with RedisServer() as server, tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         api = subprocess.Popen(
             [sys.executable, "-m", "jobrunner.cli", "api", "--port", str(port),
-             "--redis-url", server.url, "--debug-routes", "--log-level", "warning"],
+             "--redis-url", server.url, "--log-level", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        stop = threading.Event()
-        sent = [0] * args.clients
         try:
-            with console.status("waiting for the API"):
-                for _ in range(300):
-                    try:
-                        if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        stop.wait(0.1)
-
-            def client(i: int) -> None:  # bounded by the profile window
-                with httpx.Client(base_url=base, timeout=30) as http:
-                    while not stop.is_set():
-                        http.post("/jobs", json={"type": "noop", "data": {"n": sent[i]}})
-                        sent[i] += 1
-
-            threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
-            for thread in threads:
-                thread.start()
-            with console.status(f"profiling the API for {args.seconds}s under load"):
-                profile = httpx.get(
-                    f"{base}/debug/profile",
-                    params={"seconds": args.seconds, "format": "speedscope"},
-                    timeout=args.seconds + 60,
-                ).text
-            stop.set()
-            for thread in threads:
-                thread.join()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the API did not start") from None
+                    time.sleep(0.1)  # start-up poll
+            script = Path(tmp) / "post.lua"
+            script.write_text(
+                'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                'wrk.body = \'{"type": "noop", "data": {"to": "ada@example.com"}}\'\n'
+            )
+            load = subprocess.Popen(
+                ["wrk", "-t1", f"-c{args.connections}", f"-d{round(args.seconds) + 2}s",
+                 "-s", str(script), f"{base}/jobs"],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            with console.status(f"py-spy on the API for {args.seconds}s under wrk"):
+                code = record(svg, pid=api.pid, seconds=args.seconds)
+            load.wait(timeout=60)
         finally:
-            stop.set()
             api.terminate()
             api.wait(20)
-    path = args.out / "api-post-jobs.speedscope.json"  # open it at speedscope.app
-    path.write_text(profile, encoding="utf-8")
-    console.print(f"wrote {path} ({path.stat().st_size // 1024} KiB); {sum(sent):,} requests sent")
+    if code != 0:
+        return code
+    console.print(f"wrote {svg} ({svg.stat().st_size // 1024} KiB)")
     return 0
 
 
