@@ -62,3 +62,15 @@ def test_a_full_buffer_is_written_without_a_flush() -> None:
 def test_an_unknown_level_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         logs.configure_logging("chatty", "json", io.BytesIO())
+
+
+def test_console_format_is_readable_key_values() -> None:
+    stream = io.StringIO()
+    logs.configure_logging("debug", "console", stream)
+    logs.get_logger(worker="w1").info("job", job_id="j1", outcome="ok")
+    line = stream.getvalue()
+    assert "job" in line
+    assert "job_id=j1" in line
+    assert "outcome=ok" in line
+    assert "worker=w1" in line
+    assert not line.lstrip().startswith("{")
