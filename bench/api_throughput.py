@@ -15,17 +15,15 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 import redis
 from rich.console import Console
 from rich.table import Table
 
-from jobrunner.redis_server import RedisServer, free_port
+from bench.api_process import serving_api
+from jobrunner.redis_server import RedisServer
 
 BATCH = 100
 
@@ -59,44 +57,25 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         console.print("[yellow]wrk is not installed (apt-get install wrk): API benchmark skipped")
         return 0
-    with RedisServer() as server:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        api = subprocess.Popen(
-            [sys.executable, "-m", "jobrunner.cli", "api", "--port", str(port),
-             "--redis-url", server.url, "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the API did not start") from None
-                    time.sleep(0.1)  # start-up poll
-            rows: dict[str, float] = {}
-            client = redis.Redis.from_url(server.url)
-            with console.status("GET /healthz (bare endpoint)"):
-                rows["bare GET /healthz"] = wrk(f"{base}/healthz", args.seconds, args.connections)
-            with console.status("POST /jobs, one job per request"):
-                rows["POST /jobs, 1 job"] = wrk(
-                    f"{base}/jobs", args.seconds, args.connections, '{"type": "noop"}'
-                )
-            single_jobs = client.llen("jr:{default}:ready")
-            client.flushall()
-            batch = json.dumps({"jobs": [{"type": "noop"}] * BATCH})
-            with console.status(f"POST /jobs, {BATCH} jobs per request"):
-                rows[f"POST /jobs, {BATCH} jobs"] = wrk(
-                    f"{base}/jobs", args.seconds, args.connections, batch
-                )
-            batch_jobs = client.llen("jr:{default}:ready")
-            client.close()
-        finally:
-            api.terminate()
-            api.wait(20)
+    with RedisServer() as server, serving_api(server.url) as api:
+        base = api.base
+        rows: dict[str, float] = {}
+        client = redis.Redis.from_url(server.url)
+        with console.status("GET /healthz (bare endpoint)"):
+            rows["bare GET /healthz"] = wrk(f"{base}/healthz", args.seconds, args.connections)
+        with console.status("POST /jobs, one job per request"):
+            rows["POST /jobs, 1 job"] = wrk(
+                f"{base}/jobs", args.seconds, args.connections, '{"type": "noop"}'
+            )
+        single_jobs = client.llen("jr:{default}:ready")
+        client.flushall()
+        batch = json.dumps({"jobs": [{"type": "noop"}] * BATCH})
+        with console.status(f"POST /jobs, {BATCH} jobs per request"):
+            rows[f"POST /jobs, {BATCH} jobs"] = wrk(
+                f"{base}/jobs", args.seconds, args.connections, batch
+            )
+        batch_jobs = client.llen("jr:{default}:ready")
+        client.close()
     bare = rows["bare GET /healthz"]
     report = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 
+from bench.api_process import serving_api
 from jobrunner.profiling import record
-from jobrunner.redis_server import RedisServer, free_port
+from jobrunner.redis_server import RedisServer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,40 +32,24 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[yellow]wrk is not installed (apt-get install wrk): nothing recorded")
         return 0
     svg = args.out / "api-post-jobs.svg"
-    with RedisServer() as server, tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        api = subprocess.Popen(
-            [sys.executable, "-m", "jobrunner.cli", "api", "--port", str(port),
-             "--redis-url", server.url, "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    with (
+        RedisServer() as server,
+        tempfile.TemporaryDirectory() as tmp,
+        serving_api(server.url) as api,
+    ):
+        script = Path(tmp) / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            'wrk.body = \'{"type": "noop", "data": {"to": "ada@example.com"}}\'\n'
+        )
+        load = subprocess.Popen(
+            ["wrk", "-t1", f"-c{args.connections}", f"-d{round(args.seconds) + 2}s",
+             "-s", str(script), f"{api.base}/jobs"],
+            stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the API did not start") from None
-                    time.sleep(0.1)  # start-up poll
-            script = Path(tmp) / "post.lua"
-            script.write_text(
-                'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                'wrk.body = \'{"type": "noop", "data": {"to": "ada@example.com"}}\'\n'
-            )
-            load = subprocess.Popen(
-                ["wrk", "-t1", f"-c{args.connections}", f"-d{round(args.seconds) + 2}s",
-                 "-s", str(script), f"{base}/jobs"],
-                stdout=subprocess.DEVNULL,
-            )  # fmt: skip
-            with console.status(f"py-spy on the API for {args.seconds}s under wrk"):
-                code = record(svg, pid=api.pid, seconds=args.seconds)
-            load.wait(timeout=60)
-        finally:
-            api.terminate()
-            api.wait(20)
+        with console.status(f"py-spy on the API for {args.seconds}s under wrk"):
+            code = record(svg, pid=api.process.pid, seconds=args.seconds)
+        load.wait(timeout=60)
     if code != 0:
         return code
     console.print(f"wrote {svg} ({svg.stat().st_size // 1024} KiB)")
