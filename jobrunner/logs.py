@@ -16,7 +16,8 @@ import atexit
 import logging
 import sys
 import threading
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any, BinaryIO, Literal
 
 import msgspec
@@ -126,3 +127,28 @@ def configure_logging(
 
 def get_logger(**bound: Any) -> Any:
     return structlog.get_logger("jobrunner").bind(**bound)
+
+
+class Throttle:
+    """At most one line per ``interval`` seconds for each kind of repeated warning.
+
+    During a Redis outage every in-flight job's write fails and retries; without this a worker
+    logs hundreds of identical lines a second. The line that gets through says how many were
+    held back since the previous one (``suppressed``).
+    """
+
+    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        """None to stay quiet; else the number of lines held back since the last one logged."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)

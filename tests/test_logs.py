@@ -74,3 +74,16 @@ def test_console_format_is_readable_key_values() -> None:
     assert "outcome=ok" in line
     assert "worker=w1" in line
     assert not line.lstrip().startswith("{")
+
+
+def test_throttle_lets_one_line_a_second_through_and_counts_the_rest() -> None:
+    from jobrunner.clock import FakeClock
+
+    clock = FakeClock()
+    throttle = logs.Throttle(interval=1.0, clock=clock.monotonic)
+    assert throttle.allow("fail") == 0
+    assert [throttle.allow("fail") for _ in range(5)] == [None] * 5
+    assert throttle.allow("ack") == 0  # another kind of line has its own allowance
+    clock.advance(1.0)
+    assert throttle.allow("fail") == 5  # the next line says how many were held back
+    assert throttle.allow("fail") is None

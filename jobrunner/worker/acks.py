@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from jobrunner.logs import Throttle
 from jobrunner.metrics import JobMetrics
 from jobrunner.queue import ReliableQueue
 
@@ -31,6 +32,7 @@ class AckBuffer:
         self._pending: dict[str, list[tuple[str, int]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._throttle = Throttle()
 
     def add(self, queue: str, job_id: str, token: int) -> None:
         self._pending.setdefault(queue, []).append((job_id, token))
@@ -67,7 +69,10 @@ class AckBuffer:
                 if final and tries > FINAL_TRIES:
                     self._log.error("could not ack before exit", jobs=len(items), error=str(exc))
                     return
-                self._log.warning("ack failed; retrying", jobs=len(items), error=str(exc))
+                if (held := self._throttle.allow("ack")) is not None:
+                    self._log.warning(
+                        "ack failed; retrying", jobs=len(items), error=str(exc), suppressed=held
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue

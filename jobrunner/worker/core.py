@@ -24,7 +24,7 @@ from jobrunner.clock import SYSTEM_CLOCK, Clock
 from jobrunner.config import Settings
 from jobrunner.errors import PayloadDecodeError
 from jobrunner.job import decode_job
-from jobrunner.logs import flush_logs, get_logger
+from jobrunner.logs import Throttle, flush_logs, get_logger
 from jobrunner.metrics import JobMetrics
 from jobrunner.queue import ReliableQueue, Reservation
 from jobrunner.registry import JobContext, Registry
@@ -80,6 +80,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
         self._log = get_logger(worker=self.worker_id)
+        self._throttle = Throttle()  # repeated warnings during an outage: one a second
         lease_renewal = min(settings.heartbeat_interval, settings.lease / 3)
         self._components = [
             Periodic("heartbeat", lease_renewal, self._heartbeat),
@@ -200,7 +201,8 @@ class Worker:
             try:
                 got = await self._reserve(room)
             except RedisError as exc:
-                self._log.warning("reserve failed; retrying", error=str(exc))
+                if (held := self._throttle.allow("reserve")) is not None:
+                    self._log.warning("reserve failed; retrying", error=str(exc), suppressed=held)
                 got = 0
                 idle = self.settings.idle_poll_max * 4
             if got:
@@ -358,7 +360,13 @@ class Worker:
             try:
                 return await op(*args, **kwargs)
             except RedisError as exc:
-                self._log.warning(f"{what} failed; retrying", error=str(exc), attempt=attempt + 1)
+                if (held := self._throttle.allow(what)) is not None:
+                    self._log.warning(
+                        f"{what} failed; retrying",
+                        error=str(exc),
+                        attempt=attempt + 1,
+                        suppressed=held,
+                    )
                 await asyncio.sleep(min(10.0, 0.05 * 2**attempt))
         return None
 
