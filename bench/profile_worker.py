@@ -21,7 +21,7 @@ from rich.progress import Progress
 
 from jobrunner.connection import async_redis
 from jobrunner.job import Job, new_job_id
-from jobrunner.profiling import py_spy
+from jobrunner.profiling import record_command
 from jobrunner.queue import ReliableQueue
 from jobrunner.redis_server import RedisServer
 
@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         spy = subprocess.Popen(
-            [py_spy(), "record", "--output", str(svg), "--rate", "250", "--pid", str(worker.pid),
-             "--subprocesses", "--threads", *(["--gil"] if args.gil else [])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            record_command(svg, pid=worker.pid, gil=args.gil),  # until interrupted
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis.Redis.from_url(server.url)
         try:
             with Progress() as progress:

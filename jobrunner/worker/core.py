@@ -107,10 +107,6 @@ class Worker:
         self._forced.set()
         self._room.set()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._inflight)
-
     async def run(self) -> dict[str, int]:
         """Run until stopped; returns the shutdown summary counts."""
         await self.runner.start()
@@ -174,14 +170,10 @@ class Worker:
             r = entry.reservation
             by_queue.setdefault(r.queue, []).append((r.id, r.token, entry.started))
         for queue, items in by_queue.items():
-            for attempt in range(5):
-                try:
-                    self.counts["requeued"] += await self.queue.release(queue, items)
-                    break
-                except RedisError as exc:
-                    # If this never succeeds the leases expire and the reaper returns the jobs.
-                    self._log.warning("release failed", error=str(exc), attempt=attempt + 1)
-                    await asyncio.sleep(0.2 * (attempt + 1))
+            # A few tries only, at shutdown: should they all fail, the leases expire and the
+            # reaper returns the jobs.
+            released = await self._write("release", self.queue.release, queue, items, tries=5)
+            self.counts["requeued"] += released or 0
         self._inflight.clear()
 
     # ---------------------------------------------------------------- fetching
@@ -349,14 +341,19 @@ class Worker:
         return result
 
     async def _write(
-        self, what: str, op: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+        self,
+        what: str,
+        op: Callable[..., Awaitable[T]],
+        *args: Any,
+        tries: int = 12,
+        **kwargs: Any,
     ) -> T | None:
-        """Run one Redis write, retrying through a Redis outage for about a minute.
+        """Run one Redis write, retrying through a Redis outage (12 tries: about a minute).
 
         Gives up with None: every write here is backed by the lease, so a job whose outcome
         could not be recorded is redelivered, never lost.
         """
-        for attempt in range(12):
+        for attempt in range(tries):
             try:
                 return await op(*args, **kwargs)
             except RedisError as exc:

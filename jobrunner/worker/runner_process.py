@@ -255,9 +255,6 @@ class ProcessRunner:
         children, self.children = self.children, []
         await asyncio.gather(*(loop.run_in_executor(None, _stop_child, c) for c in children))
 
-    def child_pids(self) -> list[int]:
-        return [c.process.pid for c in self.children if c.process.pid is not None]
-
 
 def _stop_child(child: _Child, timeout: float = 5.0) -> None:
     with contextlib.suppress(OSError):
