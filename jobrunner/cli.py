@@ -289,6 +289,53 @@ def redis_cmd(port: int | None, appendonly: bool) -> None:
         click.echo(f"REDIS_URL={server.url}")
         sys.stdout.flush()
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
+@main.command()
+@redis_option
+@click.option("--workers", default=2, show_default=True, help="worker processes")
+@click.option("--model", type=click.Choice(["asyncio", "thread", "process"]), default="asyncio",
+              show_default=True)  # fmt: skip
+@click.option("--concurrency", type=int, help="jobs at once per worker (the model's default)")
+@click.option("--schedulers", default=0, show_default=True, help="scheduler processes")
+@click.option("--api/--no-api", "with_api", default=True, show_default=True)
+@click.option("--port", default=8000, show_default=True, help="the API's port (0: any free one)")
+@click.option("--import", "imports", multiple=True, default=["jobrunner.handlers.demo"],
+              show_default=True, help="module that registers handlers")  # fmt: skip
+@click.option("--queues", default="default", show_default=True)
+@click.option("--appendonly", is_flag=True, help="embedded Redis with AOF (fsync every second)")
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="keep each process's JSON log here (default: a temporary directory)",
+)
+def up(
+    redis_url: str | None,
+    workers: int,
+    model: str,
+    concurrency: int | None,
+    schedulers: int,
+    with_api: bool,
+    port: int,
+    imports: tuple[str, ...],
+    queues: str,
+    appendonly: bool,
+    log_dir: Path | None,
+) -> None:
+    """Run the whole stack here: Redis (embedded unless REDIS_URL), the API, workers,
+    schedulers. Type + / - / kill / scale N / status while it runs; Ctrl+C stops everything."""
+    from jobrunner.errors import JobrunnerError
+    from jobrunner.stack import Stack
+    from jobrunner.up import run_up
+
+    stack = Stack(
+        workers=workers, model=model, concurrency=concurrency, api=with_api,
+        api_port=port or None, schedulers=schedulers, redis_url=redis_url,
+        redis_appendonly=appendonly, imports=imports, queues=queues.split(","),
+        log_dir=log_dir,
+    )  # fmt: skip
+    try:
+        run_up(stack, sys.stdin, lambda text: click.echo(text))
+    except JobrunnerError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -155,6 +155,8 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.process and self.process.stderr:
+            self.process.stderr.close()
 
     def stop(self) -> None:
         """Stop the server and remove its directory if this object created it."""

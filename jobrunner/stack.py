@@ -1,0 +1,464 @@
+"""The whole system on one machine: Redis, the API, N workers and schedulers, as child processes.
+
+``jobrunner up`` and the notebooks use it; so do the chaos tests. Every process it starts is a
+real ``python -m jobrunner.cli ...`` subprocess in its own session, so a terminal's Ctrl+C
+reaches only the stack, which then stops the others in order (API, schedulers, workers with
+their grace period, Redis) and makes sure no descendant survives. It is synchronous on purpose:
+a Jupyter cell already runs an event loop, and plain calls work there and in scripts alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import psutil
+import redis
+
+from jobrunner.errors import JobrunnerError
+from jobrunner.keys import PREFIX, QueueKeys, worker_key, workers_key
+from jobrunner.redis_server import RedisServer, free_port
+
+Role = Literal["api", "worker", "scheduler"]
+
+
+class StackError(JobrunnerError):
+    """A process of the stack did not start, or did not stop."""
+
+
+@dataclass
+class ManagedProcess:
+    """One child process of the stack, with its log file."""
+
+    role: Role
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    argv: list[str]
+    metrics_port: int | None = None
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02
+) -> None:
+    """Poll ``condition`` until it holds, else raise StackError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise StackError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Stack:
+    """Start it with ``with Stack(...) as stack:`` or ``start()``/``stop()``."""
+
+    def __init__(
+        self,
+        *,
+        workers: int = 1,
+        model: str = "asyncio",
+        concurrency: int | None = None,
+        api: bool = True,
+        api_port: int | None = None,
+        schedulers: int = 0,
+        redis_url: str | None = None,
+        redis_appendonly: bool = False,
+        imports: Iterable[str] = ("jobrunner.handlers.demo",),
+        queues: Iterable[str] = ("default",),
+        env: Mapping[str, str] | None = None,
+        worker_args: Iterable[str] = (),
+        api_args: Iterable[str] = (),
+        scheduler_args: Iterable[str] = (),
+        worker_metrics: bool = True,
+        log_dir: Path | None = None,
+        grace: float = 10.0,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.initial_workers = workers
+        self.model = model
+        self.concurrency = concurrency
+        self.with_api = api
+        self.api_port = api_port
+        self.initial_schedulers = schedulers
+        self.external_redis_url = redis_url
+        self.redis_appendonly = redis_appendonly
+        self.imports = list(imports)
+        self.queues = list(queues)
+        self.env = dict(env or {})
+        self.worker_args = list(worker_args)
+        self.api_args = list(api_args)
+        self.scheduler_args = list(scheduler_args)
+        self.worker_metrics = worker_metrics
+        self.grace = grace
+        self.start_timeout = start_timeout
+        self._own_log_dir = log_dir is None
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="jobrunner-stack-"))
+        self.redis_server: RedisServer | None = None
+        self.redis_url = redis_url or ""
+        self.api: ManagedProcess | None = None
+        self.workers: list[ManagedProcess] = []
+        self.schedulers: list[ManagedProcess] = []
+        self._spawned: list[ManagedProcess] = []  # everything ever started, for cleanup
+        self._counter = 0
+        self._client: redis.Redis | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        """Redis, then workers and schedulers, then the API; waits until each is ready."""
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            if not self.external_redis_url:
+                self.redis_server = RedisServer(appendonly=self.redis_appendonly).start()
+                self.redis_url = self.redis_server.url
+            self.client.ping()
+            for _ in range(self.initial_workers):
+                self.add_worker(wait=False)
+            for _ in range(self.initial_schedulers):
+                self.add_scheduler()
+            if self.with_api:
+                self._start_api()
+            for worker in self.workers:
+                self._wait_worker_ready(worker)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """API first (no new work), schedulers, workers (graceful), then Redis; nothing left."""
+        if self.api is not None:
+            self._terminate(self.api, timeout=10)
+            self.api = None
+        for proc in self.schedulers:
+            self._terminate(proc, timeout=10)
+        self.schedulers.clear()
+        for proc in self.workers:  # signal all first: they drain in parallel
+            if proc.alive:
+                proc.popen.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            self._terminate(proc, timeout=self.grace + 10)
+        self.workers.clear()
+        for proc in self._spawned:
+            self._reap_descendants(proc)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self.redis_server is not None:
+            self.redis_server.stop()
+            self.redis_server = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ---- what is running -------------------------------------------------------------------
+
+    @property
+    def client(self) -> redis.Redis:  # decoded: str in, str out
+        """A synchronous Redis client on the stack's Redis (for notebooks and checks)."""
+        if self._client is None:
+            self._client = redis.Redis.from_url(
+                self.redis_url, socket_timeout=5, decode_responses=True
+            )
+        return self._client
+
+    @property
+    def api_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.api_port}" if self.api is not None else None
+
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self.workers if w.alive]
+
+    def scheduler_pids(self) -> list[int]:
+        return [s.pid for s in self.schedulers if s.alive]
+
+    def metrics_urls(self) -> list[str]:
+        """Prometheus endpoints: the API's and every worker's."""
+        urls = [f"{self.api_url}/metrics"] if self.api_url else []
+        urls += [f"http://127.0.0.1:{w.metrics_port}/metrics" for w in self.workers if w.alive
+                 and w.metrics_port]  # fmt: skip
+        return urls
+
+    def all_pids(self) -> set[int]:
+        """Every live process the stack started, with their descendants, and Redis."""
+        pids: set[int] = set()
+        for proc in self._spawned:
+            pids |= _tree(proc.pid) | {p.pid for p in _session_members(proc.pid)}
+        if self.redis_server is not None and self.redis_server.process is not None:
+            pids.add(self.redis_server.process.pid)
+        return pids
+
+    def depth(self, queue: str = "default") -> dict[str, int]:
+        """Jobs ready, scheduled, reserved (in flight) and dead in ``queue``, now."""
+        keys = QueueKeys(queue)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.llen(keys.ready)
+            pipe.zcard(keys.scheduled)
+            pipe.zcard(keys.reserved)
+            pipe.zcard(keys.dead)
+            ready, scheduled, reserved, dead = pipe.execute()
+        return {"ready": ready, "scheduled": scheduled, "reserved": reserved, "dead": dead}
+
+    def wait_idle(self, queue: str = "default", timeout: float = 60.0) -> None:
+        """Until nothing is ready, scheduled or in flight in ``queue``."""
+
+        def idle() -> bool:
+            d = self.depth(queue)
+            return d["ready"] + d["scheduled"] + d["reserved"] == 0
+
+        wait_for(idle, timeout, f"queue {queue!r} to drain", interval=0.05)
+
+    def status(self) -> str:
+        lines = [f"{'redis':<10}{self.redis_url}"]
+        if self.api_url:
+            lines.append(f"{'api':<10}{self.api_url}  docs {self.api_url}/docs  pid {self.api.pid}")  # type: ignore[union-attr]
+        for w in self.workers:
+            metrics = f"  metrics :{w.metrics_port}" if w.metrics_port else ""
+            state = "running" if w.alive else f"exited {w.popen.returncode}"
+            lines.append(f"{w.name:<10}pid {w.pid}  {state}{metrics}")
+        for s in self.schedulers:
+            lines.append(f"{s.name:<10}pid {s.pid}  {'running' if s.alive else 'exited'}")
+        lines.append(f"{'logs':<10}{self.log_dir}")
+        return "\n".join(lines)
+
+    # ---- changing it while it runs ---------------------------------------------------------
+
+    def add_worker(
+        self,
+        *,
+        model: str | None = None,
+        concurrency: int | None = None,
+        args: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+        wait: bool = True,
+    ) -> int:
+        """Start one more worker; returns its pid once it heartbeats (unless ``wait=False``)."""
+        model = model or self.model
+        concurrency = concurrency if concurrency is not None else self.concurrency
+        argv = ["worker", "--model", model, "--queues", ",".join(self.queues)]
+        if concurrency:
+            argv += ["--concurrency", str(concurrency)]
+        port = free_port() if self.worker_metrics else None
+        if port:
+            argv += ["--metrics-port", str(port)]
+        argv += [*self.worker_args, *args]
+        proc = self._spawn("worker", argv, env=env)
+        proc.metrics_port = port
+        self.workers.append(proc)
+        if wait:
+            self._wait_worker_ready(proc)
+        return proc.pid
+
+    def remove_worker(self, pid: int | None = None) -> int:
+        """Stop one worker gracefully (the newest unless ``pid``); waits for it to exit."""
+        proc = self._find(self.workers, pid)
+        self.workers.remove(proc)
+        self._terminate(proc, timeout=self.grace + 10)
+        return proc.pid
+
+    def scale(self, n: int) -> None:
+        """Add or gracefully remove workers until ``n`` run."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        self._forget_dead_workers()
+        while len(self.workers) < n:
+            self.add_worker()
+        while len(self.workers) > n:
+            self.remove_worker()
+
+    def kill_worker(self, pid: int | None = None, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to one worker (a random live one unless ``pid``): a crash, on purpose.
+
+        Only the worker's own process gets the signal; a process-model worker's children
+        notice their parent is gone. The stack forgets a worker that exits.
+        """
+        live = [w for w in self.workers if w.alive]
+        if not live:
+            raise StackError("no live worker to kill")
+        proc = self._find(live, pid) if pid else random.choice(live)
+        proc.popen.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=self.grace + 10)
+            if not proc.alive:
+                self.workers.remove(proc)
+                self._reap_descendants(proc)
+        return proc.pid
+
+    def pause_worker(self, pid: int) -> None:
+        """SIGSTOP: alive but silent, as a long GC pause or a stalled VM would look."""
+        self._find(self.workers, pid).popen.send_signal(signal.SIGSTOP)
+
+    def resume_worker(self, pid: int) -> None:
+        self._find(self.workers, pid).popen.send_signal(signal.SIGCONT)
+
+    def add_scheduler(self, args: Iterable[str] = ()) -> int:
+        proc = self._spawn("scheduler", ["scheduler", *self.scheduler_args, *args])
+        self.schedulers.append(proc)
+        wait_for(lambda: proc.alive, 1, "the scheduler to start")
+        return proc.pid
+
+    def restart_redis(self, down_for: float = 0.0) -> None:
+        """SIGKILL the embedded Redis and start it again on the same port and data directory.
+
+        What survives depends on persistence: with ``redis_appendonly=True`` everything fsynced
+        (each second) comes back; without it the queue starts empty.
+        """
+        server = self.redis_server
+        if server is None:
+            raise StackError("restart_redis needs the embedded Redis (no redis_url)")
+        server.kill()
+        if down_for:
+            time.sleep(down_for)  # the outage itself is the point of the call
+        server.start()
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _spawn(
+        self, role: Role, argv: list[str], env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
+        self._counter += 1
+        name = f"{role}-{self._counter}"
+        log_path = self.log_dir / f"{name}.log"
+        full_argv = [sys.executable, "-m", "jobrunner.cli", *argv]
+        if role in ("api", "worker", "scheduler"):
+            full_argv[4:4] = ["--redis-url", self.redis_url, "--log-format", "json"]
+            for module in self.imports:
+                full_argv += ["--import", module]
+        full_env = {**os.environ, **self.env, **(env or {})}
+        with log_path.open("ab") as log:  # the child keeps its own descriptor
+            popen = subprocess.Popen(
+                full_argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=full_env,
+                start_new_session=True,  # the terminal's Ctrl+C reaches the stack only
+            )
+        proc = ManagedProcess(role, name, popen, log_path, full_argv)
+        self._spawned.append(proc)
+        return proc
+
+    def _start_api(self) -> None:
+        self.api_port = self.api_port or free_port()
+        self.api = self._spawn("api", ["api", "--port", str(self.api_port), *self.api_args])
+        api = self.api
+        url = f"http://127.0.0.1:{self.api_port}/healthz"
+
+        def answering() -> bool:
+            if not api.alive:
+                raise StackError(f"the API exited with {api.popen.returncode}:\n{api.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    return bool(response.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        wait_for(answering, self.start_timeout, f"the API on {url}", interval=0.05)
+
+    def _wait_worker_ready(self, proc: ManagedProcess) -> None:
+        def beating() -> bool:
+            if not proc.alive:
+                raise StackError(
+                    f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}"
+                )
+            for worker_id in self.client.zrange(workers_key(PREFIX), 0, -1):
+                if self.client.hget(worker_key(str(worker_id), PREFIX), "pid") == str(proc.pid):
+                    return True
+            return False
+
+        wait_for(beating, self.start_timeout, f"{proc.name}'s first heartbeat", interval=0.05)
+
+    def _terminate(self, proc: ManagedProcess, timeout: float) -> None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL; then its descendants."""
+        if proc.alive:
+            with contextlib.suppress(ProcessLookupError):
+                proc.popen.send_signal(signal.SIGCONT)  # a paused process cannot exit
+                proc.popen.send_signal(signal.SIGTERM)
+            try:
+                proc.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+        self._reap_descendants(proc)
+
+    def _reap_descendants(self, proc: ManagedProcess) -> None:
+        """Kill what is left in the process's session: children of a killed parent."""
+        leftovers = [p for p in _session_members(proc.pid) if p.pid != proc.pid]
+        for p in leftovers:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(leftovers, timeout=5)
+
+    def _forget_dead_workers(self) -> None:
+        for proc in [w for w in self.workers if not w.alive]:
+            self.workers.remove(proc)
+            self._reap_descendants(proc)
+
+    @staticmethod
+    def _find(procs: list[ManagedProcess], pid: int | None) -> ManagedProcess:
+        if not procs:
+            raise StackError("no such process is running")
+        if pid is None:
+            return procs[-1]
+        for proc in procs:
+            if proc.pid == pid:
+                return proc
+        raise StackError(f"pid {pid} is not one of the stack's processes")
+
+
+def _tree(pid: int) -> set[int]:
+    """``pid`` and its live descendants (empty when it is gone)."""
+    try:
+        parent = psutil.Process(pid)
+        members = [parent, *parent.children(recursive=True)]
+        return {p.pid for p in members if p.status() != psutil.STATUS_ZOMBIE}
+    except psutil.Error:
+        return set()
+
+
+def _session_members(session_id: int) -> list[psutil.Process]:
+    """Live processes whose session is ``session_id`` (children re-parented to init included)."""
+    out = []
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getsid(p.pid) == session_id and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+    return out
