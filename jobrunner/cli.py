@@ -338,5 +338,14 @@ def up(
         raise click.ClickException(str(exc)) from exc
 
 
+def _add_loadgen() -> None:
+    from jobrunner.loadgen.cli import loadgen
+
+    main.add_command(loadgen)
+
+
+_add_loadgen()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

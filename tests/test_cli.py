@@ -22,6 +22,11 @@ from jobrunner.queue import ReliableQueue
 Q = "jr:{default}"
 
 
+# Every command, each tested here or in its own file (up: test_stack.py, loadgen: test_loadgen.py).
+COMMANDS = ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis", "profile",
+            "up", "loadgen"]  # fmt: skip
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the URL a test passes may reach the CLI, never one from the machine's environment."""
@@ -250,7 +255,8 @@ def test_main_help_lists_every_command() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis", "profile"]
+    "command",
+    COMMANDS,
 )
 def test_every_command_has_help(command: str) -> None:
     assert command in main.commands  # type: ignore[attr-defined]
@@ -261,7 +267,7 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_the_command_list_is_the_one_tested_above() -> None:
     assert sorted(main.commands) == sorted(  # type: ignore[attr-defined]
-        ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis", "profile"]
+        COMMANDS
     )
 
 

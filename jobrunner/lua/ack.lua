@@ -5,6 +5,8 @@
 -- Returns: the ids whose completion was rejected as stale (their lease was taken over).
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- 'fu': the finish time in microseconds, for end-to-end latency finer than a millisecond.
+local now_us = t[1] .. string.format('%06d', tonumber(t[2]))
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
 local stale = {}
 local done = 0
@@ -13,7 +15,7 @@ for i = 3, #ARGV, 2 do
   local key = prefix .. id
   if redis.call('HGET', key, 't') == token and redis.call('ZREM', KEYS[1], id) == 1 then
     if ttl > 0 then
-      redis.call('HSET', key, 's', 'done', 'fi', now)
+      redis.call('HSET', key, 's', 'done', 'fi', now, 'fu', now_us)
       redis.call('PEXPIRE', key, ttl)
     else
       redis.call('DEL', key)
