@@ -38,7 +38,9 @@ demo: $(STAMP)
 	$(PY) -m jobrunner.demo
 
 bench: $(STAMP)
-	$(PY) -m pytest bench --benchmark-only --benchmark-autosave --benchmark-columns=mean,ops,rounds -p no:cacheprovider -q
+	$(PY) -m pytest bench --benchmark-only --benchmark-storage=results/benchmarks --benchmark-autosave --benchmark-json=results/bench-pytest.json --benchmark-columns=mean,stddev,ops,rounds -p no:cacheprovider -q
+	$(PY) -m bench.report results/bench-pytest.json $(if $(COMPARE),--compare $(COMPARE))
+	$(PY) -m bench.loadgen_goals
 	$(PY) -m bench.throughput
 	$(PY) -m bench.api_throughput
 

@@ -99,6 +99,7 @@ class Stack:
         api_args: Iterable[str] = (),
         scheduler_args: Iterable[str] = (),
         worker_metrics: bool = True,
+        worker_command: Literal["worker", "naive-worker"] = "worker",
         log_dir: Path | None = None,
         grace: float = 10.0,
         start_timeout: float = 30.0,
@@ -118,6 +119,8 @@ class Stack:
         self.api_args = list(api_args)
         self.scheduler_args = list(scheduler_args)
         self.worker_metrics = worker_metrics
+        # "naive-worker": the LPUSH/BRPOP teaching baseline, for side-by-side comparisons.
+        self.worker_command = worker_command
         self.grace = grace
         self.start_timeout = start_timeout
         self._own_log_dir = log_dir is None
@@ -270,14 +273,16 @@ class Stack:
         wait: bool = True,
     ) -> int:
         """Start one more worker; returns its pid once it heartbeats (unless ``wait=False``)."""
-        model = model or self.model
         concurrency = concurrency if concurrency is not None else self.concurrency
-        argv = ["worker", "--model", model, "--queues", ",".join(self.queues)]
+        argv = [self.worker_command, "--queues", ",".join(self.queues)]
         if concurrency:
             argv += ["--concurrency", str(concurrency)]
-        port = free_port() if self.worker_metrics else None
-        if port:
-            argv += ["--metrics-port", str(port)]
+        port = None
+        if self.worker_command == "worker":
+            argv += ["--model", model or self.model]
+            port = free_port() if self.worker_metrics else None
+            if port:
+                argv += ["--metrics-port", str(port)]
         argv += [*self.worker_args, *args]
         proc = self._spawn("worker", argv, env=env)
         proc.metrics_port = port
@@ -399,6 +404,11 @@ class Stack:
                 raise StackError(
                     f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}"
                 )
+            if self.worker_command == "naive-worker":
+                # No heartbeat in the baseline: ready once as many clients block in BRPOP as
+                # naive workers were started.
+                blocked = [c for c in self.client.client_list() if c.get("cmd") == "brpop"]
+                return len(blocked) >= len(self.workers)
             for worker_id in self.client.zrange(workers_key(PREFIX), 0, -1):
                 if self.client.hget(worker_key(str(worker_id), PREFIX), "pid") == str(proc.pid):
                     return True

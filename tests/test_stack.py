@@ -204,3 +204,14 @@ def test_jobrunner_up_stops_everything_on_sigint(tmp_path: Path) -> None:
     finally:
         _close(proc)
     assert alive(children) == set()
+
+
+def test_naive_workers_for_side_by_side_comparisons(tmp_path: Path) -> None:
+    with Stack(workers=1, api=False, worker_command="naive-worker", env=TEST_ENV,
+               log_dir=tmp_path) as s:  # fmt: skip
+        from jobrunner.keys import naive_key
+
+        jobs = [encode_job(Job(id=f"n-{i}", type="noop", payload={})) for i in range(30)]
+        s.client.lpush(naive_key("default"), *jobs)
+        wait_until(lambda: s.client.llen(naive_key("default")) == 0, what="the naive drain")
+        assert s.metrics_urls() == []  # the baseline serves no metrics
