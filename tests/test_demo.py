@@ -11,24 +11,30 @@ from jobrunner import demo
 
 
 @pytest.mark.slow
-def test_demo_drains_every_job_and_stops_the_worker_cleanly(
+def test_demo_drains_every_job_and_stops_the_workers_cleanly(
     redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REDIS_URL", redis_url)  # the session's private server, not an embedded one
-    assert demo.main(["--jobs", "400", "--out", str(tmp_path)]) == 0
+    argv = ["--jobs", "400", "--out", str(tmp_path), "--profiles", str(tmp_path / "profiles"),
+            "--profile-seconds", "1", "--add-worker-at", "0.3"]  # fmt: skip
+    assert demo.main(argv) == 0
     summary = json.loads((tmp_path / "demo-summary.json").read_text())
     assert summary["processed"] + summary["dead"] == 400
     assert summary["dead"] > 0  # the flaky type fails half the time with two retries
     assert summary["retried"] > 0
-    assert summary["worker_exit_code"] == 0
-    assert summary["worker_summary"]["completed"] == summary["processed"]
+    assert summary["workers_at_end"] == 3  # two, and one added part-way
+    assert summary["worker_exit_codes"] == [0, 0, 0]
+    completed = sum(s["completed"] for s in summary["worker_summaries"])
+    assert completed == summary["processed"]
     assert all(example["type"] == "flaky" for example in summary["dead_examples"])
+    assert (tmp_path / "demo-drain.png").stat().st_size > 10_000
+    assert (tmp_path / "profiles" / "demo-worker.svg").read_text().lstrip().startswith("<?xml")
 
 
 def test_the_job_mix_follows_the_configured_shares() -> None:
     import random
 
     jobs = demo.make_jobs(10_000, random.Random(1))
-    share = {t: sum(j.type == t for j in jobs) / len(jobs) for t in demo.MIX}
+    share = {t: sum(j["type"] == t for j in jobs) / len(jobs) for t in demo.MIX}
     for job_type, (expected, _, _) in demo.MIX.items():
         assert abs(share[job_type] - expected) < 0.02, job_type
