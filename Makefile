@@ -38,6 +38,7 @@ demo: $(STAMP)
 	$(PY) -m jobrunner.demo
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null || apt-get install -y -q wrk || echo "wrk could not be installed: its API figures will be skipped"
 	$(PY) -m pytest bench --benchmark-only --benchmark-storage=results/benchmarks --benchmark-autosave --benchmark-json=results/bench-pytest.json --benchmark-columns=mean,stddev,ops,rounds -p no:cacheprovider -q
 	$(PY) -m bench.report results/bench-pytest.json $(if $(COMPARE),--compare $(COMPARE))
 	$(PY) -m bench.loadgen_goals
