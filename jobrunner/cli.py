@@ -289,6 +289,8 @@ def redis_cmd(port: int | None, appendonly: bool) -> None:
         click.echo(f"REDIS_URL={server.url}")
         sys.stdout.flush()
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
+
+
 @main.command()
 @redis_option
 @click.option("--workers", default=2, show_default=True, help="worker processes")
