@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-TIME_FIELDS = {"eq", "st", "fi"}
+TIME_FIELDS = {"eq", "st", "fi", "fu"}
 
 
 def snapshot(client: redis.Redis) -> dict[str, Any]:

@@ -22,7 +22,7 @@ def test_profile_records_the_traffic_served_meanwhile(redis_url: str) -> None:
         stop = threading.Event()
 
         def load() -> None:  # bounded: ends with the profile, at most a few hundred requests
-            with httpx.Client(base_url=base) as client:
+            with httpx.Client(base_url=base, timeout=60) as client:  # a loaded CI machine
                 for _ in range(500):
                     if stop.is_set():
                         return

@@ -112,11 +112,11 @@ def test_counts_in_the_results_match_what_the_workers_processed(
 
 @pytest.mark.slow
 def test_open_loop_holds_its_rate(stack: Stack) -> None:
-    spec = LoadSpec(url=stack.api_url or "", loop="open", rate=200, total=None, duration=3.0,
+    spec = LoadSpec(url=stack.api_url or "", loop="open", rate=100, total=None, duration=5.0,
                     concurrency=8)  # fmt: skip
     summary = run_load(spec, redis_url=stack.redis_url, progress=False).summary()
-    assert summary["requests_ok"] == 600
-    assert summary["send_rate_rps"] == pytest.approx(200, rel=0.05)
+    assert summary["requests_ok"] == 500
+    assert summary["send_rate_rps"] == pytest.approx(100, rel=0.05)
 
 
 @pytest.mark.slow

@@ -93,10 +93,12 @@ async def test_ack_marks_done_and_keeps_the_result_for_its_ttl(
     assert snapshot(sync_redis) == {
         "jr:queues": ["default"],
         f"{Q}:fence": "1",
-        f"{Q}:job:j1": job_hash(a="1", s="done", t="1", st="T", fi="T"),
+        f"{Q}:job:j1": job_hash(a="1", s="done", t="1", st="T", fi="T", fu="T"),
         f"{Q}:stats": {"enqueued": "1", "processed": "1"},
     }
     assert 599 <= sync_redis.ttl(f"{Q}:job:j1") <= 600
+    finished_ms, finished_us = sync_redis.hmget(f"{Q}:job:j1", "fi", "fu")
+    assert int(finished_us) // 1000 == int(finished_ms)  # one clock reading, two resolutions
 
 
 async def test_ack_with_zero_ttl_deletes_the_job(aredis: Any, sync_redis: redis.Redis) -> None:
