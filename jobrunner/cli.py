@@ -349,5 +349,62 @@ def _add_loadgen() -> None:
 _add_loadgen()
 
 
+@main.command()
+@redis_option
+@click.option("--import", "imports", multiple=True,
+              help="module declaring schedules (@periodic, SCHEDULES) and handlers")  # fmt: skip
+@click.option("--schedules", "schedules_file", help="TOML file of [[schedule]] entries",
+              type=click.Path(dir_okay=False, path_type=Path))  # fmt: skip
+@click.option("--ttl", type=float, default=10.0, show_default=True,
+              envvar="JOBRUNNER_SCHEDULER_TTL",
+              help="seconds the leader lock lasts unless renewed")  # fmt: skip
+@click.option("--poll-interval", type=float, default=1.0, show_default=True,
+              envvar="JOBRUNNER_SCHEDULER_POLL_INTERVAL",
+              help="longest sleep between checks; followers retry the lock this often")  # fmt: skip
+@click.option("--id", "scheduler_id", help="this scheduler's name (default: host-pid-random)")
+@click.option("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+@click.option("--log-level")
+@click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
+def scheduler(
+    redis_url: str | None,
+    imports: tuple[str, ...],
+    schedules_file: Path | None,
+    ttl: float,
+    poll_interval: float,
+    scheduler_id: str | None,
+    metrics_port: int | None,
+    log_level: str | None,
+    log_format: str | None,
+) -> None:
+    """Fire periodic jobs; run several for failover: one leads, each slot is enqueued once."""
+    from jobrunner.registry import load_handlers
+    from jobrunner.scheduler.config import load_schedules
+    from jobrunner.scheduler.entry import serve_scheduler
+    from jobrunner.scheduler.schedule import ScheduleError
+    from jobrunner.worker.entry import run_event_loop
+
+    settings = _settings(redis_url=redis_url, imports=list(imports), log_level=log_level,
+                         log_format=log_format, metrics_port=metrics_port)  # fmt: skip
+    if not settings.redis_url:
+        raise click.UsageError("no Redis URL: pass --redis-url or set REDIS_URL")
+    if not ttl > 0 or not poll_interval > 0:
+        raise click.UsageError("--ttl and --poll-interval must be positive")
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        registry = load_handlers(settings.imports)
+        schedules = load_schedules(settings.imports, schedules_file)
+    except ScheduleError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if not schedules:
+        click.echo("warning: no schedules declared (--import, --schedules)", err=True)
+    run_event_loop(
+        serve_scheduler(
+            settings.redis_url, schedules, prefix=settings.prefix, ttl=ttl,
+            poll_interval=poll_interval, registry=registry, scheduler_id=scheduler_id,
+            metrics_port=settings.metrics_port,
+        )
+    )  # fmt: skip
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

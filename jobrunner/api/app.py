@@ -19,6 +19,7 @@ from jobrunner.api.debug import debug_router, tracing_allocations
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError, install_error_handlers
 from jobrunner.api.limits import BodySizeLimit
 from jobrunner.api.rates import RateTracker
+from jobrunner.api.schedules import schedules_router
 from jobrunner.api.schemas import (
     BatchRequest,
     Enqueued,
@@ -79,6 +80,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_payload_bytes)
     if settings.debug_routes:
         app.include_router(debug_router())
+    app.include_router(schedules_router())
 
     def queue_of(request: Request) -> ReliableQueue:
         q: ReliableQueue = request.app.state.queue

@@ -1,0 +1,198 @@
+"""The schedules' state in Redis: definitions the API reads, high-water marks, fenced fires.
+
+One HASH per schedule (``SchedulerKeys.schedule``) holds its definition as the leader declared
+it (so the API can show schedules without importing the scheduler's config), its *mark* (the
+latest slot handled: fired or skipped; never expires), the last and next fire times and
+counters (fired, late, skipped). The leader publishes the definitions when it takes over.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from jobrunner.job import Job, encode_job
+from jobrunner.keys import QueueKeys, queues_key
+from jobrunner.registry import Registry
+from jobrunner.registry import registry as default_registry
+from jobrunner.scheduler.keys import SchedulerKeys
+from jobrunner.scheduler.plan import Plan
+from jobrunner.scheduler.schedule import Schedule
+from jobrunner.scripts import Scripts
+
+FENCED = -1
+
+
+@dataclass(frozen=True)
+class FireResult:
+    fenced: bool  # our token is not the lock's: nothing was written
+    added: int  # jobs enqueued
+    refused: int  # slots refused: at or before the mark, or their job id already exists
+    mark_ms: int | None
+
+
+class ScheduleRecord(msgspec.Struct, frozen=True):
+    """A schedule as published in Redis (what ``GET /schedules`` shows)."""
+
+    name: str
+    type: str
+    queue: str
+    every_seconds: float | None
+    cron: str | None
+    timezone: str
+    misfire: str
+    grace: float
+    payload: Any
+    next_fire: float | None
+    last_fire: float | None
+    fired: int
+    late: int
+    skipped: int
+
+    def schedule(self) -> Schedule:
+        """The definition back as a ``Schedule`` (raises ScheduleError if it no longer parses)."""
+        return Schedule(
+            name=self.name, type=self.type, queue=self.queue, every=self.every_seconds,
+            cron=self.cron, timezone=self.timezone, misfire=self.misfire,  # type: ignore[arg-type]
+            grace=self.grace, payload=self.payload,
+        )  # fmt: skip
+
+
+class ScheduleStore:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        keys: SchedulerKeys | None = None,
+        scripts: Scripts | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys or SchedulerKeys()
+        self.registry = registry if registry is not None else default_registry
+        self._scripts = scripts or Scripts(redis)
+
+    async def publish(self, schedules: Sequence[Schedule], by: str) -> None:
+        """Write every definition and the index of names (names no longer declared leave it)."""
+        names = {s.name for s in schedules}
+        old = {_text(n) for n in await self.redis.smembers(self.keys.index)}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for s in schedules:
+                pipe.hset(self.keys.schedule(s.name), mapping=dict(_definition(s, by).items()))
+            if names:
+                pipe.sadd(self.keys.index, *sorted(names))
+            if old - names:
+                pipe.srem(self.keys.index, *sorted(old - names))
+            await pipe.execute()
+
+    async def marks(self, names: Sequence[str]) -> dict[str, int | None]:
+        """Each schedule's high-water mark (None: never handled)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(self.keys.schedule(name), "mark")
+            values = await pipe.execute()
+        return {n: int(v) if v is not None else None for n, v in zip(names, values, strict=True)}
+
+    async def init_mark(self, token: int, schedule: Schedule, now_ms: int) -> FireResult:
+        """Start a schedule never handled before at ``now_ms``: past slots are not fired."""
+        return await self._call(token, schedule, "init", now_ms, 0, schedule.next_after(now_ms), [])
+
+    async def fire(self, token: int, schedule: Schedule, plan: Plan) -> FireResult:
+        """Carry out ``plan`` in one fenced script call: enqueue its fires, move the mark."""
+        groups: list[Any] = []
+        for fire in plan.fires:
+            job = Job(
+                id=schedule.job_id(fire.slot_ms), type=schedule.type, payload=schedule.payload,
+                queue=schedule.queue, max_retries=schedule.max_retries, timeout=schedule.timeout,
+            )  # fmt: skip
+            max_retries = self.registry.max_retries_for(job)
+            groups += (fire.slot_ms, job.id, encode_job(job), max_retries, int(fire.late))
+        return await self._call(
+            token, schedule, "fire", plan.mark_ms, plan.skipped, plan.next_fire_ms, groups
+        )
+
+    async def _call(
+        self,
+        token: int,
+        schedule: Schedule,
+        mode: str,
+        mark_ms: int,
+        skipped: int,
+        next_fire_ms: int | None,
+        groups: list[Any],
+    ) -> FireResult:
+        qkeys = QueueKeys(schedule.queue, self.keys.prefix)
+        reply = await self._scripts.schedule_fire(
+            keys=[
+                self.keys.leader, self.keys.schedule(schedule.name), qkeys.ready, qkeys.stats,
+                queues_key(self.keys.prefix),
+            ],
+            args=[
+                token, qkeys.job_prefix, schedule.queue, mode, mark_ms, skipped,
+                "" if next_fire_ms is None else next_fire_ms, *groups,
+            ],
+        )  # fmt: skip
+        status, added, refused, mark = reply
+        if int(status) == FENCED:
+            return FireResult(fenced=True, added=0, refused=0, mark_ms=None)
+        return FireResult(fenced=False, added=int(added), refused=int(refused), mark_ms=int(mark))
+
+    async def records(self) -> list[ScheduleRecord]:
+        """Every published schedule, by name; an entry that no longer parses is left out."""
+        names = sorted(_text(n) for n in await self.redis.smembers(self.keys.index))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self.keys.schedule(name))
+            rows = await pipe.execute()
+        out = []
+        for name, row in zip(names, rows, strict=True):
+            fields = {_text(k): _text(v) for k, v in row.items()}
+            if "type" in fields:
+                out.append(_record(name, fields))
+        return out
+
+
+def _definition(s: Schedule, by: str) -> dict[str, str]:
+    return {
+        "type": s.type,
+        "queue": s.queue,
+        "every": "" if s.every is None else repr(float(s.every)),
+        "cron": s.cron or "",
+        "timezone": s.timezone,
+        "misfire": s.misfire,
+        "grace": repr(float(s.grace)),
+        "payload": json.dumps(s.payload),
+        "defined_by": by,
+    }
+
+
+def _record(name: str, f: dict[str, str]) -> ScheduleRecord:
+    def seconds(field: str) -> float | None:
+        value = f.get(field)
+        return int(value) / 1000 if value else None
+
+    return ScheduleRecord(
+        name=name,
+        type=f["type"],
+        queue=f.get("queue", "default"),
+        every_seconds=float(f["every"]) if f.get("every") else None,
+        cron=f.get("cron") or None,
+        timezone=f.get("timezone", "UTC"),
+        misfire=f.get("misfire", "fire_once"),
+        grace=float(f.get("grace") or 0),
+        payload=json.loads(f.get("payload") or "null"),
+        next_fire=seconds("next_fire"),
+        last_fire=seconds("last_fire"),
+        fired=int(f.get("fired", 0)),
+        late=int(f.get("late", 0)),
+        skipped=int(f.get("skipped", 0)),
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
