@@ -31,7 +31,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
 
-test: lint typecheck $(STAMP)
+# The dashboard's browser tests drive Debian's chromium; installed once, skipped when present.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: lint typecheck $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest --benchmark-disable $(PYTEST_ARGS)
 
 demo: $(STAMP)

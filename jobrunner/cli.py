@@ -79,9 +79,8 @@ def worker(**options: Any) -> None:
 @click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
 def api(host: str, port: int, **options: Any) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) on uvloop."""
-    import uvicorn
-
     from jobrunner.api import create_app
+    from jobrunner.api.server import run_api
 
     if options.get("imports"):
         options["imports"] = list(options["imports"])
@@ -89,10 +88,7 @@ def api(host: str, port: int, **options: Any) -> None:
     if not settings.redis_url:
         raise click.UsageError("no Redis URL: pass --redis-url or set REDIS_URL")
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
-        create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
-        log_level="warning", access_log=False,
-    )  # fmt: skip
+    run_api(create_app(settings), host=host, port=port)
 
 
 @main.command("naive-worker")

@@ -15,6 +15,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
+from jobrunner.api.dashboard import dashboard_router
 from jobrunner.api.debug import debug_router, tracing_allocations
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError, install_error_handlers
 from jobrunner.api.limits import BodySizeLimit
@@ -80,6 +81,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_payload_bytes)
     if settings.debug_routes:
         app.include_router(debug_router())
+    app.include_router(dashboard_router())
     app.include_router(schedules_router())
 
     def queue_of(request: Request) -> ReliableQueue:
