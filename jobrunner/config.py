@@ -40,10 +40,19 @@ class Settings(BaseSettings):
     imports: Annotated[list[str], NoDecode] = Field(default_factory=list)
     per_child_prefetch: int = Field(default=16, ge=1)
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0: no metrics server")
+    limits: str = Field(
+        default="", description="execution limits by job type: 'email=50/s;resize=concurrency:4'"
+    )
 
     # api
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1, description="request body bound")
     debug_routes: bool = Field(default=False, description="serve /debug/profile and /debug/heap")
+    ingress_rate: str = Field(
+        default="", description="per-client request limit on the API, e.g. '100/s'; '' = off"
+    )
+    ingress_client_header: str = Field(
+        default="X-Client-Id", description="header naming the client; else its IP address"
+    )
     max_queue_depth: int = Field(
         default=0, ge=0, description="ready + scheduled jobs above which POST /jobs answers 429"
     )
@@ -57,6 +66,23 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("limits")
+    @classmethod
+    def _check_limits(cls, value: str) -> str:
+        from jobrunner.ratelimit.spec import parse_limits
+
+        parse_limits(value)  # raises with the reason
+        return value
+
+    @field_validator("ingress_rate")
+    @classmethod
+    def _check_ingress_rate(cls, value: str) -> str:
+        from jobrunner.ratelimit.spec import parse_limit
+
+        if value.strip():
+            parse_limit(value)
         return value
 
     @model_validator(mode="after")

@@ -51,6 +51,14 @@ class JobMetrics:
         self.queue_depth = Gauge(
             "queue_depth", "Jobs in a queue, by state.", ("queue", "state"), registry=r
         )
+        self.deferred = Counter(
+            "jobs_deferred", "Jobs put off, not run, because they were over an execution limit.",
+            ("type", "queue", "limit"), registry=r,
+        )  # fmt: skip
+        self.limit_available = Gauge(
+            "ratelimit_available", "Tokens, window room or free slots at a limit's last decision.",
+            ("limit", "algorithm"), registry=r,
+        )  # fmt: skip
         self._ok_children: dict[tuple[str, str], tuple[Counter, Histogram, Histogram]] = {}
 
     def succeeded(self, job_type: str, queue: str, wait: float, run: float) -> None:

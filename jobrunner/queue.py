@@ -243,6 +243,22 @@ class ReliableQueue:
             await self._scripts.release(keys=[keys.reserved, keys.ready, keys.stats], args=args)
         )
 
+    async def defer(self, queue: str, items: Sequence[tuple[str, int, float]]) -> int:
+        """Put leased jobs back in ``scheduled`` for later, refunding the attempt; not a failure.
+
+        ``(id, token, delay seconds)`` per job; for jobs over an execution limit. Returns how
+        many were deferred (a job whose lease was taken over is skipped).
+        """
+        if not items:
+            return 0
+        keys = self.keys(queue)
+        args: list[Any] = [keys.job_prefix]
+        for job_id, token, delay in items:
+            args += (job_id, token, _ms(delay))
+        return int(
+            await self._scripts.defer(keys=[keys.reserved, keys.scheduled, keys.stats], args=args)
+        )
+
     async def extend(self, queue: str, held: Sequence[tuple[str, int]], lease: float) -> list[str]:
         """Renew leases; returns the ids that are no longer ours."""
         if not held:

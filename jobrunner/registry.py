@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from jobrunner.backoff import DEFAULT_BACKOFF, Backoff
 from jobrunner.errors import JobTimeout
 from jobrunner.job import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Job
+from jobrunner.ratelimit.spec import LimitSpec, parse_limit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,6 +70,7 @@ class HandlerSpec:
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     backoff: Backoff = DEFAULT_BACKOFF
+    limit: LimitSpec | None = None  # execution limit: over it, a job is deferred, not run
 
     def timeout_for(self, job: Job) -> float:
         """The job's own timeout when it was enqueued with one, else this type's."""
@@ -88,8 +90,15 @@ class Registry:
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         backoff: Backoff = DEFAULT_BACKOFF,
+        limit: LimitSpec | str | None = None,
     ) -> Callable[[F], F]:
-        """Decorator: ``@registry.handler("email", timeout=10)``."""
+        """Decorator: ``@registry.handler("email", timeout=10, limit="50/s")``.
+
+        ``limit`` (``"gcra:50/s"``, ``"concurrency:4"``, see ``jobrunner.ratelimit``) caps how
+        often or how many jobs of the type run across all workers; a job over it is deferred.
+        """
+        if isinstance(limit, str):
+            limit = parse_limit(limit)
         if not 0 < timeout < math.inf:  # NaN fails this too
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if max_retries < 0:
@@ -105,6 +114,7 @@ class Registry:
                     timeout=timeout,
                     max_retries=max_retries,
                     backoff=backoff,
+                    limit=limit,
                 )
             )
             return fn

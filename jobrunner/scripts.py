@@ -35,6 +35,7 @@ class Scripts:
         self.promote = load("promote")
         self.reap = load("reap")
         self.requeue = load("requeue")
+        self.defer = load("defer")
         # the scheduler (jobrunner/scheduler): leader lock and fenced, once-per-slot enqueue
         self.leader_acquire = load("leader_acquire")
         self.leader_release = load("leader_release")

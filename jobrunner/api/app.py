@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
@@ -36,6 +36,7 @@ from jobrunner.connection import async_redis
 from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job_id
 from jobrunner.metrics import JobMetrics
 from jobrunner.queue import ReliableQueue
+from jobrunner.ratelimit.ingress import ingress_limit
 from jobrunner.registry import Registry, load_handlers
 
 READY_MAX_HEARTBEAT_AGE = 30.0  # seconds: a worker that beat more recently counts as alive
@@ -77,6 +78,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    if (limit_ingress := ingress_limit(settings)) is not None:  # before any route is added
+        app.router.dependencies.append(Depends(limit_ingress))
     install_error_handlers(app, settings.max_payload_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_payload_bytes)
     if settings.debug_routes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import uuid
@@ -23,11 +24,14 @@ from jobrunner.backoff import Backoff
 from jobrunner.clock import SYSTEM_CLOCK, Clock
 from jobrunner.config import Settings
 from jobrunner.errors import PayloadDecodeError
-from jobrunner.job import decode_job
+from jobrunner.job import Job, decode_job
 from jobrunner.logs import Throttle, flush_logs, get_logger
 from jobrunner.metrics import JobMetrics
 from jobrunner.queue import ReliableQueue, Reservation
-from jobrunner.registry import JobContext, Registry
+from jobrunner.ratelimit.base import Decision
+from jobrunner.ratelimit.gate import ExecutionGate
+from jobrunner.ratelimit.spec import LimitSpec, parse_limits
+from jobrunner.registry import HandlerSpec, JobContext, Registry
 from jobrunner.worker.acks import AckBuffer
 from jobrunner.worker.components import Periodic
 from jobrunner.worker.outcome import Kind, Outcome
@@ -88,6 +92,11 @@ class Worker:
             Periodic("log-flush", LOG_FLUSH_INTERVAL, self._flush_logs),
         ]
         self._acks = AckBuffer(queue, self.counts, self._log, self.metrics)
+        # Execution limits: a job over its type's limit is deferred, not run (ratelimit.gate).
+        self._gate: ExecutionGate[tuple[Reservation, str]] = ExecutionGate(
+            queue.redis, parse_limits(settings.limits), defer=self._defer, spawn=self._spawn,
+            on_decision=self._limit_decided, prefix=queue.prefix,
+        )  # fmt: skip
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -137,6 +146,8 @@ class Worker:
         if self._tasks:  # jobs that failed in the last instant: let their failure be recorded
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._release_unfinished()
+        with contextlib.suppress(RedisError):
+            await self._gate.close()
         await self._acks.stop()
         for component in self._components:
             await component.stop()
@@ -242,6 +253,14 @@ class Worker:
             timeout=spec.timeout_for(job),
             worker_id=self.worker_id,
         )
+        limit = self._gate.limit_for(job.type, spec.limit)
+        if limit is not None:
+            run = functools.partial(self._run, entry, job, spec, ctx)
+            self._gate.submit(limit, limit.key or job.type, (r, job.type), r.id, run)
+            return
+        self._run(entry, job, spec, ctx)
+
+    def _run(self, entry: _InFlight, job: Job, spec: HandlerSpec, ctx: JobContext) -> None:
         started = self.clock.monotonic()
         future = self.runner.submit(job, spec, ctx, entry.mark_started)
         self._running.add(future)
@@ -285,6 +304,23 @@ class Worker:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _defer(
+        self, items: list[tuple[tuple[Reservation, str], float]], limit: LimitSpec, key: str
+    ) -> None:
+        """Jobs over their execution limit go back to scheduled, due when capacity is expected."""
+        by_queue: dict[str, list[tuple[str, int, float]]] = {}
+        for (r, _), delay in items:
+            by_queue.setdefault(r.queue, []).append((r.id, r.token, delay))
+        for queue, batch in by_queue.items():
+            deferred = await self._write("defer", self.queue.defer, queue, batch)
+            self.counts["deferred"] += deferred or 0
+        for (r, job_type), _ in items:
+            self.metrics.deferred.labels(job_type, r.queue, key).inc()
+            self._forget(r)  # if the write failed, the lease expires and the reaper returns it
+
+    def _limit_decided(self, limit: LimitSpec, key: str, decision: Decision) -> None:
+        self.metrics.limit_available.labels(key, limit.algorithm).set(decision.remaining)
 
     async def _give_back(self, r: Reservation) -> None:
         """Its process died before it began: hand it back untouched at once."""
@@ -372,6 +408,7 @@ class Worker:
         entry = self._inflight.get(r.id)
         if entry is not None and entry.reservation is r:
             del self._inflight[r.id]
+            self._gate.done(r.id)  # frees its concurrency slot, if it held one
         self._room.set()
 
     # ---------------------------------------------------------------- background ticks
@@ -389,6 +426,7 @@ class Worker:
         }
         ttl = max(3 * self.settings.heartbeat_interval, self.settings.lease)
         await self.queue.heartbeat(self.worker_id, info, ttl)
+        await self._gate.renew()
         self.metrics.in_flight.set(len(self._inflight))
         self.metrics.heartbeat.set(self.clock.time())
         held: dict[str, list[tuple[str, int]]] = {}
