@@ -152,7 +152,8 @@ def test_a_sigkilled_leader_is_replaced_within_ttl_and_the_gap_follows_the_misfi
         assert missing == []  # the gap was shorter than the grace: every slot fired, late
         assert late == 0
         return
-    assert len(missing) >= 3, f"the gap ({takeover:.2f}s) was beyond the grace: slots were missed"
+    # How many depends on where the kill fell between slots; that some were missed does not.
+    assert len(missing) >= 1, f"the gap ({takeover:.2f}s) was beyond the grace: slots were missed"
     assert missing == list(range(missing[0], missing[-1] + EVERY_MS, EVERY_MS)), "one gap"
     after_gap = missing[-1] + EVERY_MS
     lateness_ms = (
