@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint typecheck unit demo bench clean
+.PHONY: help install test lint typecheck unit demo bench lab lab-run clean
 
 help:
 	@echo "make demo   - start an embedded Redis and a worker, drive a burst, watch it drain"
 	@echo "make test   - set up .venv, run ruff, mypy and every test"
 	@echo "make bench  - run the benchmarks in full and print the figures"
+	@echo "make lab    - open JupyterLab on notebooks/ (make lab-run: re-run them all in full)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +50,12 @@ bench: $(STAMP)
 	$(PY) -m bench.loadgen_goals
 	$(PY) -m bench.throughput
 	$(PY) -m bench.api_throughput
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+lab-run: $(STAMP)
+	$(PY) -m jobrunner.lab.build --execute
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .benchmarks

@@ -61,7 +61,7 @@ class AsyncHttpSender:
                 self._url, data=http_body(self._factory, types)
             ) as response:
                 return _ids(response.status, await response.read())
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:  # a timeout is a failed request too
             raise SendError(0, type(exc).__name__) from exc
 
     async def close(self) -> None:

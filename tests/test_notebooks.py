@@ -1,0 +1,103 @@
+"""Every lab notebook runs top to bottom, headless, with small parameters, and leaves no process.
+
+Papermill injects the small parameters after each notebook's ``parameters`` cell; figures go to
+a temporary directory (the committed ``results/`` keep the full run's). Every process the
+kernel starts inherits a marker in its environment, so a survivor is found even if the
+notebook's own check never ran.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+
+from jobrunner.lab.build import NOTEBOOKS, execute, notebook_for, sources
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.slow
+
+MARKER = "JOBRUNNER_LAB_TEST_RUN"
+
+SMALL: dict[str, dict[str, object]] = {
+    "01-start-the-stack": {"burst": 100, "email_latency": 0.05},
+    "02-concurrency-models": {
+        "levels": [1, 4],
+        "window": 0.3,
+        "repeats": 1,
+        "max_processes": 4,
+        "workloads": ["email", "cpu_burn"],
+    },
+    "03-where-the-time-goes": {
+        "seconds": 1.0,
+        "clients": 4,
+        "worker_jobs": 20_000,
+        "drain_jobs": 3_000,
+        "repeats": 1,
+    },
+    "04-latency-under-load": {
+        "duration": 1.0,
+        "clients": [1, 16],
+        "shares": [0.3, 1.2],
+        "repeats": 1,
+        "stall_seconds": 0.3,
+        "open_clients": 32,
+    },
+    "08-live-queue-draining": {"jobs": 1500, "refresh": 1.0},
+}
+FIGURES = {
+    "01-start-the-stack": ["01-job-lives.png"],
+    "02-concurrency-models": ["02-throughput.png", "02-cores-busy.png", "02-run-time.png"],
+    "03-where-the-time-goes": ["03-before-after.png"],
+    "04-latency-under-load": ["04-knee.png", "04-coordinated-omission.png"],
+    "08-live-queue-draining": ["08-live-drain.png"],
+}
+
+
+def marked(value: str) -> list[psutil.Process]:
+    out = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(MARKER) == value:
+                out.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return out
+
+
+def test_every_notebook_source_has_small_parameters() -> None:
+    assert sorted(s.stem for s in sources()) == sorted(SMALL)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_notebook_runs_headless_with_small_parameters(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = uuid.uuid4().hex
+    monkeypatch.setenv(MARKER, run_id)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    source = NOTEBOOKS / "src" / f"{name}.py"
+    results, profiles = tmp_path / "results", tmp_path / "profiles"
+    parameters = {**SMALL[name], "results_dir": str(results)}
+    if name.startswith("03"):
+        parameters["profiles_dir"] = str(profiles)
+    output = tmp_path / f"{name}.ipynb"
+    try:
+        execute(notebook_for(source), output, parameters, cwd=NOTEBOOKS)
+    finally:
+        wait_until(lambda: not marked(run_id), timeout=30, what="the notebook's processes to exit")
+    ran = nbformat.read(output, as_version=4)
+    errors = [o for c in ran.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]  # fmt: skip
+    assert errors == []
+    for figure in FIGURES[name]:
+        assert (results / figure).stat().st_size > 10_000, figure
+    if name.startswith("03"):
+        written = ["03-api-py-spy.svg", "03-worker-py-spy.svg",
+                   "03-api-pyinstrument.speedscope.json"]  # fmt: skip
+        for flamegraph in written:
+            assert (profiles / flamegraph).stat().st_size > 1_000, flamegraph
