@@ -402,5 +402,14 @@ def scheduler(
     )  # fmt: skip
 
 
+def _add_chaos() -> None:
+    from jobrunner.chaos.cli import chaos
+
+    main.add_command(chaos)
+
+
+_add_chaos()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

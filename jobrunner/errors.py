@@ -19,6 +19,14 @@ class RedisUnavailable(JobrunnerError):
     """Redis could not be reached; nothing was written."""
 
 
+class RedisFull(JobrunnerError):
+    """Redis is at ``maxmemory`` (policy ``noeviction``) and refused the enqueue script.
+
+    A refused script wrote nothing; only a call split into several scripts (over 1,000 jobs, or
+    several queues) may have written its first parts.
+    """
+
+
 class EmbeddedRedisError(JobrunnerError):
     """The private redis-server could not be found or started."""
 

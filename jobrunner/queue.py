@@ -16,9 +16,10 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobrunner.errors import PayloadDecodeError, RedisUnavailable
+from jobrunner.errors import PayloadDecodeError, RedisFull, RedisUnavailable
 from jobrunner.job import (
     DEFAULT_QUEUE,
     Job,
@@ -163,6 +164,8 @@ class ReliableQueue:
                     replies = await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
+        except OutOfMemoryError as exc:  # the script is refused before its first write
+            raise RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})") from exc
         created = [False] * len(jobs)
         for (chunk, _, _), flags in zip(calls, replies, strict=True):
             for i, flag in zip(chunk, flags, strict=True):

@@ -31,6 +31,7 @@ from jobrunner.api.schemas import (
     QueueView,
     Requeued,
 )
+from jobrunner.chaos.preflight import warn_about_redis
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
 from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job_id
@@ -60,6 +61,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = async_redis(settings.redis_url, max_connections=64)
+        await warn_about_redis(redis, process="api")
         app.state.queue = ReliableQueue(
             redis, prefix=settings.prefix, result_ttl=settings.result_ttl, registry=registry
         )

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jobrunner.errors import RedisUnavailable
+from jobrunner.errors import RedisFull, RedisUnavailable
 from jobrunner.logs import get_logger
 
 RETRY_AFTER_SECONDS = 1
@@ -85,6 +85,17 @@ def install_error_handlers(app: FastAPI, max_payload_bytes: int) -> None:
             503,
             "redis_unavailable",
             "Redis cannot be reached; nothing was written. Try again shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    @app.exception_handler(RedisFull)
+    async def redis_full(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("redis full", error=str(exc))
+        return problem(
+            503,
+            "redis_full",
+            "Redis is at its memory limit and refuses new jobs; they were not written. "
+            "Try again once workers have drained the queue.",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 

@@ -3,6 +3,7 @@
 -- ARGV[1] job key prefix     ARGV[2] result ttl ms (0 = delete the job hash at once)
 -- ARGV[3..] pairs: id, token
 -- Returns: the ids whose completion was rejected as stale (their lease was taken over).
+-- Idempotent: a retried ack of the same lease finds its job done under its token and is no-op.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 -- 'fu': the finish time in microseconds, for end-to-end latency finer than a millisecond.
@@ -13,7 +14,8 @@ local done = 0
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = prefix .. id
-  if redis.call('HGET', key, 't') == token and redis.call('ZREM', KEYS[1], id) == 1 then
+  local f = redis.call('HMGET', key, 't', 's')
+  if f[1] == token and redis.call('ZREM', KEYS[1], id) == 1 then
     if ttl > 0 then
       redis.call('HSET', key, 's', 'done', 'fi', now, 'fu', now_us)
       redis.call('PEXPIRE', key, ttl)
@@ -21,6 +23,8 @@ for i = 3, #ARGV, 2 do
       redis.call('DEL', key)
     end
     done = done + 1
+  elseif f[1] == token and f[2] == 'done' then
+    -- the same ack again (its reply was lost and the caller retried): already done, not stale
   else
     stale[#stale + 1] = id
   end

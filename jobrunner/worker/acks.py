@@ -33,6 +33,7 @@ class AckBuffer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._throttle = Throttle()
+        self._closing = False
 
     def add(self, queue: str, job_id: str, token: int) -> None:
         self._pending.setdefault(queue, []).append((job_id, token))
@@ -42,14 +43,20 @@ class AckBuffer:
         self._task = asyncio.create_task(self._run(), name="ack-flusher")
 
     async def stop(self) -> None:
-        """Stop the background task, then send what is left (trying for a while)."""
+        """Stop the background task, then send what is left (trying for a while).
+
+        The task is asked to stop, not cancelled: a cancellation that arrives while an ack is
+        on the wire can be swallowed by the Redis client (seen with redis-py 8.1), and the
+        task then waited for work forever, hanging the worker's shutdown.
+        """
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await self._task
         await self.flush(final=True)
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
             await self.flush()
@@ -66,6 +73,8 @@ class AckBuffer:
             except RedisError as exc:
                 self._pending.setdefault(queue, []).extend(items)
                 tries += 1
+                if self._closing and not final:
+                    return  # stop() sends what is left, with a bounded number of tries
                 if final and tries > FINAL_TRIES:
                     self._log.error("could not ack before exit", jobs=len(items), error=str(exc))
                     return

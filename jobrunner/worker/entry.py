@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from prometheus_client import start_http_server
 
+from jobrunner.chaos.preflight import warn_about_redis
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
 from jobrunner.metrics import JobMetrics
@@ -26,6 +27,7 @@ async def serve(settings: Settings, *, worker_id: str | None = None) -> dict[str
     registry = load_handlers(settings.imports)
     redis = async_redis(settings.redis_url, max_connections=8)
     queue = ReliableQueue(redis, prefix=settings.prefix, result_ttl=settings.result_ttl)
+    await warn_about_redis(redis, worker=worker_id)
     metrics = JobMetrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)

@@ -1,0 +1,131 @@
+"""Chaos, bad jobs and bad requests: handlers that raise, hang past their timeout or kill their
+worker every time, undecodable and unknown jobs, oversized and invalid requests (none a 5xx),
+and Redis at maxmemory with noeviction (enqueue refused clearly, nothing evicted)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jobrunner.chaos import faults
+from jobrunner.chaos.invariants import snapshot
+from jobrunner.chaos.ledger import read_records
+from jobrunner.chaos.producer import Probe
+from jobrunner.chaos.report import publish
+from jobrunner.chaos.session import ChaosSession
+from jobrunner.keys import QueueKeys
+from tests.conftest import wait_until
+from tests.workers import FAST_LOOPS
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+MODELS = ["asyncio", "thread", "process"]
+
+
+def session(tmp_path: Path, name: str, **options: object) -> ChaosSession:
+    return ChaosSession(name, env=FAST_LOOPS, ledger_dir=tmp_path / "ledger",
+                        log_dir=tmp_path / "logs", **options)  # type: ignore[arg-type]  # fmt: skip
+
+
+def garbage_requests(api: str, count: int, seed: int = 7) -> list[int]:
+    """Invalid bodies of every kind; returns the status codes."""
+    rng = random.Random(seed)
+    values: list[object] = [None, True, -1, 1e308, "", "x" * 300, [], {}, [1, {"a": None}]]
+    statuses = []
+    with httpx.Client(base_url=api, timeout=10) as client:
+        for i in range(count):
+            kind = i % 3
+            if kind == 0:  # not JSON at all
+                body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
+                response = client.post("/jobs", content=body,
+                                       headers={"content-type": "application/json"})  # fmt: skip
+            elif kind == 1:  # JSON, wrong shape or types
+                fields = ["type", "data", "queue", "delay", "timeout", "max_retries", "jobs", "?"]
+                body_json = {rng.choice(fields): rng.choice(values) for _ in range(3)}
+                response = client.post("/jobs", json=body_json)
+            else:  # odd routes and ids
+                response = client.get(f"/jobs/{rng.choice(['', '..', '%00', 'x' * 500])}")
+            statuses.append(response.status_code)
+    return statuses
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_poison_of_every_kind_is_contained_and_nothing_is_lost(model: str, tmp_path: Path) -> None:
+    concurrency = 2 if model == "process" else 4
+    with session(tmp_path, f"poison[{model}]", via="api", model=model, concurrency=concurrency,
+                 lease=1.0) as s:  # fmt: skip
+        client, keys = s.stack.client, QueueKeys("default")
+        s.producer.send([Probe(ms=5)] * 30)
+        raising = s.producer.send([Probe(do="raise", max_retries=2)] * 3).ids
+        hanging = s.producer.send([Probe(do="hang", timeout=0.5, max_retries=1)] * 2).ids
+        killer = s.producer.send([Probe(do="exit", max_retries=1)]).ids
+        too_big = s.producer.send([Probe(pad=2 * 1024 * 1024)])
+        client.hset(keys.job("undecodable"), mapping={"d": b"\xff not a job", "s": "ready",
+                                                      "a": 0, "mr": 3})  # fmt: skip
+        client.lpush(keys.ready, "undecodable")
+        client.hincrby(keys.stats, "enqueued", 1)
+        statuses = garbage_requests(s.stack.api_url or "", 60)
+
+        def settled() -> bool:  # a supervisor restarts what the killer job ends
+            faults.replace_dead_workers(s.stack, 2)
+            d = s.stack.depth()
+            return d["ready"] + d["scheduled"] + d["reserved"] == 0
+
+        wait_until(settled, timeout=60, interval=0.2, what="every job completed or dead")
+        report = s.report()
+        dead_ids = set(client.zrange(keys.dead, 0, -1))
+        errors = {i: client.hget(keys.job(i), "e") for i in dead_ids}
+        delivered = {i: int(client.hget(keys.job(i), "a") or 0) for i in dead_ids - {"undecodable"}}
+        runs = [r for r in read_records(s.ledger_dir, "runs") if r.get("e") == "start"]
+    publish(report)
+    assert max(statuses) < 500, sorted(set(statuses))
+    assert too_big.status != "ack"  # a 413, or the connection closed on the 2 MiB upload
+    assert too_big.code.startswith("413") or too_big.status == "unknown", too_big
+    assert report.invariant_violations == []
+    assert (report.lost, report.phantoms) == (0, 0), report.lost_ids
+    assert report.completed == 30
+    assert dead_ids == {*raising, *hanging, *killer, "undecodable"}
+    assert "cannot decode job" in (errors["undecodable"] or "")
+    runs_of = {job: sum(1 for r in runs if r["job"] == job) for job in dead_ids - {"undecodable"}}
+    bound = {**dict.fromkeys(raising, 3), **dict.fromkeys(hanging, 2), **dict.fromkeys(killer, 2)}
+    # Dead after a bounded number of deliveries (max_retries + 1), each one having run.
+    assert all(1 <= delivered[j] <= bound[j] for j in bound), (delivered, bound)
+    assert all(runs_of[j] >= 1 for j in bound), runs_of
+    # Each dies of its own fault, or of the killer job ending the worker that held it.
+    for group, reason in ((raising, "raised on attempt"), (hanging, "timeout"),
+                          (killer, "exit")):  # fmt: skip
+        for job in group:
+            error = errors[job] or ""
+            assert reason in error or "lease expired" in error or "died" in error, error
+
+
+def test_redis_at_maxmemory_refuses_enqueues_clearly_and_evicts_nothing(tmp_path: Path) -> None:
+    with session(tmp_path, "maxmemory[noeviction]", via="api", workers=0) as s:
+        client = s.stack.client
+        accepted = [s.producer.send([Probe(pad=1000)] * 50) for _ in range(4)]
+        assert {a.status for a in accepted} == {"ack"}
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) - 100_000)
+        refused = s.producer.send([Probe(pad=1000)] * 10)
+        assert (refused.status, refused.code) == ("rejected", "503 redis_full")
+        answer = httpx.post(f"{s.stack.api_url}/jobs", json={"type": "chaos.probe", "data": {}})
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "1"
+        snap = snapshot(client)
+        assert len(snap.ready) == len(snap.jobs) == 200  # nothing evicted, nothing half-written
+        assert client.info("stats")["evicted_keys"] == 0
+        # Relief, and a policy that could evict: the next worker to start says so.
+        client.config_set("maxmemory", 0)
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        s.stack.add_worker()
+        s.settle()
+        report = s.report()
+        warned = s.stack.workers[0].log_path.read_text()
+    publish(report)
+    assert "maxmemory-policy is allkeys-lru" in warned
+    assert (report.acknowledged, report.completed, report.lost) == (200, 200, 0)
+    assert report.rejected == 10
+    assert report.invariant_violations == []
