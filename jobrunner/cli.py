@@ -13,6 +13,7 @@ import click
 
 from jobrunner.config import Settings
 from jobrunner.errors import RedisUnavailable
+from jobrunner.experiments import EXPERIMENTS
 from jobrunner.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -345,6 +346,30 @@ def _add_loadgen() -> None:
 _add_loadgen()
 
 
+def _add_chaos() -> None:
+    from jobrunner.chaos.cli import chaos
+
+    main.add_command(chaos)
+
+
+_add_chaos()
+
+
+@main.command()
+@click.argument("name", type=click.Choice(EXPERIMENTS), metavar="NAME")
+@click.option("--full", is_flag=True, help="the full-size run (minutes) instead of the small one")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="directory for <name>.csv, .json and .png")  # fmt: skip
+@click.pass_context
+def experiment(ctx: click.Context, name: str, full: bool, out: Path) -> None:
+    """Run an experiment: backoff_sim, backoff_live, limiter_accuracy or backpressure; write
+    OUT/NAME.{csv,json,png} (as python -m jobrunner.experiments.NAME does)."""
+    from importlib import import_module
+
+    command = import_module(f"jobrunner.experiments.{name}").main
+    ctx.invoke(command, full=full, out=out)  # the experiment's other options keep their defaults
+
+
 @main.command()
 @redis_option
 @click.option("--import", "imports", multiple=True,
@@ -400,15 +425,6 @@ def scheduler(
             metrics_port=settings.metrics_port,
         )
     )  # fmt: skip
-
-
-def _add_chaos() -> None:
-    from jobrunner.chaos.cli import chaos
-
-    main.add_command(chaos)
-
-
-_add_chaos()
 
 
 if __name__ == "__main__":  # pragma: no cover

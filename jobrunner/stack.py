@@ -132,6 +132,7 @@ class Stack:
         self.schedulers: list[ManagedProcess] = []
         self._spawned: list[ManagedProcess] = []  # everything ever started, for cleanup
         self._counter = 0
+        self._ports: set[int] = set()  # handed out: two free_port() calls may agree otherwise
         self._client: redis.Redis | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -280,7 +281,7 @@ class Stack:
         port = None
         if self.worker_command == "worker":
             argv += ["--model", model or self.model]
-            port = free_port() if self.worker_metrics else None
+            port = self._free_port() if self.worker_metrics else None
             if port:
                 argv += ["--metrics-port", str(port)]
         argv += [*self.worker_args, *args]
@@ -382,7 +383,7 @@ class Stack:
         return proc
 
     def _start_api(self) -> None:
-        self.api_port = self.api_port or free_port()
+        self.api_port = self.api_port or self._free_port()
         self.api = self._spawn("api", ["api", "--port", str(self.api_port), *self.api_args])
         api = self.api
         url = f"http://127.0.0.1:{self.api_port}/healthz"
@@ -436,6 +437,14 @@ class Stack:
             with contextlib.suppress(psutil.Error):
                 p.kill()
         psutil.wait_procs(leftovers, timeout=5)
+
+    def _free_port(self) -> int:
+        """A free port not yet given to another of the stack's processes (which may not have
+        bound it yet)."""
+        while (port := free_port()) in self._ports:
+            pass
+        self._ports.add(port)
+        return port
 
     def _forget_dead_workers(self) -> None:
         for proc in [w for w in self.workers if not w.alive]:

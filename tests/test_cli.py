@@ -24,7 +24,7 @@ Q = "jr:{default}"
 
 # Every command, each tested here or in its own file (up: test_stack.py, loadgen: test_loadgen.py).
 COMMANDS = ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis", "profile",
-            "up", "loadgen", "scheduler", "chaos"]  # fmt: skip
+            "up", "loadgen", "scheduler", "chaos", "experiment"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

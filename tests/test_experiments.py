@@ -3,8 +3,16 @@ simulation, and the sizing of the limiter runs."""
 
 from __future__ import annotations
 
-import pytest
+import json
+from importlib import import_module
+from pathlib import Path
 
+import click
+import pytest
+from click.testing import CliRunner
+
+from jobrunner.cli import main
+from jobrunner.experiments import EXPERIMENTS
 from jobrunner.experiments.backoff_live import SMALL, agreement, rank_correlation
 from jobrunner.experiments.backoff_sim import Outcome
 from jobrunner.experiments.limiter_accuracy import Setup
@@ -47,3 +55,31 @@ def test_limiter_runs_are_sized_to_their_limit() -> None:
     setup = Setup(seconds=2.0, hold=0.05)
     assert setup.jobs_for(parse_limit("gcra:50/s")) == 101
     assert setup.jobs_for(parse_limit("concurrency:5")) == 201
+
+
+def test_the_experiment_command_offers_every_experiment() -> None:
+    result = CliRunner().invoke(main, ["experiment", "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Usage: main experiment [OPTIONS] NAME")
+    for name in EXPERIMENTS:
+        assert name in result.stdout
+        assert isinstance(import_module(f"jobrunner.experiments.{name}").main, click.Command)
+
+
+def test_the_experiment_command_refuses_an_unknown_name(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["experiment", "backoff", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "'backoff' is not one of" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_experiment_command_runs_one_and_writes_its_results(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["experiment", "backoff_sim", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "full_jitter" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "backoff_sim.csv", "backoff_sim.json", "backoff_sim.png"
+    ]  # fmt: skip
+    summary = json.loads((tmp_path / "backoff_sim.json").read_text())
+    assert summary["seed"] == 0  # the experiment's own default for the option the command omits

@@ -26,7 +26,23 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     return path
 
 
+# Every summary says where it was measured: figures from a busy shared machine are not absolute.
+MACHINE_NOTE = (
+    "measured on a shared 2-core machine that other work was using at the same time: absolute "
+    "rates and times vary from run to run; compare figures within one run, and use the repeats "
+    "(where an experiment has them) for the spread"
+)
+
+
 def write_json(path: Path, data: Any) -> Path:
+    """``data`` as indented JSON; a summary (a dict) gets ``machine`` and ``machine_note``
+    unless it has them already."""
+    if isinstance(data, dict):
+        from jobrunner.loadgen.result import machine
+
+        data = {**data}
+        data.setdefault("machine", machine())
+        data.setdefault("machine_note", MACHINE_NOTE)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
