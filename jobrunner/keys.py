@@ -12,7 +12,9 @@ PREFIX = "jr"
 class QueueKeys:
     """The keys of one named queue."""
 
-    __slots__ = ("dead", "fence", "job_prefix", "name", "ready", "reserved", "scheduled", "stats")
+    __slots__ = (
+        "dead", "fence", "job_prefix", "name", "ready", "reserved", "scheduled", "stats", "wake",
+    )  # fmt: skip
 
     def __init__(self, name: str, prefix: str = PREFIX) -> None:
         tag = f"{prefix}:{{{name}}}"
@@ -23,6 +25,9 @@ class QueueKeys:
         self.dead = f"{tag}:dead"  # ZSET id -> time it died (ms)
         self.fence = f"{tag}:fence"  # STRING counter: one fencing token per reservation
         self.stats = f"{tag}:stats"  # HASH of lifetime counters
+        # LIST of at most one marker, pushed when jobs become ready: idle workers BLPOP it
+        # instead of polling, so a job posted to an idle queue starts within a round trip
+        self.wake = f"{tag}:wake"
         self.job_prefix = f"{tag}:job:"  # HASH per job: job_prefix + id
 
     def job(self, job_id: str) -> str:

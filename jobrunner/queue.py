@@ -152,7 +152,7 @@ class ReliableQueue:
                     job = jobs[i]
                     max_retries = self.registry.max_retries_for(job)
                     args += (job.id, encode_job(job), max_retries, delay_ms)
-                calls.append((chunk, [keys.ready, keys.scheduled, keys.stats], args))
+                calls.append((chunk, [keys.ready, keys.scheduled, keys.stats, keys.wake], args))
         try:
             await self._remember_queues(by_queue)
             if len(calls) == 1:
@@ -184,7 +184,7 @@ class ReliableQueue:
         """Lease up to ``count`` ready jobs for ``lease`` seconds, in one round trip."""
         keys = self.keys(queue)
         reply = await self._scripts.reserve(
-            keys=[keys.ready, keys.reserved, keys.fence],
+            keys=[keys.ready, keys.reserved, keys.fence, keys.wake],
             args=[keys.job_prefix, count, _ms(lease)],
         )
         now_ms = int(reply[0])
@@ -243,7 +243,9 @@ class ReliableQueue:
         for job_id, token, started in items:
             args += (job_id, token, 0 if started else 1)
         return int(
-            await self._scripts.release(keys=[keys.reserved, keys.ready, keys.stats], args=args)
+            await self._scripts.release(
+                keys=[keys.reserved, keys.ready, keys.stats, keys.wake], args=args
+            )
         )
 
     async def defer(self, queue: str, items: Sequence[tuple[str, int, float]]) -> int:
@@ -280,7 +282,7 @@ class ReliableQueue:
         keys = self.keys(queue)
         return int(
             await self._scripts.promote(
-                keys=[keys.scheduled, keys.ready], args=[keys.job_prefix, limit]
+                keys=[keys.scheduled, keys.ready, keys.wake], args=[keys.job_prefix, limit]
             )
         )
 
@@ -288,14 +290,15 @@ class ReliableQueue:
         """Return expired leases to ready (or dead); returns (requeued, dead)."""
         keys = self.keys(queue)
         requeued, dead = await self._scripts.reap(
-            keys=[keys.reserved, keys.ready, keys.dead, keys.stats], args=[keys.job_prefix, limit]
+            keys=[keys.reserved, keys.ready, keys.dead, keys.stats, keys.wake],
+            args=[keys.job_prefix, limit],
         )
         return int(requeued), int(dead)
 
     async def requeue(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Send dead jobs back to ready: the given ids, or every dead job when ``ids`` is None."""
         keys = self.keys(queue)
-        script_keys = [keys.dead, keys.ready, keys.stats]
+        script_keys = [keys.dead, keys.ready, keys.stats, keys.wake]
         if ids is not None:
             if not ids:
                 return 0

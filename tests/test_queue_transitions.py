@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -9,9 +11,11 @@ import redis
 
 from jobrunner.job import Job, encode_job
 from jobrunner.queue import ReliableQueue
+from tests.conftest import eventually
 from tests.keyspace import snapshot
 
 Q = "jr:{default}"
+WAKE = {f"{Q}:wake": ["1"]}  # the marker a readying transition leaves for idle workers
 
 
 def spec(job_id: str = "j1", **kw: Any) -> str:
@@ -31,6 +35,7 @@ async def test_enqueue_writes_job_hash_ready_list_and_counter(
 ) -> None:
     await enqueue(queue)
     assert snapshot(sync_redis) == {
+        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:ready": ["j1"],
         f"{Q}:job:j1": job_hash(),
@@ -67,6 +72,7 @@ async def test_reserve_leases_with_a_fencing_token(
     [r] = await queue.reserve("default", 10, lease=20)
     assert (r.id, r.token, r.attempts, r.raw.decode()) == ("j1", 1, 1, spec())
     assert snapshot(sync_redis) == {
+        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:reserved": {"j1": 20},
         f"{Q}:fence": "1",
@@ -91,6 +97,7 @@ async def test_ack_marks_done_and_keeps_the_result_for_its_ttl(
     [r] = await queue.reserve("default", 1, lease=20)
     assert await queue.ack("default", [(r.id, r.token)]) == []
     assert snapshot(sync_redis) == {
+        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:fence": "1",
         f"{Q}:job:j1": job_hash(a="1", s="done", t="1", st="T", fi="T", fu="T"),
@@ -107,6 +114,7 @@ async def test_ack_with_zero_ttl_deletes_the_job(aredis: Any, sync_redis: redis.
     [r] = await queue.reserve("default", 1, lease=20)
     await queue.ack("default", [(r.id, r.token)])
     assert snapshot(sync_redis) == {
+        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:fence": "1",
         f"{Q}:stats": {"enqueued": "1", "processed": "1"},
@@ -120,6 +128,7 @@ async def test_fail_schedules_a_retry_with_the_error(
     [r] = await queue.reserve("default", 1, lease=20)
     assert await queue.fail("default", r.id, r.token, "boom", delay=10.0) == "scheduled"
     assert snapshot(sync_redis) == {
+        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:scheduled": {"j1": 10},
         f"{Q}:fence": "1",
@@ -135,6 +144,7 @@ async def test_fail_after_the_last_retry_dead_letters(
     [r] = await queue.reserve("default", 1, lease=20)
     assert await queue.fail("default", r.id, r.token, "boom", delay=10.0) == "dead"
     assert snapshot(sync_redis) == {
+        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:dead": {"j1": 0},
         f"{Q}:fence": "1",
@@ -184,6 +194,7 @@ async def test_reap_returns_an_expired_lease_to_the_front(
     assert r.id == "j1"
     assert await queue.reap("default") == (1, 0)
     assert snapshot(sync_redis) == {
+        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:ready": ["j2", "j1"],  # RPOP takes from the right: j1 is next again
         f"{Q}:fence": "1",
@@ -249,6 +260,7 @@ async def test_release_returns_the_job_and_refunds_an_unstarted_attempt(
     [r] = await queue.reserve("default", 1, lease=30)
     assert await queue.release("default", [(r.id, r.token, started)]) == 1
     assert snapshot(sync_redis) == {
+        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:ready": ["j1"],
         f"{Q}:fence": "1",
@@ -311,3 +323,42 @@ async def test_get_job_reports_state_and_timestamps(queue: ReliableQueue) -> Non
 async def test_negative_delay_is_refused(queue: ReliableQueue) -> None:
     with pytest.raises(ValueError, match="negative"):
         await queue.enqueue("noop", delay=-1)
+
+
+async def test_only_transitions_that_ready_jobs_leave_a_wake_marker(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue, "later", delay=60)
+    assert sync_redis.lrange(f"{Q}:wake", 0, -1) == []  # scheduled: nothing to wake for
+    for i in range(3):
+        await enqueue(queue, f"j{i}")
+    assert sync_redis.lrange(f"{Q}:wake", 0, -1) == [b"1"]  # one marker, however many jobs
+
+
+async def test_a_full_batch_that_leaves_jobs_behind_passes_the_wake_up_on(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    for i in range(3):
+        await enqueue(queue, f"j{i}")
+    sync_redis.delete(f"{Q}:wake")  # taken by the worker that woke
+    await queue.reserve("default", 2, lease=30)
+    assert sync_redis.lrange(f"{Q}:wake", 0, -1) == [b"1"]  # j2 waits: wake another worker
+    sync_redis.delete(f"{Q}:wake")
+    await queue.reserve("default", 2, lease=30)
+    assert sync_redis.llen(f"{Q}:wake") == 0  # emptied the list: nobody else to wake
+
+
+async def test_an_idle_worker_blocked_on_the_marker_wakes_on_enqueue(
+    queue: ReliableQueue, aredis: Any, sync_redis: redis.Redis
+) -> None:
+    waiter = asyncio.create_task(aredis.blpop([f"{Q}:wake"], timeout=30))
+    await eventually(_blocked(sync_redis), 10, "the waiter to block on the marker")
+    await enqueue(queue)
+    assert tuple(await asyncio.wait_for(waiter, 30)) == (f"{Q}:wake".encode(), b"1")
+
+
+def _blocked(client: redis.Redis) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return int(client.info("clients")["blocked_clients"]) > 0
+
+    return check

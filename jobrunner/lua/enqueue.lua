@@ -1,5 +1,5 @@
 -- enqueue: add jobs that do not exist yet, ready now or scheduled for later.
--- KEYS[1] ready LIST     KEYS[2] scheduled ZSET     KEYS[3] stats HASH
+-- KEYS[1] ready LIST     KEYS[2] scheduled ZSET     KEYS[3] stats HASH     KEYS[4] wake LIST
 -- ARGV[1] job key prefix
 -- ARGV[2..] groups of 4: id, encoded spec, max_retries, delay_ms (0 = ready now)
 -- Returns: a list with one flag per job, 1 = added, 0 = an id that already exists (not changed).
@@ -8,7 +8,7 @@ local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local prefix = ARGV[1]
 local flags = {}
-local added = 0
+local added, ready = 0, 0
 for i = 2, #ARGV, 4 do
   local id, delay = ARGV[i], tonumber(ARGV[i + 3])
   local key = prefix .. id
@@ -21,10 +21,13 @@ for i = 2, #ARGV, 4 do
     else
       redis.call('HSET', key, 'd', ARGV[i + 1], 'mr', ARGV[i + 2], 'a', 0, 'eq', now, 's', 'ready')
       redis.call('LPUSH', KEYS[1], id)
+      ready = ready + 1
     end
     added = added + 1
     flags[#flags + 1] = 1
   end
 end
 if added > 0 then redis.call('HINCRBY', KEYS[3], 'enqueued', added) end
+-- wake an idle worker: a marker in a list of at most one, which BLPOP-waiting workers take
+if ready > 0 then redis.call('LPUSH', KEYS[4], 1); redis.call('LTRIM', KEYS[4], 0, 0) end
 return flags

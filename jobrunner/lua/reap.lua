@@ -2,6 +2,7 @@
 -- or to dead once the job has been delivered more than max_retries + 1 times (a job that keeps
 -- killing its worker must not circulate forever).
 -- KEYS[1] reserved ZSET     KEYS[2] ready LIST     KEYS[3] dead ZSET     KEYS[4] stats HASH
+-- KEYS[5] wake LIST (see enqueue.lua)
 -- ARGV[1] job key prefix     ARGV[2] max jobs to reap
 -- Returns: {requeued, dead}
 local t = redis.call('TIME')
@@ -26,6 +27,9 @@ for _, id in ipairs(ids) do
     requeued = requeued + 1
   end
 end
-if requeued > 0 then redis.call('HINCRBY', KEYS[4], 'reaped', requeued) end
+if requeued > 0 then
+  redis.call('HINCRBY', KEYS[4], 'reaped', requeued)
+  redis.call('LPUSH', KEYS[5], 1); redis.call('LTRIM', KEYS[5], 0, 0)
+end
 if dead > 0 then redis.call('HINCRBY', KEYS[4], 'dead', dead) end
 return {requeued, dead}

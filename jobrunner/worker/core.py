@@ -190,11 +190,11 @@ class Worker:
     # ---------------------------------------------------------------- fetching
 
     async def _fetch_loop(self) -> None:
-        idle = 0.001
         # Refill in batches: wait until a good share of the prefetch is free rather than
         # reserving one job per round trip as single slots free up. Runners never starve: while
         # room < refill, at least prefetch - refill jobs are still queued for them.
         refill = max(1, min(self.settings.batch_size, self.settings.effective_prefetch // 2))
+        wake_keys = [self.queue.keys(name).wake for name in self.settings.queues]
         while not self._stopping.is_set():
             room = self.window - len(self._inflight)
             if room < refill and (room <= 0 or self._inflight):
@@ -202,17 +202,15 @@ class Worker:
                 await self._room.wait()
                 continue
             try:
-                got = await self._reserve(room)
+                if await self._reserve(room):
+                    continue
+                # Nothing ready: block until a transition that readies jobs pushes a wake-up
+                # marker, or idle_poll_max passes (the safety net for jobs readied any other way).
+                await self.queue.redis.blpop(wake_keys, timeout=self.settings.idle_poll_max)
             except RedisError as exc:
                 if (held := self._throttle.allow("reserve")) is not None:
                     self._log.warning("reserve failed; retrying", error=str(exc), suppressed=held)
-                got = 0
-                idle = self.settings.idle_poll_max * 4
-            if got:
-                idle = 0.001
-                continue
-            await self._sleep_unless_stopping(idle)
-            idle = min(idle * 2, self.settings.idle_poll_max)
+                await self._sleep_unless_stopping(self.settings.idle_poll_max * 4)
 
     async def _reserve(self, room: int) -> int:
         got = 0
