@@ -13,8 +13,25 @@ import pandas as pd
 import psutil
 import pytest
 
+from jobrunner.chaos.report import ChaosReport
 from jobrunner.errors import JobrunnerError
-from jobrunner.lab import concurrency, latency, live, profiles, running, stats, tour
+from jobrunner.experiments.backoff_sim import Outcome, Scenario
+from jobrunner.experiments.limiter_accuracy import Run, Setup
+from jobrunner.lab import (
+    backoff,
+    charts,
+    concurrency,
+    failures,
+    figures,
+    latency,
+    limits,
+    live,
+    profiles,
+    progress,
+    running,
+    stats,
+    tour,
+)
 from jobrunner.lab.build import in_sync, sources
 from jobrunner.lab.worker_log import LogTail, job_lines
 from tests.conftest import wait_until
@@ -180,6 +197,206 @@ def test_check_no_strays_finds_a_survivor_and_passes_once_it_is_gone() -> None:
         proc.kill()
         proc.wait()
     assert running.check_no_strays(timeout=5) >= 1
+
+
+def test_stats_table_gives_the_mean_and_the_range_only_where_runs_differ() -> None:
+    frame = pd.DataFrame({"q": ["a", "a", "b"], "v": [1.0, 3.0, 5.0], "w": [0.5, 0.5, 2.0]})
+    out = stats.table(frame, "q", {"v": 0, "w": 1})
+    assert out.loc["a", "v"] == "2 (1-3)"
+    assert out.loc["a", "w"] == "0.5"  # both runs agree
+    assert out.loc["b", "v"] == "5"
+    assert stats.with_range(1234.5, 1000.0, 1500.0) == "1,234 (1,000-1,500)"
+    assert stats.with_range(0.651, 0.649, 0.652, 2) == "0.65"  # equal once rounded
+    assert stats.with_range(math.nan, math.nan, math.nan) == "-"
+
+
+def test_each_call_reports_every_return_then_puts_the_function_back() -> None:
+    import types
+
+    owner = types.SimpleNamespace(step=lambda x: x * 2)
+    original = owner.step
+    lines: list[str] = []
+    with progress.each_call(owner, "step", lambda r: f"got {r}", lines.append) as results:
+        assert [owner.step(1), owner.step(5)] == [2, 10]
+    assert results == [2, 10]
+    assert [line.split()[-1] for line in lines] == ["2", "10"]
+    assert lines[0].split()[0].endswith("s")  # the seconds since the block began
+    assert owner.step is original
+
+
+def test_each_call_puts_the_function_back_after_an_error() -> None:
+    import types
+
+    def fails() -> None:
+        raise RuntimeError("boom")
+
+    owner = types.SimpleNamespace(step=fails)
+    with pytest.raises(RuntimeError), progress.each_call(owner, "step", str, print):
+        owner.step()
+    assert owner.step is fails
+
+
+def test_off_the_loop_runs_an_event_loop_from_inside_another() -> None:
+    import asyncio
+
+    async def answer() -> int:
+        return 42
+
+    async def notebook_cell() -> int:  # a kernel's thread: a loop is already running
+        refused = answer()
+        with pytest.raises(RuntimeError, match="running event loop"):
+            asyncio.run(refused)
+        refused.close()
+        return progress.off_the_loop(asyncio.run, answer())
+
+    assert asyncio.run(notebook_cell()) == 42
+
+
+def test_off_the_loop_raises_the_error_of_the_call() -> None:
+    with pytest.raises(ZeroDivisionError):
+        progress.off_the_loop(divmod, 1, 0)
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_watching_remembers_what_the_block_started_and_passes_once_it_is_gone() -> None:
+    with running.watching(interval=0.01, timeout=5):
+        proc = _sleeper()
+        wait_until(lambda: any(pid == proc.pid for pid, _ in running._SEEN), what="the poll")
+        proc.kill()
+        proc.wait()
+
+
+def test_watching_finds_a_process_the_block_left_running() -> None:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def leave_one_running() -> None:
+        with running.watching(interval=0.01, timeout=0.2):
+            started.append(proc := _sleeper())
+            wait_until(lambda: any(pid == proc.pid for pid, _ in running._SEEN), what="a poll")
+
+    try:
+        with pytest.raises(running.StrayProcessError, match=r"outlived"):
+            leave_one_running()
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()
+    assert running.check_no_strays(timeout=5) >= 1
+
+
+def test_keeping_backend_undoes_an_experiment_switching_to_agg() -> None:
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.get_backend()
+    plt.switch_backend("pdf")
+    try:
+        with figures.keeping_backend():
+            matplotlib.use("Agg")
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        plt.switch_backend(before)
+
+
+def test_bars_with_range_draws_one_bar_per_group_and_x() -> None:
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame({"x": ["a", "a", "b", "b", "a"], "g": ["p", "p", "p", "q", "q"],
+                          "y": [1.0, 3.0, 2.0, 4.0, 5.0]})  # fmt: skip
+    fig, ax = plt.subplots()
+    charts.bars_with_range(ax, frame, "x", "y", "g", order=["a", "b"])
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights == [2.0, 2.0, 4.0, 5.0]  # p: mean(1, 3), 2; q: 5, 4
+    plt.close(fig)
+
+
+def test_whiskers_are_never_negative_when_every_run_gave_the_same() -> None:
+    frame = pd.DataFrame({"g": ["a"] * 3, "v": [0.1, 0.1, 0.1]})
+    summary = stats.spread(frame, ["g"], "v")
+    summary["mean"] += 1e-12  # the float error a mean of equal values can carry
+    below, above = charts.whiskers(summary)
+    assert below.min() >= 0
+    assert above.min() >= 0
+
+
+def _outcome(name: str, calls: int, done: float = 10.0) -> Outcome:
+    return Outcome(name, calls, done, 1, 1.0, 0, {}, [calls // 2, calls - calls // 2], [])
+
+
+def test_backoff_rows_and_table_compare_with_exponential() -> None:
+    runs = [{"exponential": _outcome("exponential", 1000), "full_jitter": _outcome("full_jitter",
+                                                                                 300 + k)}
+            for k in (0, 100)]  # fmt: skip
+    frame = pd.DataFrame([row for k, r in enumerate(runs)
+                          for row in backoff.outcome_rows(r, repeat=k)])  # fmt: skip
+    assert frame.set_index(["repeat", "strategy"]).loc[(1, "full_jitter"), "x_exponential"] == 0.4
+    out = backoff.table({"live": frame})
+    assert out.loc["full_jitter", "live: total calls"] == "350 (300-400)"
+    assert out.loc["exponential", "live: x exponential"] == "1.00"
+
+
+def test_simulate_seeds_and_the_plots_run_on_a_tiny_scenario() -> None:
+    import matplotlib.pyplot as plt
+
+    scenario = Scenario(clients=20, capacity=10.0, outage=(0.0, 1.0))
+    lines: list[str] = []
+    frame, runs = backoff.simulate_seeds(scenario, [0, 1], log=lines.append)
+    assert len(frame) == 12
+    assert set(runs) == {0, 1}
+    assert len(lines) == 2
+    assert (frame["unfinished"] == 0).all()
+    plt.close(backoff.plot_simulation(frame, runs[0], scenario, until=30.0))
+    swept = backoff.sweep(scenario, [0], [0.1, 1.0], log=lines.append)
+    assert set(swept["arrival_spread"]) == {0.1, 1.0}
+    assert "none" not in set(swept["strategy"])
+    plt.close(backoff.plot_sweep(swept, frame.assign(repeat=0)))
+
+
+def test_trailing_counts_the_calls_in_the_window_before_each_bucket_end() -> None:
+    ends, counts = limits.trailing([1, 2, 3, 4, 0], 0.5, window=1.0)
+    assert ends == [0.5, 1.0, 1.5, 2.0, 2.5]
+    assert counts == [1, 3, 5, 7, 4]
+    assert limits.trailing([], 0.1) == ([], [])
+
+
+def _run(algorithm: str, rate: float | None, bound: int | None) -> Run:
+    return Run(algorithm=algorithm, limit="x", workers=2, jobs=100, achieved_rate=40.0,
+               configured_rate=rate, max_in_window=45, max_in_shortened_window=44, bound=bound,
+               within_bound=None if bound is None else bound >= 44, first_100ms=5,
+               peak_in_flight=5, deferred=10, series=[1, 2])  # fmt: skip
+
+
+def test_limiter_row_compares_the_rate_with_the_limit_or_the_slots() -> None:
+    setup = Setup(hold=0.05)
+    rate_row = limits.limiter_row(_run("gcra", 50.0, 50), setup, repeat=0)
+    assert (rate_row["limit_per_s"], rate_row["achieved_share"]) == (50.0, 0.8)
+    slots = limits.limiter_row(_run("concurrency", None, None), setup)
+    assert slots["limit_per_s"] == 100.0  # 5 at once, 50 ms each
+    assert math.isnan(slots["bound"])
+    assert "no bound" in limits.describe(_run("sliding_window", 50.0, None))
+
+
+def _report(name: str, lost: int, duplicates: int) -> ChaosReport:
+    return ChaosReport(name=name, sent=100, acknowledged=90, rejected=0, unknown=10,
+                       completed=90 - lost, dead=0, duplicates=duplicates, lost=lost,
+                       phantoms=0, in_flight_at_faults=8, recovery_seconds=0.2, faults=3,
+                       runs=95, unknown_completed=1, invariant_violations=["x"])  # fmt: skip
+
+
+def test_ledger_rows_and_plot() -> None:
+    import matplotlib.pyplot as plt
+
+    rows = [failures.report_row(_report("n", 5, 0), queue="naive", repeat=0),
+            failures.report_row(_report("r", 0, 3), queue="reliable", repeat=0)]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    assert frame.loc[0, "lost"] == 5
+    assert frame.loc[1, "invariant_violations"] == 1
+    assert frame.loc[1, "unknown_completed"] == 1
+    assert frame.loc[1, "interrupted"] == 95 - 90 - 3  # runs that did not end ok
+    plt.close(failures.plot_ledger(frame))
 
 
 @pytest.mark.parametrize("source", sources(), ids=lambda p: p.stem)

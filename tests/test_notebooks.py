@@ -47,6 +47,31 @@ SMALL: dict[str, dict[str, object]] = {
         "stall_seconds": 0.3,
         "open_clients": 32,
     },
+    "05-backoff-shoot-out": {
+        "clients": 300,
+        "capacity": 60.0,
+        "seeds": [0, 1],
+        "spreads": [0.1, 2.0],
+        "live_jobs": 40,
+        "live_capacity": 200.0,
+        "live_outage": 1.0,
+        "live_workers": 2,
+        "live_repeats": 1,
+    },
+    "06-rate-limiting-and-backpressure": {
+        "limit_seconds": 1.0,
+        "worker_counts": [1, 2],
+        "limit_repeats": 1,
+        "seconds": 2.0,
+        "bp_repeats": 1,
+    },
+    "07-failure-injection": {
+        "duration": 3.0,
+        "kill_every": 1.0,
+        "restart_redis_every": 2.0,
+        "redis_down_for": 0.3,
+        "repeats": 1,
+    },
     "08-live-queue-draining": {"jobs": 1500, "refresh": 1.0},
 }
 FIGURES = {
@@ -54,6 +79,17 @@ FIGURES = {
     "02-concurrency-models": ["02-throughput.png", "02-cores-busy.png", "02-run-time.png"],
     "03-where-the-time-goes": ["03-before-after.png"],
     "04-latency-under-load": ["04-knee.png", "04-coordinated-omission.png"],
+    "05-backoff-shoot-out": [
+        "05-simulation.png",
+        "05-live-vs-simulation.png",
+        "05-arrival-spread.png",
+    ],
+    "06-rate-limiting-and-backpressure": [
+        "06-limiter-rates.png",
+        "06-limiter-bounds.png",
+        "06-backpressure.png",
+    ],
+    "07-failure-injection": ["07-ledger.png"],
     "08-live-queue-draining": ["08-live-drain.png"],
 }
 

@@ -1,12 +1,20 @@
-"""Plot helpers the notebooks share: a mean line with its run-to-run range, one per group."""
+"""Plot helpers the notebooks share: means over repeats, drawn with their run-to-run range."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jobrunner.lab.stats import spread
 
 MODEL_COLOURS = {"asyncio": "tab:blue", "thread": "tab:orange", "process": "tab:green"}
+
+
+def whiskers(summary: Any) -> list[Any]:
+    """Error bar lengths below and above the mean, from ``stats.spread``'s min and max (never
+    negative: the mean of equal runs can differ from them in the last bit)."""
+    return [(summary["mean"] - summary["min"]).clip(lower=0),
+            (summary["max"] - summary["mean"]).clip(lower=0)]  # fmt: skip
 
 
 def mean_with_range(
@@ -19,7 +27,7 @@ def mean_with_range(
         group = group.sort_values(x)
         ax.errorbar(
             group[x], group["mean"],
-            yerr=[group["mean"] - group["min"], group["max"] - group["mean"]],
+            yerr=whiskers(group),
             marker="o", markersize=4, capsize=3, label=str(name),
             color=(colours or {}).get(str(name)),
         )  # fmt: skip
@@ -36,3 +44,23 @@ def grid(n: int, columns: int = 4, size: tuple[float, float] = (3.6, 3.2)) -> tu
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
+
+
+def bars_with_range(
+    ax: Any, frame: Any, x: str, y: str, group_by: str, order: Sequence[Any] | None = None,
+    colours: Mapping[str, str] | None = None,
+) -> None:  # fmt: skip
+    """Grouped bars: at each value of ``x`` (in ``order``), one bar per value of ``group_by``,
+    the mean of ``y`` over repeats, with whiskers from the lowest to the highest run."""
+    order = list(order if order is not None else frame[x].unique())
+    groups = list(frame[group_by].unique())
+    width = 0.8 / len(groups)
+    for i, group in enumerate(groups):
+        rows = frame[frame[group_by] == group]
+        summary = spread(rows, [x], y).set_index(x).reindex(order)
+        xs = [k - 0.4 + width * (i + 0.5) for k in range(len(order))]
+        ax.bar(xs, summary["mean"], width, label=str(group),
+               color=(colours or {}).get(str(group)),
+               yerr=whiskers(summary),
+               capsize=3)  # fmt: skip
+    ax.set_xticks(range(len(order)), [str(v) for v in order])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,22 @@ def save(fig: Any, directory: Path | str, name: str) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     return path
+
+
+@contextlib.contextmanager
+def keeping_backend() -> Iterator[None]:
+    """Around a call to an experiment's own plot (``jobrunner.experiments``): those switch
+    matplotlib to its off-screen backend (``matplotlib.use("Agg")``), after which a notebook's
+    figures would no longer show; the backend in use before the block is put back."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    backend = matplotlib.get_backend()
+    try:
+        yield
+    finally:
+        if matplotlib.get_backend() != backend:
+            plt.switch_backend(backend)
 
 
 def headless() -> bool:

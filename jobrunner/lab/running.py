@@ -3,14 +3,16 @@
 A notebook must leave no process behind even when a cell fails. ``lab_stack`` wraps
 ``jobrunner.stack.Stack``: on exit (error or not) it stops the stack, then checks that every
 process the stack ran is gone; ``check_no_strays`` repeats that check for every stack a kernel
-started, for the notebook's last cell. A pid is identified with its start time, so a recycled
-pid is not mistaken for a survivor.
+started, for the notebook's last cell. ``watching`` does the same for code that starts and stops
+its own stacks (the experiments, the chaos runner). A pid is identified with its start time, so
+a recycled pid is not mistaken for a survivor.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -80,6 +82,33 @@ def lab_stack(**options: Any) -> Iterator[Stack]:
             remember(stack.all_pids())  # workers added meanwhile
         stack.stop()
     check_no_strays()
+
+
+@contextlib.contextmanager
+def watching(interval: float = 0.05, timeout: float = 10.0) -> Iterator[None]:
+    """For experiments that start stacks of their own (``jobrunner.experiments``, ``jobrunner
+    chaos``): while the block runs, remember every process this one starts, with their
+    descendants (Redis, workers, the API, servers), every ``interval`` seconds; when it ends,
+    ``check_no_strays(timeout)``. A process that lives less than ``interval`` may go unseen."""
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    done = threading.Event()
+
+    def poll() -> None:
+        while True:
+            with contextlib.suppress(psutil.Error):
+                remember({p.pid for p in me.children(recursive=True)} - before)
+            if done.wait(interval):
+                return
+
+    thread = threading.Thread(target=poll, name="lab-watching", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+    check_no_strays(timeout)
 
 
 def track(stack: Stack) -> None:

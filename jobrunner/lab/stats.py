@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -33,3 +34,26 @@ def ratio_with_spread(before: Sequence[float], after: Sequence[float]) -> dict[s
         "high": max(after) / min(before),
         "runs": float(min(len(before), len(after))),
     }
+
+
+def with_range(mean: float, low: float, high: float, digits: int = 0) -> str:
+    """``"mean (low-high)"``, or only the mean when the runs agree to ``digits`` places
+    (``"-"`` when there is no value: a limit with no bound)."""
+    if math.isnan(mean):
+        return "-"
+    text, lowest, highest = (f"{v:,.{digits}f}" for v in (mean, low, high))
+    return text if lowest == highest else f"{text} ({lowest}-{highest})"
+
+
+def table(frame: Any, by: str, digits: Mapping[str, int]) -> Any:
+    """One row per value of ``by`` (in order of appearance), one column per key of ``digits``:
+    the mean over the runs, with the lowest and highest run in brackets when they differ."""
+    import pandas as pd
+
+    index = pd.Index(list(frame[by].unique()), name=by)
+    out = pd.DataFrame(index=index)
+    for value, places in digits.items():
+        summary = spread(frame, [by], value).set_index(by).reindex(index)
+        out[value] = [with_range(r["mean"], r["min"], r["max"], places)
+                      for _, r in summary.iterrows()]  # fmt: skip
+    return out

@@ -1,0 +1,203 @@
+# %% [markdown]
+# # 5. Backoff shoot-out
+#
+# **The question.** A dependency goes down while thousands of clients need it. Each failed
+# call is retried after some delay: how much extra work does each way of choosing that delay
+# cause (work amplification), how soon is everyone through once the dependency is back, and
+# does the textbook answer (add jitter) hold on our real job system?
+#
+# **The strategies** (attempt *n* failed; base *b*, cap *c*; `jobrunner/backoff.py`):
+#
+# | strategy | wait before the next attempt |
+# | --- | --- |
+# | none | 0: retry at once |
+# | constant | a fixed delay |
+# | exponential | min(*c*, *b* x 2^(n-1)) |
+# | full jitter | uniform(0, exponential) |
+# | equal jitter | exponential / 2 + uniform(0, exponential / 2) |
+# | decorrelated jitter | min(*c*, uniform(*b*, 3 x the previous wait)) |
+#
+# **The setup.** The dependency (`jobrunner.dependency.model`) is down for an outage, then
+# serves `capacity` calls a second, counted per 0.1 s window: calls beyond that fail as
+# "overloaded", and are retried too. Two experiments from `jobrunner.experiments`:
+#
+# - `backoff_sim`, a discrete-event simulation of the clients and that model: thousands of
+#   clients, deterministic under a seed, seconds to run;
+# - `backoff_live`, the same scenario on the real stack: a burst of jobs of type
+#   `dependency.call.<strategy>` on asyncio workers, each job calling the dependency server (a
+#   separate process that counts every call it receives) and retrying through the queue.
+#
+# The reference is the AWS Architecture Blog's "Exponential Backoff And Jitter" (Marc Brooker,
+# 2015), where jittered strategies cut the work of plain exponential backoff by a large factor.
+
+# %% tags=["parameters"]
+results_dir = "../results"
+clients = 5000  # simulated clients, arriving within 0.1 s
+capacity = 1000.0  # calls per second the dependency serves after its 10 s outage (simulation)
+seeds = [0, 1, 2]  # each strategy is simulated under each seed (jitter and dependency draws)
+spreads = [0.1, 0.5, 1.0, 2.0, 5.0]  # seconds over which the clients arrive, for the sweep
+live_jobs = 500  # jobs in the live burst
+live_capacity = 250.0  # calls per second the dependency server serves after its outage
+live_outage = 5.0  # seconds
+live_workers = 4  # asyncio worker processes
+live_repeats = 3  # live runs of every strategy, each on a fresh stack
+
+# %%
+from dataclasses import replace
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import psutil
+
+from jobrunner.experiments import backoff_live, backoff_sim
+from jobrunner.lab import backoff, figures, running
+
+pd.set_option("display.width", 160)
+pd.set_option("display.max_columns", 12)
+print(f"{psutil.cpu_count()} CPUs; load average now {psutil.getloadavg()[0]:.1f}")
+scenario = replace(backoff_sim.FULL, clients=clients, capacity=capacity)
+live_scenario = replace(backoff_live.FULL, jobs=live_jobs, capacity=live_capacity,
+                        outage=live_outage, workers=live_workers)  # fmt: skip
+print(scenario)
+print(live_scenario)
+
+# %% [markdown]
+# ## The simulation
+#
+# `clients` clients arrive within 0.1 s, just as the dependency goes down for 10 s; each needs
+# one successful call. Backoff base 0.1 s, cap 10 s; the constant strategy waits 1 s. Every
+# strategy runs under each seed; the table gives the mean over the seeds and, in brackets, the
+# lowest and highest.
+
+# %%
+sim, sim_runs = backoff.simulate_seeds(scenario, seeds)
+backoff.table({"simulated": sim})
+
+# %%
+fig = backoff.plot_simulation(sim, sim_runs[seeds[0]], scenario, until=100.0)
+path = figures.save(fig, results_dir, "05-simulation")
+plt.show()
+
+# %% [markdown]
+# Left: calls reaching the dependency each second (log scale), for the first seed. Middle: the
+# total work, labelled with its ratio to exponential backoff. Right: when the last client
+# succeeded.
+#
+# - **No backoff** hammers the dependency during the whole outage (every client calls again as
+#   soon as it is told no) and does an order of magnitude more work than anything else.
+# - **Exponential backoff without jitter** keeps the clients in lockstep: they all retry at the
+#   same instants, so after the recovery each wave meets the capacity of a single 0.1 s window
+#   and all but that many fail again, wave after wave, 10 s apart once the cap is reached (the
+#   spikes on the left). It does little work per second but takes by far the longest.
+# - **Jitter** spreads each wave over its whole interval, so the recovered capacity is used
+#   continuously: a fraction of exponential's calls, and everyone is through in about the
+#   time the capacity needs to serve them all.
+#
+# The seeds barely move the totals (well under 1 %); when the last client finishes moves more,
+# by a few seconds for the jittered strategies.
+
+# %% [markdown]
+# ## Live, on the real stack
+#
+# The same kind of scenario, at a size the machine can run: `live_jobs` jobs enqueued at once,
+# `live_workers` asyncio workers, the dependency down for `live_outage` s and then serving
+# `live_capacity` calls a second; backoff base 0.05 s, cap 2 s (the constant strategy waits
+# 0.05 s). A job that fails is retried through the queue like any other: it waits in the
+# scheduled set, is promoted back to ready when due, and is reserved again by whichever worker
+# asks first. Each strategy runs on a freshly reset dependency; the whole set runs
+# `live_repeats` times, each time on a new stack. The same scenario is then simulated (the
+# experiment's own "simulated twin", every seed), for a like-for-like comparison.
+
+# %%
+with running.watching():
+    live, live_runs = backoff.run_live(live_scenario, live_repeats)
+twin, twin_runs = backoff.simulate_seeds(live_scenario.simulated(), seeds)
+backoff.table({"live": live, "simulated": twin})
+
+# %%
+fig = backoff.plot_live_vs_simulated(live, live_runs[0], twin, twin_runs[seeds[0]],
+                                     live_scenario)  # fmt: skip
+path = figures.save(fig, results_dir, "05-live-vs-simulation")
+plt.show()
+
+# %%
+ratio = pd.concat([live.assign(source="live"), twin.assign(source="simulated")])
+ratio = ratio.pivot_table(index="strategy", columns="source", values="x_exponential",
+                          aggfunc=["min", "max"], sort=False)  # fmt: skip
+ratio.round(2)
+
+# %% [markdown]
+# Top: calls on the dependency each second, live (first run) and simulated (first seed), on the
+# same axes. Bottom: each strategy's total calls relative to exponential backoff's, and when
+# the last job was done, live (mean of the runs) against simulated (mean of the seeds).
+#
+# **What the live run shows, honestly.** The two agree on *time*: each jittered strategy
+# finishes within about a second of its simulated time, two to three times sooner than
+# exponential backoff without jitter. They do not agree on *work*. Live, full jitter makes
+# about as many calls as plain exponential (the table above gives the mean and range of this
+# run's repeats; our earlier full runs gave 1.04-1.09x), where the simulation predicts a third
+# fewer (0.65x); equal jitter saves a little (simulated: almost half), decorrelated jitter
+# costs a little more. Retrying at once costs several times exponential's calls live, but
+# nowhere near the 57 times simulated (a constant 50 ms wait lands closer to its simulated
+# ratio).
+#
+# The reason is the job system itself. A retry does not fire at its exact instant: it waits in
+# the scheduled set, is promoted back to ready by a maintenance loop every 20 ms, and is
+# reserved in batches by `live_workers` workers running up to 100 jobs each. That path spreads
+# every un-jittered wave out by itself (plain exponential makes well under its simulated
+# number of calls live), so jitter has little synchrony left to break, while full jitter's
+# shorter average waits still spend calls during the outage. The same pacing is why retrying
+# at once is far cheaper live than in a tight client loop: a job cannot come back faster than
+# the queue hands it out again.
+
+# %% [markdown]
+# ## Why: how synchronised the clients are
+#
+# The simulation can show the same effect without a job system: spread the clients' arrival
+# over a longer interval and they are no longer synchronised to begin with. The sweep runs
+# every strategy but "none" at each spread (and each seed), and gives the total calls relative
+# to exponential's; the band is the live run's full jitter ratio.
+
+# %%
+swept = backoff.sweep(scenario, seeds, spreads)
+swept.pivot_table(index="arrival_spread", columns="strategy", values="x_exponential",
+                  sort=False).round(3)  # fmt: skip
+
+# %%
+fig = backoff.plot_sweep(swept, live)
+path = figures.save(fig, results_dir, "05-arrival-spread")
+plt.show()
+
+# %% [markdown]
+# With clients arriving within 0.1 s, jitter saves about two thirds of the calls; once they
+# arrive over a second or two, full jitter saves nothing, and beyond that it costs a little
+# more than exponential (its waits are shorter on average, so it calls more during the outage),
+# where the live run sits. It still finishes sooner: jitter's advantage in time survives the
+# desynchronisation, its advantage in work does not.
+
+# %%
+print(f"{running.check_no_strays()} processes checked: none left running")
+
+# %% [markdown]
+# ## What it teaches
+#
+# - Retrying at once turns an outage into a flood: always back off.
+# - Exponential backoff without jitter bounds the work but keeps synchronised clients in
+#   lockstep; after a recovery they arrive as waves that the capacity cannot absorb, and the
+#   last one waits many caps. Jitter (full or equal) is the default to reach for: it never made
+#   things slower here, and it saves most work exactly when many clients failed together.
+# - How much jitter saves depends on how synchronised the retries are, and anything between the
+#   client and the dependency that adds its own randomness (queues, batches, schedulers, several
+#   workers) already does part of the job. A simulation gives the shape; only a run on the real
+#   system gives the size.
+#
+# **Noise.** The simulation is deterministic under a seed and the seeds agree to a few percent
+# (the whiskers). The live runs share two cores with Redis, the workers and the dependency
+# server; their totals move by several percent between runs, and the table's ranges show by
+# how much. Compare strategies within a run, not across machines.
+#
+# **Try next.** Cap the live retries (`max_retries`) and count the jobs that end dead; give the
+# dependency a random error rate (`DependencyConfig.error_rate`) as well as an outage; run the
+# live scenario with one worker and a concurrency of 1 to take the job system's own
+# desynchronisation away; or change the simulation's `base` and `cap` and see which strategy's
+# time to drain depends on them most.
