@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) -m bench.loadgen_goals
 	$(PY) -m bench.throughput
 	$(PY) -m bench.api_throughput
+	$(PY) -m bench.compare_queues
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

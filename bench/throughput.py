@@ -39,17 +39,10 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from bench.progress import bench_progress
 from jobrunner.connection import async_redis
 from jobrunner.job import Job, new_job_id
 from jobrunner.queue import ReliableQueue
@@ -651,15 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     enqueues: dict[str, EnqueueResult] = {}
     drains: dict[str, DrainResult] = {}
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        refresh_per_second=4,  # a light touch on the CPU the workers and Redis share
-    )
+    progress = bench_progress(console)
     redis_version = "unknown"
     with RedisServer() as server:
         assert server.port != 6379, "never the shared Redis"
