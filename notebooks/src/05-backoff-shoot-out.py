@@ -137,9 +137,10 @@ ratio.round(2)
 # about as many calls as plain exponential (the table above gives the mean and range of this
 # run's repeats; our earlier full runs gave 1.04-1.09x), where the simulation predicts a third
 # fewer (0.65x); equal jitter saves a little (simulated: almost half), decorrelated jitter
-# costs a little more. Retrying at once costs several times exponential's calls live, but
-# nowhere near the 57 times simulated (a constant 50 ms wait lands closer to its simulated
-# ratio).
+# costs a little more. Retrying at once, or after a constant 50 ms, costs a small multiple of
+# exponential's calls live, nowhere near the 57 times simulated. That multiple is the least
+# stable figure here (about 2x to 6x across our runs, with the same code): it is set by how
+# fast the retry path turns over during the outage, so by what else the two cores are doing.
 #
 # The reason is the job system itself. A retry does not fire at its exact instant: it waits in
 # the scheduled set, is promoted back to ready by a maintenance loop every 20 ms, and is
