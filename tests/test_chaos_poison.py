@@ -91,15 +91,21 @@ def test_poison_of_every_kind_is_contained_and_nothing_is_lost(model: str, tmp_p
     assert "cannot decode job" in (errors["undecodable"] or "")
     runs_of = {job: sum(1 for r in runs if r["job"] == job) for job in dead_ids - {"undecodable"}}
     bound = {**dict.fromkeys(raising, 3), **dict.fromkeys(hanging, 2), **dict.fromkeys(killer, 2)}
-    # Dead after a bounded number of deliveries (max_retries + 1), each one having run.
+    # Dead after a bounded number of deliveries (max_retries + 1).
     assert all(1 <= delivered[j] <= bound[j] for j in bound), (delivered, bound)
-    assert all(runs_of[j] >= 1 for j in bound), runs_of
-    # Each dies of its own fault, or of the killer job ending the worker that held it.
+    # Each dies of its own fault, having run; or of the killer job ending the worker that held
+    # it, possibly before it ever started: a delivery is charged when the job is reserved, so a
+    # job prefetched by workers that a poison job kills can run out of deliveries unrun.
+    collateral = ("lease expired", "died")
     for group, reason in ((raising, "raised on attempt"), (hanging, "timeout"),
                           (killer, "exit")):  # fmt: skip
         for job in group:
             error = errors[job] or ""
-            assert reason in error or "lease expired" in error or "died" in error, error
+            if reason in error:
+                assert runs_of[job] >= 1, (job, error, runs_of)
+            else:
+                assert any(c in error for c in collateral), error
+    assert runs_of[killer[0]] >= 1, runs_of  # the killer itself always starts before it kills
 
 
 def test_redis_at_maxmemory_refuses_enqueues_clearly_and_evicts_nothing(tmp_path: Path) -> None:
