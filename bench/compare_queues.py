@@ -59,6 +59,7 @@ from rich.table import Table
 
 from bench.competitors import BY_KEY, SPECS, URL_ENV, Spec
 from bench.progress import bench_progress
+from jobrunner.loadgen.result import source_commit
 from jobrunner.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -436,6 +437,7 @@ def machine_info(redis_version: str, specs: Sequence[Spec]) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "redis_server": redis_version,
+        "commit": source_commit(),
         "packages": {name: package_version(name) for name in dict.fromkeys(names)},
     }
 

@@ -304,7 +304,7 @@ def redis_cmd(port: int | None, appendonly: bool) -> None:
 @click.option(
     "--log-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="keep each process's JSON log here (default: a temporary directory)",
+    help="keep each process's JSON log here (default: a temporary directory, removed on exit)",
 )
 def up(
     redis_url: str | None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +102,7 @@ class Stack:
         worker_metrics: bool = True,
         worker_command: Literal["worker", "naive-worker"] = "worker",
         log_dir: Path | None = None,
+        keep_logs: bool = False,
         grace: float = 10.0,
         start_timeout: float = 30.0,
     ) -> None:
@@ -123,7 +125,9 @@ class Stack:
         self.worker_command = worker_command
         self.grace = grace
         self.start_timeout = start_timeout
+        # A temporary log directory goes with the stack unless asked to stay (or start failed).
         self._own_log_dir = log_dir is None
+        self.keep_logs = keep_logs
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="jobrunner-stack-"))
         self.redis_server: RedisServer | None = None
         self.redis_url = redis_url or ""
@@ -154,6 +158,7 @@ class Stack:
             for worker in self.workers:
                 self._wait_worker_ready(worker)
         except BaseException:
+            self.keep_logs = True  # the logs say why it failed: keep them
             self.stop()
             raise
         return self
@@ -180,6 +185,8 @@ class Stack:
         if self.redis_server is not None:
             self.redis_server.stop()
             self.redis_server = None
+        if self._own_log_dir and not self.keep_logs:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def __enter__(self) -> Stack:
         return self.start()

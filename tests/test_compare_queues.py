@@ -12,6 +12,8 @@ from typing import Any
 import psutil
 import pytest
 
+from jobrunner.loadgen.result import source_commit
+
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = 200
 LIBRARIES = ("jobrunner", "rq", "huey")
@@ -83,6 +85,7 @@ def test_the_report_records_the_machine_and_the_command(report: Report) -> None:
     assert machine["cpu_count"] >= 1
     assert machine["python"]
     assert machine["redis_server"][0].isdigit()
+    assert machine["commit"] == source_commit()  # the code the figures came from
     for package in ("jobrunner", "redis", "rq", "huey"):
         assert machine["packages"][package], package
     assert data["command"].startswith("python -m bench.compare_queues --quick --jobs 200")

@@ -14,6 +14,7 @@ import pytest
 from jobrunner.keys import QueueKeys
 from jobrunner.loadgen import LoadSpec, parse_mix, run_load
 from jobrunner.loadgen.drivers import Plan
+from jobrunner.loadgen.result import source_commit
 from jobrunner.loadgen.spec import JobFactory
 from jobrunner.stack import Stack
 from tests.workers import FAST_LOOPS, ROOT
@@ -70,6 +71,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def processed(stack: Stack) -> int:
     return int(stack.client.hget(QueueKeys("default").stats, "processed") or 0)
+
+
+def test_results_name_the_commit_that_made_them(tmp_path: Path) -> None:
+    assert source_commit(tmp_path) is None  # not a git checkout: say nothing, guess nothing
+
+    def git(*args: str) -> str:
+        argv = ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args]
+        return subprocess.run(argv, cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    (tmp_path / "jobrunner").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "jobrunner" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "r.json").write_text("{}\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "one")
+    head = git("rev-parse", "--short=12", "HEAD").strip()
+    assert source_commit(tmp_path / "jobrunner") == head
+    (tmp_path / "results" / "r.json").write_text('{"rewritten": true}\n')
+    assert source_commit(tmp_path) == head, "a rewritten result is not a code change"
+    (tmp_path / "jobrunner" / "code.py").write_text("x = 2\n")
+    assert source_commit(tmp_path) == f"{head}+dirty"
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,6 +125,28 @@ def test_redis_restart_keeps_the_queue_with_appendonly(tmp_path: Path) -> None:
 def test_a_worker_that_cannot_start_is_reported(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="exited"):
         Stack(workers=1, api=False, imports=["no.such.module"], log_dir=tmp_path).start()
+
+
+def test_a_temporary_log_dir_goes_with_the_stack_unless_kept() -> None:
+    with Stack(workers=1, api=False, env=TEST_ENV) as s:
+        assert (s.log_dir / f"{s.workers[0].name}.log").exists()
+    assert not s.log_dir.exists(), "the stack's own log directory was left in /tmp"
+    with Stack(workers=1, api=False, env=TEST_ENV, keep_logs=True) as kept:
+        pass
+    try:
+        assert any(kept.log_dir.glob("worker-*.log"))
+    finally:
+        shutil.rmtree(kept.log_dir)
+
+
+def test_a_failed_start_keeps_its_logs() -> None:
+    failed = Stack(workers=1, api=False, imports=["no.such.module"])
+    with pytest.raises(StackError, match="exited"):
+        failed.start()
+    try:
+        assert "ModuleNotFoundError" in "".join(p.read_text() for p in failed.log_dir.glob("*.log"))
+    finally:
+        shutil.rmtree(failed.log_dir)
 
 
 def test_controller_commands(stack: Stack) -> None:

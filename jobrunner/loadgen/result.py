@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import platform
+import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -178,4 +179,26 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "date": time.strftime("%Y-%m-%d"),
+        "commit": source_commit(),
     }
+
+
+def source_commit(where: Path | None = None) -> str | None:
+    """The checkout's commit, so a figure names the code that made it: ``+dirty`` when the code
+    (not results/ or notebooks, which runs rewrite) has uncommitted changes; None outside git."""
+    here = where or Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                                  timeout=10, check=True)  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short=12", "HEAD")
+    if not head:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--",
+                ":/jobrunner", ":/bench", ":/pyproject.toml")  # fmt: skip
+    return f"{head}+dirty" if dirty else head
