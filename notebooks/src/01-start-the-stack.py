@@ -40,7 +40,7 @@ pd.set_option("display.width", 120)
 
 # %%
 started = time.monotonic()
-stack = running.start_stack(workers=workers, model="asyncio", concurrency=20,
+stack = running.start_stack(workers=workers, model="asyncio", concurrency=20, keep_logs=True,
                             env={"JOBRUNNER_MAINTENANCE_INTERVAL": "0.05"})
 print(f"up in {time.monotonic() - started:.1f}s\n")
 print(stack.status())
@@ -179,7 +179,8 @@ processed.pivot_table(index="labels", columns="source", values="value", aggfunc=
 #
 # `stop_all()` stops the API first (no new work), then the workers (each finishes what it holds
 # within its grace period and exits 0), then Redis; then it checks that no process the stack
-# ran is still alive.
+# ran is still alive. Each worker's last log line is its summary; `keep_logs=True` above keeps
+# the logs after the stop (by default a stack removes its temporary log directory).
 
 # %%
 worker_logs = [w.log_path for w in stack.workers]
@@ -187,6 +188,7 @@ checked = running.stop_all()
 print(f"stopped; {checked} processes checked, none left")
 for log in worker_logs:
     print(log.read_text().strip().splitlines()[-1])
+print(f"logs kept in {stack.log_dir}")
 
 # %% [markdown]
 # ## What it teaches
