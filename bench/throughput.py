@@ -45,6 +45,7 @@ from rich.table import Table
 from bench.progress import bench_progress
 from jobrunner.connection import async_redis
 from jobrunner.job import Job, new_job_id
+from jobrunner.loadgen.result import git_output
 from jobrunner.queue import ReliableQueue
 from jobrunner.redis_server import RedisServer
 
@@ -424,18 +425,8 @@ def machine_info(redis_version: str) -> dict[str, Any]:
 
 def source_revision() -> dict[str, Any]:
     """The commit measured, and whether the package had uncommitted changes at the time."""
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], capture_output=True, text=True, timeout=10, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    changes = git("status", "--porcelain", "--", "jobrunner")
-    return {"commit": git("rev-parse", "HEAD"), "jobrunner_dirty": bool(changes)}
+    changes = git_output("status", "--porcelain", "--", "jobrunner")
+    return {"commit": git_output("rev-parse", "HEAD"), "jobrunner_dirty": bool(changes)}
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

@@ -183,22 +183,23 @@ def machine() -> dict[str, Any]:
     }
 
 
+def git_output(*args: str, cwd: Path | None = None) -> str | None:
+    """``git ARGS`` run in ``cwd``, its stripped output; None without git or outside a checkout."""
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=10, check=True)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
 def source_commit(where: Path | None = None) -> str | None:
     """The checkout's commit, so a figure names the code that made it: ``+dirty`` when the code
     (not results/ or notebooks, which runs rewrite) has uncommitted changes; None outside git."""
     here = where or Path(__file__).resolve().parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
-                                  timeout=10, check=True)  # fmt: skip
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    head = git("rev-parse", "--short=12", "HEAD")
+    head = git_output("rev-parse", "--short=12", "HEAD", cwd=here)
     if not head:
         return None
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--",
-                ":/jobrunner", ":/bench", ":/pyproject.toml")  # fmt: skip
+    dirty = git_output("status", "--porcelain", "--untracked-files=no", "--",
+                       ":/jobrunner", ":/bench", ":/pyproject.toml", cwd=here)  # fmt: skip
     return f"{head}+dirty" if dirty else head
