@@ -41,7 +41,8 @@ def write_json(path: Path, data: Any) -> Path:
         from jobrunner.loadgen.result import machine
 
         data = {**data}
-        data.setdefault("machine", machine())
+        if "machine" not in data:  # not setdefault: machine() runs git, wasted when present
+            data["machine"] = machine()
         data.setdefault("machine_note", MACHINE_NOTE)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
