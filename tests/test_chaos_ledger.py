@@ -12,9 +12,9 @@ from redis.asyncio import Redis as AsyncRedis
 
 from jobrunner.chaos.invariants import check, check_metrics, snapshot
 from jobrunner.chaos.ledger import LedgerFile, read_records
-from jobrunner.chaos.preflight import persistence_warnings, warn_about_redis
 from jobrunner.chaos.report import RESULTS_ENV, FaultRecord, compare, publish
 from jobrunner.job import make_job
+from jobrunner.preflight import persistence_warnings, warn_about_redis
 from jobrunner.queue import ReliableQueue
 
 pytestmark = pytest.mark.chaos

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from jobrunner.api.ingress import ingress_limit
 from jobrunner.config import Settings
-from jobrunner.ratelimit.ingress import ingress_limit
 from tests.api_server import running_api
 
 

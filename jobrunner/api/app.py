@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from jobrunner.api.dashboard import dashboard_router
 from jobrunner.api.debug import debug_router, tracing_allocations
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError, install_error_handlers
+from jobrunner.api.ingress import ingress_limit
 from jobrunner.api.limits import BodySizeLimit
 from jobrunner.api.rates import RateTracker
 from jobrunner.api.schedules import schedules_router
@@ -31,13 +32,12 @@ from jobrunner.api.schemas import (
     QueueView,
     Requeued,
 )
-from jobrunner.chaos.preflight import warn_about_redis
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
 from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job_id
 from jobrunner.metrics import JobMetrics
+from jobrunner.preflight import warn_about_redis
 from jobrunner.queue import ReliableQueue
-from jobrunner.ratelimit.ingress import ingress_limit
 from jobrunner.registry import Registry, load_handlers
 
 READY_MAX_HEARTBEAT_AGE = 30.0  # seconds: a worker that beat more recently counts as alive

@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 
 from prometheus_client import start_http_server
 
-from jobrunner.chaos.preflight import warn_about_redis
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
 from jobrunner.metrics import JobMetrics
+from jobrunner.preflight import warn_about_redis
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import load_handlers
 from jobrunner.worker import Worker, make_runner, new_worker_id
