@@ -27,4 +27,4 @@ COPY deploy/schedules.toml /app/schedules.toml
 USER 10001:10001
 # 8000: the HTTP API and dashboard; 9100: a worker's metrics; 9101: a scheduler's metrics.
 EXPOSE 8000 9100 9101
-CMD ["jobrunner", "api", "--host", "0.0.0.0", "--port", "8000", "--import", "jobrunner.handlers.demo"]
+CMD ["jobrunner", "api", "--host", "0.0.0.0", "--port", "8000", "--import", "jobrunner.lab.handlers.demo"]

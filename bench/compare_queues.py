@@ -59,7 +59,7 @@ from rich.table import Table
 
 from bench.competitors import BY_KEY, SPECS, URL_ENV, Spec
 from bench.progress import bench_progress
-from jobrunner.loadgen.result import source_commit
+from jobrunner.lab.loadgen.result import source_commit
 from jobrunner.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent

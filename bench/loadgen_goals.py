@@ -25,9 +25,9 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 from rich.console import Console
 
-from jobrunner.loadgen import LoadSpec, run_load
-from jobrunner.loadgen.plots import plot_percentiles
-from jobrunner.loadgen.result import machine
+from jobrunner.lab.loadgen import LoadSpec, run_load
+from jobrunner.lab.loadgen.plots import plot_percentiles
+from jobrunner.lab.loadgen.result import machine
 from jobrunner.stack import Stack
 
 GOALS = {

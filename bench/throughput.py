@@ -45,7 +45,7 @@ from rich.table import Table
 from bench.progress import bench_progress
 from jobrunner.connection import async_redis
 from jobrunner.job import Job, new_job_id
-from jobrunner.loadgen.result import git_output
+from jobrunner.lab.loadgen.result import git_output
 from jobrunner.queue import ReliableQueue
 from jobrunner.redis_server import RedisServer
 

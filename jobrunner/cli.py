@@ -13,7 +13,7 @@ import click
 
 from jobrunner.config import Settings
 from jobrunner.errors import RedisUnavailable
-from jobrunner.experiments import EXPERIMENTS
+from jobrunner.lab.experiments import EXPERIMENTS
 from jobrunner.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def api(host: str, port: int, **options: Any) -> None:
 @click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
 def naive_worker(**options: Any) -> None:
     """TEACHING BASELINE: the LPUSH/BRPOP worker; a killed worker loses its in-flight jobs."""
-    from jobrunner.naive import serve_naive
+    from jobrunner.lab.naive import serve_naive
     from jobrunner.worker.entry import run_event_loop
 
     if options.get("imports"):
@@ -297,7 +297,7 @@ def redis_cmd(port: int | None, appendonly: bool) -> None:
 @click.option("--schedulers", default=0, show_default=True, help="scheduler processes")
 @click.option("--api/--no-api", "with_api", default=True, show_default=True)
 @click.option("--port", default=8000, show_default=True, help="the API's port (0: any free one)")
-@click.option("--import", "imports", multiple=True, default=["jobrunner.handlers.demo"],
+@click.option("--import", "imports", multiple=True, default=["jobrunner.lab.handlers.demo"],
               show_default=True, help="module that registers handlers")  # fmt: skip
 @click.option("--queues", default="default", show_default=True)
 @click.option("--appendonly", is_flag=True, help="embedded Redis with AOF (fsync every second)")
@@ -338,7 +338,7 @@ def up(
 
 
 def _add_loadgen() -> None:
-    from jobrunner.loadgen.cli import loadgen
+    from jobrunner.lab.loadgen.cli import loadgen
 
     main.add_command(loadgen)
 
@@ -347,7 +347,7 @@ _add_loadgen()
 
 
 def _add_chaos() -> None:
-    from jobrunner.chaos.cli import chaos
+    from jobrunner.lab.chaos.cli import chaos
 
     main.add_command(chaos)
 
@@ -363,10 +363,10 @@ _add_chaos()
 @click.pass_context
 def experiment(ctx: click.Context, name: str, full: bool, out: Path) -> None:
     """Run an experiment: backoff_sim, backoff_live, limiter_accuracy or backpressure; write
-    OUT/NAME.{csv,json,png} (as python -m jobrunner.experiments.NAME does)."""
+    OUT/NAME.{csv,json,png} (as python -m jobrunner.lab.experiments.NAME does)."""
     from importlib import import_module
 
-    command = import_module(f"jobrunner.experiments.{name}").main
+    command = import_module(f"jobrunner.lab.experiments.{name}").main
     ctx.invoke(command, full=full, out=out)  # the experiment's other options keep their defaults
 
 

@@ -161,7 +161,7 @@ handler = registry.handler
 
 def load_handlers(modules: Iterable[str]) -> Registry:
     """Import the demo handlers and the user's modules (which register on import)."""
-    importlib.import_module("jobrunner.handlers.demo")
+    importlib.import_module("jobrunner.lab.handlers.demo")
     for name in modules:
         importlib.import_module(name)
     return registry

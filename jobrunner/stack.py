@@ -93,7 +93,7 @@ class Stack:
         schedulers: int = 0,
         redis_url: str | None = None,
         redis_appendonly: bool = False,
-        imports: Iterable[str] = ("jobrunner.handlers.demo",),
+        imports: Iterable[str] = ("jobrunner.lab.handlers.demo",),
         queues: Iterable[str] = ("default",),
         env: Mapping[str, str] | None = None,
         worker_args: Iterable[str] = (),

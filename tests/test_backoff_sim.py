@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.experiments.backoff_sim import (
+from jobrunner.lab.experiments.backoff_sim import (
     SMALL,
     STRATEGIES,
     Scenario,

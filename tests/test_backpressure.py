@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.experiments.backpressure import (
+from jobrunner.lab.experiments.backpressure import (
     RUNS,
     Run,
     Sample,

@@ -10,10 +10,10 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from jobrunner.chaos.invariants import check, check_metrics, snapshot
-from jobrunner.chaos.ledger import LedgerFile, read_records
-from jobrunner.chaos.report import RESULTS_ENV, FaultRecord, compare, publish
 from jobrunner.job import make_job
+from jobrunner.lab.chaos.invariants import check, check_metrics, snapshot
+from jobrunner.lab.chaos.ledger import LedgerFile, read_records
+from jobrunner.lab.chaos.report import RESULTS_ENV, FaultRecord, compare, publish
 from jobrunner.preflight import persistence_warnings, warn_about_redis
 from jobrunner.queue import ReliableQueue
 

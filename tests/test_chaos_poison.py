@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jobrunner.chaos import faults
-from jobrunner.chaos.invariants import snapshot
-from jobrunner.chaos.ledger import read_records
-from jobrunner.chaos.producer import Probe
-from jobrunner.chaos.report import publish
-from jobrunner.chaos.session import ChaosSession
 from jobrunner.keys import QueueKeys
+from jobrunner.lab.chaos import faults
+from jobrunner.lab.chaos.invariants import snapshot
+from jobrunner.lab.chaos.ledger import read_records
+from jobrunner.lab.chaos.producer import Probe
+from jobrunner.lab.chaos.report import publish
+from jobrunner.lab.chaos.session import ChaosSession
 from tests.conftest import wait_until
 from tests.workers import FAST_LOOPS
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jobrunner.chaos.invariants import snapshot
-from jobrunner.chaos.ledger import read_records
-from jobrunner.chaos.producer import Probe
-from jobrunner.chaos.proxy import RedisProxy, script_sha
-from jobrunner.chaos.report import publish
-from jobrunner.chaos.session import ChaosSession
 from jobrunner.connection import async_redis
 from jobrunner.errors import RedisUnavailable
+from jobrunner.lab.chaos.invariants import snapshot
+from jobrunner.lab.chaos.ledger import read_records
+from jobrunner.lab.chaos.producer import Probe
+from jobrunner.lab.chaos.proxy import RedisProxy, script_sha
+from jobrunner.lab.chaos.report import publish
+from jobrunner.lab.chaos.session import ChaosSession
 from jobrunner.queue import ReliableQueue
 from tests.conftest import wait_until
 from tests.workers import FAST_LOOPS

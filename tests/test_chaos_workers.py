@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.chaos import faults
-from jobrunner.chaos.invariants import snapshot
-from jobrunner.chaos.ledger import read_records
-from jobrunner.chaos.probes import PROBE_ASYNC
-from jobrunner.chaos.producer import Probe
-from jobrunner.chaos.report import ChaosReport, publish
-from jobrunner.chaos.session import ChaosSession
+from jobrunner.lab.chaos import faults
+from jobrunner.lab.chaos.invariants import snapshot
+from jobrunner.lab.chaos.ledger import read_records
+from jobrunner.lab.chaos.probes import PROBE_ASYNC
+from jobrunner.lab.chaos.producer import Probe
+from jobrunner.lab.chaos.report import ChaosReport, publish
+from jobrunner.lab.chaos.session import ChaosSession
 from tests.conftest import wait_until
 from tests.workers import FAST_LOOPS
 

@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from jobrunner.loadgen.result import source_commit
+from jobrunner.lab.loadgen.result import source_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = 200

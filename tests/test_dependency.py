@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from jobrunner.backoff import Constant, DecorrelatedJitter, Exponential, FullJitter
-from jobrunner.dependency import (
+from jobrunner.lab.dependency import (
     DependencyConfig,
     DependencyFailed,
     DependencyModel,
@@ -127,7 +127,7 @@ async def test_an_unreachable_dependency_is_a_failure_too() -> None:
 
 
 def test_one_handler_per_retry_strategy_with_that_strategy() -> None:
-    import jobrunner.handlers.dependency as handlers
+    import jobrunner.lab.handlers.dependency as handlers
 
     expected = {
         "none": Constant,

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from jobrunner.cli import main
-from jobrunner.experiments import EXPERIMENTS
-from jobrunner.experiments.backoff_live import SMALL, agreement, rank_correlation
-from jobrunner.experiments.backoff_sim import Outcome
-from jobrunner.experiments.limiter_accuracy import Setup
+from jobrunner.lab.experiments import EXPERIMENTS
+from jobrunner.lab.experiments.backoff_live import SMALL, agreement, rank_correlation
+from jobrunner.lab.experiments.backoff_sim import Outcome
+from jobrunner.lab.experiments.limiter_accuracy import Setup
 from jobrunner.ratelimit.spec import parse_limit
 
 
@@ -63,7 +63,7 @@ def test_the_experiment_command_offers_every_experiment() -> None:
     assert result.stdout.startswith("Usage: main experiment [OPTIONS] NAME")
     for name in EXPERIMENTS:
         assert name in result.stdout
-        assert isinstance(import_module(f"jobrunner.experiments.{name}").main, click.Command)
+        assert isinstance(import_module(f"jobrunner.lab.experiments.{name}").main, click.Command)
 
 
 def test_the_experiment_command_refuses_an_unknown_name(tmp_path: Path) -> None:

@@ -13,10 +13,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from jobrunner.chaos.report import ChaosReport
 from jobrunner.errors import JobrunnerError
-from jobrunner.experiments.backoff_sim import Outcome, Scenario
-from jobrunner.experiments.limiter_accuracy import Run, Setup
 from jobrunner.lab import (
     backoff,
     charts,
@@ -33,6 +30,9 @@ from jobrunner.lab import (
     tour,
 )
 from jobrunner.lab.build import in_sync, sources
+from jobrunner.lab.chaos.report import ChaosReport
+from jobrunner.lab.experiments.backoff_sim import Outcome, Scenario
+from jobrunner.lab.experiments.limiter_accuracy import Run, Setup
 from jobrunner.lab.worker_log import LogTail, job_lines
 from tests.conftest import wait_until
 

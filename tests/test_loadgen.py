@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from jobrunner.keys import QueueKeys
-from jobrunner.loadgen import LoadSpec, parse_mix, run_load
-from jobrunner.loadgen.drivers import Plan
-from jobrunner.loadgen.result import source_commit
-from jobrunner.loadgen.spec import JobFactory
+from jobrunner.lab.loadgen import LoadSpec, parse_mix, run_load
+from jobrunner.lab.loadgen.drivers import Plan
+from jobrunner.lab.loadgen.result import source_commit
+from jobrunner.lab.loadgen.spec import JobFactory
 from jobrunner.stack import Stack
 from tests.workers import FAST_LOOPS, ROOT
 

@@ -16,7 +16,7 @@ from redis.asyncio import Redis as AsyncRedis
 from jobrunner.backoff import Constant
 from jobrunner.job import Job, encode_job, new_job_id
 from jobrunner.keys import naive_key
-from jobrunner.naive import NaiveQueue, NaiveWorker
+from jobrunner.lab.naive import NaiveQueue, NaiveWorker
 from jobrunner.registry import Registry, load_handlers
 from tests.conftest import wait_until
 
@@ -160,7 +160,7 @@ def test_baseline_sigkill_mid_job_loses_every_job_in_flight(
     ids = [new_job_id() for _ in range(sent)]
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "jobrunner.naive", "--redis-url", redis_url,
+        [sys.executable, "-m", "jobrunner.lab.naive", "--redis-url", redis_url,
          "--concurrency", str(concurrency), "--queues", "default"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -10,8 +10,8 @@ import pytest
 
 from jobrunner.backoff import DEFAULT_BACKOFF, Constant, Exponential
 from jobrunner.errors import JobTimeout
-from jobrunner.handlers import demo
 from jobrunner.job import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Job
+from jobrunner.lab.handlers import demo
 from jobrunner.registry import HandlerSpec, JobContext, Registry, load_handlers, registry
 
 DEMO_TYPES = ("noop", "email", "sleep", "cpu_burn", "resize_image", "flaky")

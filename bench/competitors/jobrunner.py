@@ -22,7 +22,7 @@ COMPLETION = "the queue's own `processed` counter (stats hash), as bench/through
 WORKER = "jobrunner worker --model asyncio (concurrency 100, batches of 100, log level info)"
 HELD_KEYS = (KEYS.ready,)
 
-# The task is jobrunner.handlers.demo.noop, which every worker registers: `async def` doing
+# The task is jobrunner.lab.handlers.demo.noop, which every worker registers: `async def` doing
 # nothing.
 
 

@@ -1,6 +1,6 @@
 """Notebook 5: backoff strategies against an outage, simulated over several seeds and run live.
 
-The experiments are ``jobrunner.experiments.backoff_sim`` (discrete-event) and ``backoff_live``
+The experiments are ``jobrunner.lab.experiments.backoff_sim`` (discrete-event) and ``backoff_live``
 (jobs on the real stack calling the dependency server); this module repeats them, puts their
 outcomes in tables (one row per strategy and run) and draws the comparisons.
 """
@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from jobrunner.experiments import backoff_live, backoff_sim
-from jobrunner.experiments.backoff_live import LiveScenario
-from jobrunner.experiments.backoff_sim import STRATEGIES, Outcome, Scenario
 from jobrunner.lab import stats
 from jobrunner.lab.charts import bars_with_range, mean_with_range
+from jobrunner.lab.experiments import backoff_live, backoff_sim
+from jobrunner.lab.experiments.backoff_live import LiveScenario
+from jobrunner.lab.experiments.backoff_sim import STRATEGIES, Outcome, Scenario
 from jobrunner.lab.progress import each_call, off_the_loop
 
 COLOURS = {"none": "tab:gray", "constant": "tab:brown", "exponential": "tab:red",

@@ -76,7 +76,7 @@ WORKLOADS = {
 def service_seconds(workload: Workload, tries: int = 3) -> float:
     """Mean seconds one job of the mix takes alone, timed here by calling the handlers (an IO
     wait counts as its latency). Used to size a run, not reported."""
-    from jobrunner.handlers import demo
+    from jobrunner.lab.handlers import demo
 
     total = 0.0
     for job_type, weight, payload in workload.mix:

@@ -1,6 +1,6 @@
 """Notebook 7: faults under load, on the naive BRPOP queue and on the reliable one.
 
-``jobrunner.chaos.runner.run_chaos`` (what ``jobrunner chaos`` runs) starts a stack of its own,
+``jobrunner.lab.chaos.runner.run_chaos`` (what ``jobrunner chaos`` runs) starts a stack of its own,
 sends probe jobs at a steady rate, SIGKILLs workers and restarts Redis on a schedule, then lets
 the system go quiet and reads the ledger, kept outside Redis, for what was sent, acknowledged,
 completed, run twice or lost. This module runs it per queue kind and repeat, tabulates the
@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from jobrunner.chaos.producer import QueueKind
-from jobrunner.chaos.report import ChaosReport
-from jobrunner.chaos.runner import ChaosConfig, run_chaos
+from jobrunner.lab.chaos.producer import QueueKind
+from jobrunner.lab.chaos.report import ChaosReport
+from jobrunner.lab.chaos.runner import ChaosConfig, run_chaos
 from jobrunner.lab.charts import bars_with_range
 
 COUNTS = ("sent", "acknowledged", "completed", "duplicates", "lost", "dead", "unknown",

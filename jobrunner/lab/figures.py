@@ -22,7 +22,7 @@ def save(fig: Any, directory: Path | str, name: str) -> Path:
 
 @contextlib.contextmanager
 def keeping_backend() -> Iterator[None]:
-    """Around a call to an experiment's own plot (``jobrunner.experiments``): those switch
+    """Around a call to an experiment's own plot (``jobrunner.lab.experiments``): those switch
     matplotlib to its off-screen backend (``matplotlib.use("Agg")``), after which a notebook's
     figures would no longer show; the backend in use before the block is put back."""
     import matplotlib

@@ -3,7 +3,7 @@
 A closed loop (N clients, each sending its next request when the last one returns) can never
 offer more than the system serves: when the system slows, so does the load, and the slow
 moments are sampled only N times. An open loop sends at a fixed rate whatever happens, as real
-users do, and measures each request from when it *should* have started. ``jobrunner.loadgen``
+users do, and measures each request from when it *should* have started. ``jobrunner.lab.loadgen``
 does both; this module sweeps them and stalls the API on purpose to show the difference.
 """
 
@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from jobrunner.loadgen.result import LoadResult
-from jobrunner.loadgen.run import run_load
-from jobrunner.loadgen.spec import LoadSpec, Loop
+from jobrunner.lab.loadgen.result import LoadResult
+from jobrunner.lab.loadgen.run import run_load
+from jobrunner.lab.loadgen.spec import LoadSpec, Loop
 
 QUANTILES = ("p50", "p90", "p99", "p99.9", "max")
 

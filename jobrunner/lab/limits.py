@@ -1,6 +1,6 @@
 """Notebook 6: rate limiters measured where the calls land, and backpressure at the API.
 
-The experiments are ``jobrunner.experiments.limiter_accuracy`` (each limit with 1, 2, 4...
+The experiments are ``jobrunner.lab.experiments.limiter_accuracy`` (each limit with 1, 2, 4...
 worker processes, every call stamped by the dependency server) and ``backpressure`` (an
 open-loop producer faster than the worker, with and without ``JOBRUNNER_MAX_QUEUE_DEPTH``).
 This module repeats them with a progress line per run, tabulates and plots them.
@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from jobrunner.experiments import backpressure, limiter_accuracy
-from jobrunner.experiments.limiter_accuracy import BUCKET, Run, Setup
 from jobrunner.lab.charts import bars_with_range
+from jobrunner.lab.experiments import backpressure, limiter_accuracy
+from jobrunner.lab.experiments.limiter_accuracy import BUCKET, Run, Setup
 from jobrunner.lab.figures import keeping_backend
 from jobrunner.lab.progress import each_call, off_the_loop
 

@@ -2,7 +2,7 @@
 
 Some experiments run an event loop of their own (``asyncio.run``), which cannot start on the
 thread of a Jupyter kernel, where a loop is already running: ``off_the_loop`` calls them on a
-thread of their own. The experiments in ``jobrunner.experiments`` also loop over their cases
+thread of their own. The experiments in ``jobrunner.lab.experiments`` also loop over their cases
 inside one call (``run_all``, ``run_live``) and say nothing until the end, which can be minutes
 away in a notebook. Each step of those loops is a module-level function (``run_one``,
 ``run_strategy``) looked up in its module at every call, so ``each_call`` can wrap it for the

@@ -86,7 +86,7 @@ def lab_stack(**options: Any) -> Iterator[Stack]:
 
 @contextlib.contextmanager
 def watching(interval: float = 0.05, timeout: float = 10.0) -> Iterator[None]:
-    """For experiments that start stacks of their own (``jobrunner.experiments``, ``jobrunner
+    """For experiments that start stacks of their own (``jobrunner.lab.experiments``, ``jobrunner
     chaos``): while the block runs, remember every process this one starts, with their
     descendants (Redis, workers, the API, servers), every ``interval`` seconds; when it ends,
     ``check_no_strays(timeout)``. A process that lives less than ``interval`` may go unseen."""

@@ -4,7 +4,7 @@
 # **The question.** How long does `POST /jobs` take as the load rises, where is the knee of
 # the curve, and why do many load tests get the answer wrong?
 #
-# **The setup.** A stack (Redis, the API, one asyncio worker) and `jobrunner.loadgen` in this
+# **The setup.** A stack (Redis, the API, one asyncio worker) and `jobrunner.lab.loadgen` in this
 # kernel, sending one no-op job per request. Two ways of loading it:
 #
 # - a **closed loop**: N clients, each sending its next request when its last one returned;
@@ -34,7 +34,7 @@ import pandas as pd
 import psutil
 
 from jobrunner.lab import figures, latency, running
-from jobrunner.loadgen.plots import plot_percentiles
+from jobrunner.lab.loadgen.plots import plot_percentiles
 
 pd.set_option("display.width", 140)
 print(f"{psutil.cpu_count()} CPUs; load average now {psutil.getloadavg()[0]:.1f}")

@@ -17,9 +17,9 @@
 # | equal jitter | exponential / 2 + uniform(0, exponential / 2) |
 # | decorrelated jitter | min(*c*, uniform(*b*, 3 x the previous wait)) |
 #
-# **The setup.** The dependency (`jobrunner.dependency.model`) is down for an outage, then
+# **The setup.** The dependency (`jobrunner.lab.dependency.model`) is down for an outage, then
 # serves `capacity` calls a second, counted per 0.1 s window: calls beyond that fail as
-# "overloaded", and are retried too. Two experiments from `jobrunner.experiments`:
+# "overloaded", and are retried too. Two experiments from `jobrunner.lab.experiments`:
 #
 # - `backoff_sim`, a discrete-event simulation of the clients and that model: thousands of
 #   clients, deterministic under a seed, seconds to run;
@@ -49,7 +49,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import psutil
 
-from jobrunner.experiments import backoff_live, backoff_sim
+from jobrunner.lab.experiments import backoff_live, backoff_sim
 from jobrunner.lab import backoff, figures, running
 
 pd.set_option("display.width", 160)

@@ -19,10 +19,10 @@
 # window; the sliding-window counter guarantees nothing for a window that straddles two of its
 # own.
 #
-# **The setup.** `jobrunner.experiments.limiter_accuracy`: each limit guards its own job type
+# **The setup.** `jobrunner.lab.experiments.limiter_accuracy`: each limit guards its own job type
 # (`dependency.limited.<algorithm>`), and its jobs call the dependency server, which stamps
 # every call's arrival and counts calls in flight (each takes 50 ms). The same backlog runs
-# with 1, 2 and 4 worker processes. Then `jobrunner.experiments.backpressure`: an open-loop
+# with 1, 2 and 4 worker processes. Then `jobrunner.lab.experiments.backpressure`: an open-loop
 # producer posting to `POST /jobs` faster than one worker drains, with and without the API's
 # queue bound.
 
@@ -44,7 +44,7 @@ import pandas as pd
 import psutil
 from IPython.display import Image, display
 
-from jobrunner.experiments import backpressure, limiter_accuracy
+from jobrunner.lab.experiments import backpressure, limiter_accuracy
 from jobrunner.lab import figures, limits, running, stats
 
 pd.set_option("display.width", 160)

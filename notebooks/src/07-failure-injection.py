@@ -5,7 +5,7 @@
 # wait) and Redis restarts while jobs are flowing. Which jobs that the system *accepted* are
 # never run? Which run twice?
 #
-# **The setup.** `jobrunner chaos` (`jobrunner.chaos.runner.run_chaos`) on a stack of its own:
+# **The setup.** `jobrunner chaos` (`jobrunner.lab.chaos.runner.run_chaos`) on a stack of its own:
 # a producer sends probe jobs at a steady rate (each works `job_ms` ms); every `kill_every`
 # seconds a random worker is frozen, the jobs it holds are counted, and it is SIGKILLed, then a
 # new worker replaces it (as a supervisor would); every `restart_redis_every` seconds Redis is
@@ -21,7 +21,7 @@
 #
 # The same scenario runs on two queues:
 #
-# - the **naive** one (`jobrunner.naive`): the textbook `LPUSH` / `BRPOP` list. `BRPOP`
+# - the **naive** one (`jobrunner.lab.naive`): the textbook `LPUSH` / `BRPOP` list. `BRPOP`
 #   removes a job from Redis before its handler runs, so from then on the only copy is in the
 #   worker's memory;
 # - the **reliable** one (`jobrunner.queue.ReliableQueue`): reserving a job leases it (its id
@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import psutil
 
-from jobrunner.chaos.runner import ChaosConfig
+from jobrunner.lab.chaos.runner import ChaosConfig
 from jobrunner.lab import failures, figures, running, stats
 
 pd.set_option("display.width", 160)

@@ -2,7 +2,7 @@
 every call it received (so the work amplification of retries can be measured).
 
 Pure logic on an injected clock value: the discrete-event simulation drives it with simulated
-time, the HTTP server (``jobrunner.dependency.server``) with the wall clock. Behaviour:
+time, the HTTP server (``jobrunner.lab.dependency.server``) with the wall clock. Behaviour:
 
 - **capacity**: at most ``capacity`` calls per second succeed, measured over a sliding
   ``window``; calls beyond that fail as ``overloaded`` (they still count as load);

@@ -1,6 +1,6 @@
 """Backoff strategies against an outage, as a discrete-event simulation.
 
-Many clients each need one successful call to the dependency (``jobrunner.dependency.model``,
+Many clients each need one successful call to the dependency (``jobrunner.lab.dependency.model``,
 the same model the live server runs). The dependency is down for a while, then recovers with a
 capacity per second. Each failed call is retried after the strategy's delay. Measured per
 strategy: total calls (work amplification), time until every client succeeded, the peak call
@@ -11,7 +11,7 @@ The reference result is the AWS Architecture Blog's "Exponential Backoff And Jit
 Brooker, 2015): full and equal jitter cut the total work of un-jittered exponential backoff;
 decorrelated jitter is close to them.
 
-``python -m jobrunner.experiments.backoff_sim [--full] [--seed N] [--out results]``
+``python -m jobrunner.lab.experiments.backoff_sim [--full] [--seed N] [--out results]``
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 import click
 
 from jobrunner.backoff import Backoff, Constant, backoff_from_name
-from jobrunner.dependency.model import DependencyConfig, DependencyModel
-from jobrunner.experiments.output import RESULTS, figure, save_figure, write_csv, write_json
+from jobrunner.lab.dependency.model import DependencyConfig, DependencyModel
+from jobrunner.lab.experiments.output import RESULTS, figure, save_figure, write_csv, write_json
 from jobrunner.ratelimit.measure import max_in_window, rate_series
 
 STRATEGIES = ("none", "constant", "exponential", "full_jitter", "equal_jitter",

@@ -16,8 +16,8 @@ from typing import Any
 import psutil
 from hdrh.histogram import HdrHistogram
 
-from jobrunner.loadgen.drivers import Samples
-from jobrunner.loadgen.spec import LoadSpec
+from jobrunner.lab.loadgen.drivers import Samples
+from jobrunner.lab.loadgen.spec import LoadSpec
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 MAX_US = 3_600_000_000  # one hour: anything slower is clipped, not dropped

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
-from jobrunner.dependency.model import DependencyConfig, DependencyModel
+from jobrunner.lab.dependency.model import DependencyConfig, DependencyModel
 
 
 class DependencyApp:

@@ -1,8 +1,8 @@
 """Probe handlers: jobs whose every run is written to the ledger, whatever happens to Redis.
 
-A worker imports this module (``--import jobrunner.chaos.probes``) and finds the ledger directory
-in ``JOBRUNNER_LEDGER_DIR`` (or in the payload's ``ledger_dir``). A probe's payload says how to
-behave: ``{"probe": "p-000001", "ms": 10, "do": "ok"}``; ``do`` is one of
+A worker imports this module (``--import jobrunner.lab.chaos.probes``) and finds the ledger
+directory in ``JOBRUNNER_LEDGER_DIR`` (or in the payload's ``ledger_dir``). A probe's payload
+says how to behave: ``{"probe": "p-000001", "ms": 10, "do": "ok"}``; ``do`` is one of
 
 * ``ok``: work ``ms`` milliseconds, succeed;
 * ``raise``: raise on every attempt (dead after its retries);
@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from jobrunner.backoff import Constant
-from jobrunner.chaos.ledger import LEDGER_DIR_ENV, LedgerFile
+from jobrunner.lab.chaos.ledger import LEDGER_DIR_ENV, LedgerFile
 from jobrunner.registry import JobContext, handler
 
 PROBE = "chaos.probe"

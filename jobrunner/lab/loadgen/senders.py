@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from jobrunner.connection import async_redis
 from jobrunner.job import Job, new_job_id
-from jobrunner.loadgen.spec import JobFactory, LoadSpec
+from jobrunner.lab.loadgen.spec import JobFactory, LoadSpec
 from jobrunner.queue import ReliableQueue
 
 _encode = msgspec.json.Encoder().encode

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from jobrunner.chaos.runner import ChaosConfig, run_chaos, write_report
+from jobrunner.lab.chaos.runner import ChaosConfig, run_chaos, write_report
 
 
 @click.command()

@@ -1,4 +1,5 @@
-"""``python -m jobrunner.dependency --port 8900 --capacity 100``: serve the simulated dependency."""
+"""``python -m jobrunner.lab.dependency --port 8900 --capacity 100``: serve the simulated
+dependency."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import json
 
 import click
 
-from jobrunner.dependency.model import DependencyConfig
-from jobrunner.dependency.server import serve
+from jobrunner.lab.dependency.model import DependencyConfig
+from jobrunner.lab.dependency.server import serve
 
 
 @click.command()

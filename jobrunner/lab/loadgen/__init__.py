@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobrunner.loadgen.result import LoadResult
-    from jobrunner.loadgen.run import run_load
-    from jobrunner.loadgen.spec import LoadSpec, parse_mix
+    from jobrunner.lab.loadgen.result import LoadResult
+    from jobrunner.lab.loadgen.run import run_load
+    from jobrunner.lab.loadgen.spec import LoadSpec, parse_mix
 
 __all__ = ["LoadResult", "LoadSpec", "parse_mix", "run_load"]
 
@@ -23,4 +23,4 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(name)
     from importlib import import_module
 
-    return getattr(import_module(f"jobrunner.loadgen.{_HOMES[name]}"), name)
+    return getattr(import_module(f"jobrunner.lab.loadgen.{_HOMES[name]}"), name)

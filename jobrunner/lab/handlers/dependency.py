@@ -1,4 +1,4 @@
-"""Jobs that call the simulated dependency (``jobrunner.dependency``), one type per retry
+"""Jobs that call the simulated dependency (``jobrunner.lab.dependency``), one type per retry
 strategy, so the backoff experiment runs each strategy through the real worker and queue.
 
 Types: ``dependency.call`` (full jitter) and ``dependency.call.<strategy>`` for ``none``
@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from jobrunner.backoff import STRATEGIES, Backoff, Constant, backoff_from_name
-from jobrunner.dependency.client import HttpDependency, InProcessDependency
+from jobrunner.lab.dependency.client import HttpDependency, InProcessDependency
 from jobrunner.registry import handler
 
 CALL = "dependency.call"

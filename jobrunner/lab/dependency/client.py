@@ -19,8 +19,8 @@ from weakref import WeakKeyDictionary
 
 import aiohttp
 
-from jobrunner.dependency.model import DependencyConfig, DependencyModel
 from jobrunner.errors import JobrunnerError
+from jobrunner.lab.dependency.model import DependencyConfig, DependencyModel
 from jobrunner.redis_server import free_port
 
 
@@ -88,7 +88,7 @@ def _request(url: str, data: Any = None, timeout: float = 10.0) -> Any:
 
 
 class DependencyServer:
-    """``python -m jobrunner.dependency`` as a child process on a free port; a context manager.
+    """``python -m jobrunner.lab.dependency`` as a child process on a free port; a context manager.
 
     ``reset(config)`` starts a fresh model (its outage clock starts then); ``stats(times=True)``
     reads every call it received.
@@ -101,7 +101,7 @@ class DependencyServer:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> DependencyServer:
-        cmd = [sys.executable, "-m", "jobrunner.dependency", "--port", str(self.port),
+        cmd = [sys.executable, "-m", "jobrunner.lab.dependency", "--port", str(self.port),
                "--config", json.dumps(self.config.to_dict())]  # fmt: skip
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=dict(os.environ))
         deadline = time.monotonic() + timeout

@@ -38,7 +38,7 @@ def write_json(path: Path, data: Any) -> Path:
     """``data`` as indented JSON; a summary (a dict) gets ``machine`` and ``machine_note``
     unless it has them already."""
     if isinstance(data, dict):
-        from jobrunner.loadgen.result import machine
+        from jobrunner.lab.loadgen.result import machine
 
         data = {**data}
         if "machine" not in data:  # not setdefault: machine() runs git, wasted when present

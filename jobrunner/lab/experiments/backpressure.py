@@ -10,7 +10,7 @@ Queue depth and ``INFO memory`` ``used_memory`` are sampled every ``sample_every
 the load runs. The workers keep no record of a finished job (``JOBRUNNER_RESULT_TTL=0``), so the
 memory is the queue's own; finish times come from the workers' one log line per job.
 
-``python -m jobrunner.experiments.backpressure [--full] [--out results]``
+``python -m jobrunner.lab.experiments.backpressure [--full] [--out results]``
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Any
 import click
 import redis
 
-from jobrunner.experiments.output import RESULTS, figure, save_figure, write_csv, write_json
 from jobrunner.keys import QueueKeys
-from jobrunner.loadgen import LoadResult, LoadSpec, run_load
+from jobrunner.lab.experiments.output import RESULTS, figure, save_figure, write_csv, write_json
+from jobrunner.lab.loadgen import LoadResult, LoadSpec, run_load
 from jobrunner.stack import Stack, wait_for
 
 RUNS = ("unbounded", "bounded")

@@ -23,9 +23,15 @@ from rich.progress import (
 
 from jobrunner.errors import JobrunnerError
 from jobrunner.keys import QueueKeys
-from jobrunner.loadgen.drivers import Plan, Samples, process_main, run_async_clients, run_threads
-from jobrunner.loadgen.result import LoadResult
-from jobrunner.loadgen.spec import LoadSpec
+from jobrunner.lab.loadgen.drivers import (
+    Plan,
+    Samples,
+    process_main,
+    run_async_clients,
+    run_threads,
+)
+from jobrunner.lab.loadgen.result import LoadResult
+from jobrunner.lab.loadgen.spec import LoadSpec
 
 START_MARGIN = 0.05  # seconds between "go" and the first intended request
 

@@ -26,12 +26,12 @@ import aiohttp
 import msgspec
 from redis.exceptions import OutOfMemoryError, RedisError
 
-from jobrunner.chaos.ledger import LedgerFile
-from jobrunner.chaos.probes import PROBE
 from jobrunner.connection import async_redis
 from jobrunner.errors import RedisFull, RedisUnavailable
 from jobrunner.job import Job
-from jobrunner.naive import NaiveQueue
+from jobrunner.lab.chaos.ledger import LedgerFile
+from jobrunner.lab.chaos.probes import PROBE
+from jobrunner.lab.naive import NaiveQueue
 from jobrunner.queue import ReliableQueue
 
 Status = Literal["ack", "rejected", "unknown"]
@@ -40,7 +40,7 @@ QueueKind = Literal["reliable", "naive"]
 
 @dataclass(frozen=True)
 class Probe:
-    """What one probe job should do (see ``jobrunner.chaos.probes``)."""
+    """What one probe job should do (see ``jobrunner.lab.chaos.probes``)."""
 
     do: str = "ok"
     ms: float = 10.0

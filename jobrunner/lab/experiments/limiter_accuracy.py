@@ -5,7 +5,7 @@ window, counted from the timestamps of the calls the dependency server received.
 Each algorithm guards its own job type (``dependency.limited.<algorithm>``) through
 ``JOBRUNNER_LIMITS``; jobs over the limit are deferred by the workers, never failed.
 
-``python -m jobrunner.experiments.limiter_accuracy [--full] [--out results]``
+``python -m jobrunner.lab.experiments.limiter_accuracy [--full] [--out results]``
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 import click
 
 from jobrunner.connection import async_redis
-from jobrunner.dependency.client import DependencyServer
-from jobrunner.dependency.model import DependencyConfig
-from jobrunner.experiments.output import RESULTS, figure, save_figure, write_csv, write_json
 from jobrunner.job import make_job
+from jobrunner.lab.dependency.client import DependencyServer
+from jobrunner.lab.dependency.model import DependencyConfig
+from jobrunner.lab.experiments.output import RESULTS, figure, save_figure, write_csv, write_json
 from jobrunner.queue import ReliableQueue
 from jobrunner.ratelimit.measure import max_in_window, rate_series
 from jobrunner.ratelimit.spec import LimitSpec, parse_limit
@@ -137,7 +137,7 @@ def run_all(setup: Setup, log_dir: Path | None = None) -> list[Run]:
         env = {"JOBRUNNER_LIMITS": limits, "JOBRUNNER_DEPENDENCY_URL": server.url,
                "JOBRUNNER_MAINTENANCE_INTERVAL": "0.01", "JOBRUNNER_IDLE_POLL_MAX": "0.01",
                "JOBRUNNER_HEARTBEAT_INTERVAL": "0.5"}  # fmt: skip
-        imports = ("jobrunner.handlers.dependency",)
+        imports = ("jobrunner.lab.handlers.dependency",)
         with Stack(workers=setup.workers[0], api=False, worker_metrics=False, env=env,
                    imports=imports, log_dir=log_dir) as stack:  # fmt: skip
             for n in setup.workers:

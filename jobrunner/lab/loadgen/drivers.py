@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobrunner.loadgen.senders import (
+from jobrunner.lab.loadgen.senders import (
     AsyncHttpSender,
     AsyncQueueSender,
     AsyncSender,
     SendError,
     SyncHttpSender,
 )
-from jobrunner.loadgen.spec import JobFactory, LoadSpec
+from jobrunner.lab.loadgen.spec import JobFactory, LoadSpec
 
 # One request: (seq, intended start or NaN in a closed loop, start, end, status, job count)
 Request = tuple[int, float, float, float, int, int]

@@ -1,12 +1,12 @@
 """Backoff strategies against an outage, live: real worker processes run jobs that call the
 dependency server, which fails for a while and then recovers; each strategy is a job type of
-``jobrunner.handlers.dependency``. The server counts every call it receives.
+``jobrunner.lab.handlers.dependency``. The server counts every call it receives.
 
 The same scenario is then simulated (``backoff_sim``, the same dependency model), and the two are
 compared in shape: the order of the strategies by total calls (rank correlation) and whether
 full jitter beats un-jittered exponential in both.
 
-``python -m jobrunner.experiments.backoff_live [--full] [--out results]``
+``python -m jobrunner.lab.experiments.backoff_live [--full] [--out results]``
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 import click
 
 from jobrunner.connection import async_redis
-from jobrunner.dependency.client import DependencyServer
-from jobrunner.experiments.backoff_sim import STRATEGIES, Outcome, Scenario, ratios, run_all
-from jobrunner.experiments.output import RESULTS, figure, save_figure, write_csv, write_json
 from jobrunner.job import make_job
 from jobrunner.keys import QueueKeys
+from jobrunner.lab.dependency.client import DependencyServer
+from jobrunner.lab.experiments.backoff_sim import STRATEGIES, Outcome, Scenario, ratios, run_all
+from jobrunner.lab.experiments.output import RESULTS, figure, save_figure, write_csv, write_json
 from jobrunner.queue import ReliableQueue
 from jobrunner.ratelimit.measure import max_in_window, rate_series
 from jobrunner.stack import Stack
@@ -110,15 +110,16 @@ def run_live(scenario: LiveScenario, strategies: tuple[str, ...] = STRATEGIES,
     env = {**FAST_LOOPS, "JOBRUNNER_DEPENDENCY_BACKOFF_BASE": str(scenario.base),
            "JOBRUNNER_DEPENDENCY_BACKOFF_CAP": str(scenario.cap),
            "JOBRUNNER_DEPENDENCY_MAX_RETRIES": "100000"}  # fmt: skip
-    from jobrunner.dependency.model import DependencyConfig
+    from jobrunner.lab.dependency.model import DependencyConfig
 
     config = DependencyConfig(capacity=scenario.capacity, window=scenario.window,
                               base_latency=0.005)  # fmt: skip
     results: dict[str, Outcome] = {}
     with DependencyServer(config) as server:
         env["JOBRUNNER_DEPENDENCY_URL"] = server.url
-        with Stack(workers=scenario.workers, api=False, imports=("jobrunner.handlers.dependency",),
-                   env=env, log_dir=log_dir, worker_metrics=False) as stack:  # fmt: skip
+        with Stack(workers=scenario.workers, api=False,
+                   imports=("jobrunner.lab.handlers.dependency",), env=env, log_dir=log_dir,
+                   worker_metrics=False) as stack:  # fmt: skip
             for name in strategies:
                 results[name] = run_strategy(stack, server, name, scenario)
     return results

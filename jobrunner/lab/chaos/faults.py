@@ -16,8 +16,8 @@ import time
 
 import psutil
 
-from jobrunner.chaos.report import FaultRecord
 from jobrunner.keys import QueueKeys
+from jobrunner.lab.chaos.report import FaultRecord
 from jobrunner.stack import ManagedProcess, Stack, StackError
 
 

@@ -15,7 +15,7 @@ Compare ``jobrunner.queue.ReliableQueue``: it leases a job (the id stays in Redi
 set, with a deadline) and only an ack removes it, so a dead worker's jobs are redelivered, and a
 retry waits in Redis (scheduled set) rather than in a worker.
 
-Run a worker: ``python -m jobrunner.naive --redis-url URL --concurrency N --queues a,b``.
+Run a worker: ``python -m jobrunner.lab.naive --redis-url URL --concurrency N --queues a,b``.
 """
 
 from __future__ import annotations
@@ -244,11 +244,11 @@ async def serve_naive(settings: Settings) -> dict[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m jobrunner.naive``: options win over ``JOBRUNNER_*`` / ``REDIS_URL``."""
+    """``python -m jobrunner.lab.naive``: options win over ``JOBRUNNER_*`` / ``REDIS_URL``."""
     from jobrunner.worker.entry import run_event_loop
 
     parser = argparse.ArgumentParser(
-        prog="python -m jobrunner.naive",
+        prog="python -m jobrunner.lab.naive",
         description="The naive (teaching-baseline) worker: it loses jobs.",
     )
     parser.add_argument("--redis-url", help="redis://host:port/db")

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from jobrunner.chaos import faults
-from jobrunner.chaos.producer import Probe, QueueKind
-from jobrunner.chaos.report import ChaosReport, FaultRecord
-from jobrunner.chaos.session import ChaosSession
+from jobrunner.lab.chaos import faults
+from jobrunner.lab.chaos.producer import Probe, QueueKind
+from jobrunner.lab.chaos.report import ChaosReport, FaultRecord
+from jobrunner.lab.chaos.session import ChaosSession
 
 
 @dataclass

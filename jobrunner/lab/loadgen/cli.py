@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobrunner.loadgen.spec import LoadSpec, parse_mix
+from jobrunner.lab.loadgen.spec import LoadSpec, parse_mix
 
 if TYPE_CHECKING:
-    from jobrunner.loadgen.result import LoadResult
+    from jobrunner.lab.loadgen.result import LoadResult
 
 
 @click.command("loadgen")
@@ -55,7 +55,7 @@ def loadgen(
         raise click.UsageError(str(exc)) from exc
     if not spec.url:
         raise click.UsageError("the queue target needs --url redis://... or REDIS_URL")
-    from jobrunner.loadgen.run import run_load  # heavy imports only when load is sent
+    from jobrunner.lab.loadgen.run import run_load  # heavy imports only when load is sent
 
     result = run_load(spec, redis_url=redis_url, progress=not no_progress)
     stem = name or f"loadgen-{spec.target}-{spec.model}-{spec.loop}-{time.strftime('%H%M%S')}"

@@ -20,11 +20,11 @@ from typing import Any
 import msgspec
 import redis
 
-from jobrunner.chaos.ledger import read_records
 from jobrunner.errors import PayloadDecodeError
 from jobrunner.job import decode_job
 from jobrunner.keys import QueueKeys, naive_key
-from jobrunner.naive import FailedJob
+from jobrunner.lab.chaos.ledger import read_records
+from jobrunner.lab.naive import FailedJob
 
 RESULTS_ENV = "JOBRUNNER_CHAOS_RESULTS"  # a JSON file the counts lines are added to, when set
 

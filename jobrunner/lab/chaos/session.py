@@ -21,14 +21,14 @@ from typing import Any, Literal
 
 import redis
 
-from jobrunner.chaos.invariants import check
-from jobrunner.chaos.ledger import LEDGER_DIR_ENV, read_records
-from jobrunner.chaos.producer import HttpSender, LibrarySender, Producer, QueueKind, Sender
-from jobrunner.chaos.report import ChaosReport, FaultRecord, compare, dead_probes
 from jobrunner.keys import naive_key
+from jobrunner.lab.chaos.invariants import check
+from jobrunner.lab.chaos.ledger import LEDGER_DIR_ENV, read_records
+from jobrunner.lab.chaos.producer import HttpSender, LibrarySender, Producer, QueueKind, Sender
+from jobrunner.lab.chaos.report import ChaosReport, FaultRecord, compare, dead_probes
 from jobrunner.stack import Stack, wait_for
 
-PROBES_MODULE = "jobrunner.chaos.probes"
+PROBES_MODULE = "jobrunner.lab.chaos.probes"
 
 
 class ChaosSession:
