@@ -41,7 +41,7 @@ test: lint typecheck $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest --benchmark-disable $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) -m jobrunner.demo
+	$(PY) -m jobrunner.dev.demo
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null || apt-get install -y -q wrk || echo "wrk could not be installed: its API figures will be skipped"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from jobrunner.redis_server import free_port
+from jobrunner.dev.redis_server import free_port
 
 
 @dataclass

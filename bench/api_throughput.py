@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.api_process import serving_api
-from jobrunner.redis_server import RedisServer
+from jobrunner.dev.redis_server import RedisServer
 
 BATCH = 100
 

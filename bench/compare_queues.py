@@ -59,8 +59,8 @@ from rich.table import Table
 
 from bench.competitors import BY_KEY, SPECS, URL_ENV, Spec
 from bench.progress import bench_progress
+from jobrunner.dev.redis_server import RedisServer
 from jobrunner.lab.loadgen.result import source_commit
-from jobrunner.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JOBS = 10_000

@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from jobrunner.connection import async_redis
+from jobrunner.dev.redis_server import RedisServer
 from jobrunner.queue import ReliableQueue
-from jobrunner.redis_server import RedisServer
 
 T = TypeVar("T")
 

@@ -25,10 +25,10 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 from rich.console import Console
 
+from jobrunner.dev.stack import Stack
 from jobrunner.lab.loadgen import LoadSpec, run_load
 from jobrunner.lab.loadgen.plots import plot_percentiles
 from jobrunner.lab.loadgen.result import machine
-from jobrunner.stack import Stack
 
 GOALS = {
     "single_rps": (">=", 3000.0),

@@ -17,8 +17,8 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.api_process import serving_api
-from jobrunner.profiling import record
-from jobrunner.redis_server import RedisServer
+from jobrunner.dev.profiling import record
+from jobrunner.dev.redis_server import RedisServer
 
 
 def main(argv: list[str] | None = None) -> int:

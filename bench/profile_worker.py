@@ -20,10 +20,10 @@ import redis
 from rich.progress import Progress
 
 from jobrunner.connection import async_redis
+from jobrunner.dev.profiling import record_command
+from jobrunner.dev.redis_server import RedisServer
 from jobrunner.job import Job, new_job_id
-from jobrunner.profiling import record_command
 from jobrunner.queue import ReliableQueue
-from jobrunner.redis_server import RedisServer
 
 
 async def prefill(url: str, n: int) -> None:

@@ -24,10 +24,10 @@ import pytest
 import redis
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from jobrunner.dev.redis_server import RedisServer
+from jobrunner.dev.stack import Stack
 from jobrunner.job import Job, encode_job, new_job_id
 from jobrunner.keys import QueueKeys, naive_key
-from jobrunner.redis_server import RedisServer
-from jobrunner.stack import Stack
 
 QUEUE = QueueKeys("default")
 PARKED = QUEUE.ready + ":parked"

@@ -44,10 +44,10 @@ from rich.table import Table
 
 from bench.progress import bench_progress
 from jobrunner.connection import async_redis
+from jobrunner.dev.redis_server import RedisServer
 from jobrunner.job import Job, new_job_id
 from jobrunner.lab.loadgen.result import git_output
 from jobrunner.queue import ReliableQueue
-from jobrunner.redis_server import RedisServer
 
 T = TypeVar("T")
 

@@ -255,8 +255,8 @@ def profile(
 ) -> None:
     """Record a flamegraph with py-spy: of --pid PID, or of a worker started with --worker
     (options after -- go to the worker, e.g. `-- --model thread --redis-url URL`)."""
+    from jobrunner.dev.profiling import record
     from jobrunner.errors import JobrunnerError
-    from jobrunner.profiling import record
 
     if (pid is None) == (not start_worker):
         raise click.UsageError("give --pid PID or --worker")
@@ -280,7 +280,7 @@ def redis_cmd(port: int | None, appendonly: bool) -> None:
     """Run a private redis-server in the foreground (Ctrl+C stops it)."""
     import signal
 
-    from jobrunner.redis_server import RedisServer
+    from jobrunner.dev.redis_server import RedisServer
 
     with RedisServer(port=port, appendonly=appendonly) as server:
         click.echo(f"REDIS_URL={server.url}")
@@ -321,9 +321,9 @@ def up(
 ) -> None:
     """Run the whole stack here: Redis (embedded unless REDIS_URL), the API, workers,
     schedulers. Type + / - / kill / scale N / status while it runs; Ctrl+C stops everything."""
+    from jobrunner.dev.stack import Stack
+    from jobrunner.dev.up import run_up
     from jobrunner.errors import JobrunnerError
-    from jobrunner.stack import Stack
-    from jobrunner.up import run_up
 
     stack = Stack(
         workers=workers, model=model, concurrency=concurrency, api=with_api,

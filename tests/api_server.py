@@ -10,7 +10,7 @@ import uvicorn
 
 from jobrunner.api import create_app
 from jobrunner.config import Settings
-from jobrunner.redis_server import free_port
+from jobrunner.dev.redis_server import free_port
 from jobrunner.registry import load_handlers
 from tests.conftest import wait_until
 

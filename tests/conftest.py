@@ -10,8 +10,8 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
+from jobrunner.dev.redis_server import RedisServer
 from jobrunner.queue import ReliableQueue
-from jobrunner.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from jobrunner.config import Settings
+from jobrunner.dev.redis_server import RedisServer
 from jobrunner.queue import ReliableQueue
-from jobrunner.redis_server import RedisServer
 from tests.api_server import running_api
 
 
@@ -217,7 +217,7 @@ def test_jobrunner_api_serves_the_app_as_a_process(redis_url: str) -> None:
     import subprocess
     import sys
 
-    from jobrunner.redis_server import free_port
+    from jobrunner.dev.redis_server import free_port
     from tests.conftest import wait_until
 
     port = free_port()

@@ -21,7 +21,7 @@ SCHEMA = schemathesis.openapi.from_dict(
 
 @pytest.fixture(scope="module")
 def api_base(redis_server: object) -> Iterator[str]:
-    from jobrunner.redis_server import RedisServer
+    from jobrunner.dev.redis_server import RedisServer
 
     assert isinstance(redis_server, RedisServer)
     with running_api(Settings(redis_url=redis_server.url, max_queue_depth=1000)) as base:

@@ -24,9 +24,9 @@ from jobrunner.api.live import LiveFeed
 from jobrunner.api.server import ApiServer, api_config
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
+from jobrunner.dev.redis_server import free_port
 from jobrunner.job import make_job
 from jobrunner.queue import ReliableQueue
-from jobrunner.redis_server import free_port
 from jobrunner.registry import load_handlers
 from tests.conftest import wait_until
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner import demo
+from jobrunner.dev import demo
 
 
 @pytest.mark.slow

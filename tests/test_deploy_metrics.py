@@ -23,9 +23,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobrunner.connection import async_redis
+from jobrunner.dev.redis_server import free_port
 from jobrunner.job import make_job
 from jobrunner.queue import ReliableQueue
-from jobrunner.redis_server import free_port
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow

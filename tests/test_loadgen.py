@@ -11,12 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from jobrunner.dev.stack import Stack
 from jobrunner.keys import QueueKeys
 from jobrunner.lab.loadgen import LoadSpec, parse_mix, run_load
 from jobrunner.lab.loadgen.drivers import Plan
 from jobrunner.lab.loadgen.result import source_commit
 from jobrunner.lab.loadgen.spec import JobFactory
-from jobrunner.stack import Stack
 from tests.workers import FAST_LOOPS, ROOT
 
 

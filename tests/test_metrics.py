@@ -12,10 +12,10 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobrunner.config import Settings
+from jobrunner.dev.redis_server import free_port
 from jobrunner.job import Job, new_job_id
 from jobrunner.metrics import JobMetrics
 from jobrunner.queue import ReliableQueue
-from jobrunner.redis_server import free_port
 from jobrunner.registry import load_handlers
 from jobrunner.worker import Worker, make_runner
 from tests.api_server import running_api

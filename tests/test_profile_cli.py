@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from jobrunner.cli import main
-from jobrunner.profiling import record_command
+from jobrunner.dev.profiling import record_command
 from tests.workers import WorkerProcess
 
 

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis as AsyncRedis
 
+from jobrunner.dev.redis_server import RedisServer
 from jobrunner.ratelimit import LimitSpec, local_limiter, parse_limit, parse_limits, redis_limiter
 from jobrunner.ratelimit.distributed import RedisConcurrency
 from jobrunner.ratelimit.measure import max_in_window, max_overlap, rate_series
-from jobrunner.redis_server import RedisServer
 
 T0 = 1_700_000_000.0  # a fixed "now" for the explicit-clock tests
 

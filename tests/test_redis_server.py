@@ -17,8 +17,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from jobrunner.dev.redis_server import RedisServer, find_redis_server, free_port, redis_url_from_env
 from jobrunner.errors import EmbeddedRedisError
-from jobrunner.redis_server import RedisServer, find_redis_server, free_port, redis_url_from_env
 from tests.conftest import wait_until
 
 

@@ -16,10 +16,10 @@ import psutil
 import pytest
 import redis
 
+from jobrunner.dev.stack import Stack, StackError
+from jobrunner.dev.up import Controller
 from jobrunner.job import Job, encode_job
 from jobrunner.keys import QueueKeys
-from jobrunner.stack import Stack, StackError
-from jobrunner.up import Controller
 from tests.conftest import wait_until
 from tests.workers import FAST_LOOPS, ROOT
 

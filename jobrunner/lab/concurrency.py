@@ -22,12 +22,12 @@ from typing import Any
 import psutil
 import redis
 
+from jobrunner.dev.redis_server import RedisServer
+from jobrunner.dev.stack import Stack, wait_for
 from jobrunner.job import Job, encode_job, new_job_id
 from jobrunner.keys import QueueKeys
 from jobrunner.lab.running import lab_stack
 from jobrunner.lab.worker_log import LogTail
-from jobrunner.redis_server import RedisServer
-from jobrunner.stack import Stack, wait_for
 
 QUEUE = QueueKeys("default")
 PARKED = QUEUE.ready + ":parked"

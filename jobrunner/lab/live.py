@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from jobrunner.dev.stack import Stack
 from jobrunner.keys import QueueKeys
 from jobrunner.lab.figures import DPI, headless
 from jobrunner.lab.running import track
-from jobrunner.stack import Stack
 
 RATE_WINDOW = 1.0  # seconds the throughput line averages over
 

@@ -1,7 +1,7 @@
 """Stacks for the notebooks: started in a ``with`` block, and proven gone when it ends.
 
 A notebook must leave no process behind even when a cell fails. ``lab_stack`` wraps
-``jobrunner.stack.Stack``: on exit (error or not) it stops the stack, then checks that every
+``jobrunner.dev.stack.Stack``: on exit (error or not) it stops the stack, then checks that every
 process the stack ran is gone; ``check_no_strays`` repeats that check for every stack a kernel
 started, for the notebook's last cell. ``watching`` does the same for code that starts and stops
 its own stacks (the experiments, the chaos runner). A pid is identified with its start time, so
@@ -19,8 +19,8 @@ from typing import Any
 
 import psutil
 
+from jobrunner.dev.stack import Stack
 from jobrunner.errors import JobrunnerError
-from jobrunner.stack import Stack
 
 # Every (pid, create_time) a lab stack ran in this interpreter.
 _SEEN: set[tuple[int, float]] = set()

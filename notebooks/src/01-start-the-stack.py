@@ -4,7 +4,7 @@
 # **The question.** What *is* a running job system? Which processes, which keys in Redis, and
 # what happens to one job between `POST /jobs` and "done"?
 #
-# **The setup.** `jobrunner.stack.Stack` starts a private `redis-server`, the HTTP API and
+# **The setup.** `jobrunner.dev.stack.Stack` starts a private `redis-server`, the HTTP API and
 # worker processes from Python, each a real `python -m jobrunner.cli ...` subprocess. We enqueue
 # jobs two ways (HTTP and the library), follow a few of them through their states, read the
 # queues and `/metrics`, and stop everything cleanly.

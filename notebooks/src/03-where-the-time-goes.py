@@ -181,6 +181,6 @@ print(f"{running.check_no_strays()} processes checked: none left running")
 #   `repeats` runs; the ratio's range over every pair of runs is printed with it: trust the
 #   change only when that range excludes 1.0.
 #
-# **Try next.** Profile with `gil=True` (`jobrunner.profiling.record`) on a thread-model
+# **Try next.** Profile with `gil=True` (`jobrunner.dev.profiling.record`) on a thread-model
 # worker to see who holds the GIL; profile a `resize_image` drain to see the time move into
 # Pillow. `python -m bench.profile_worker` and `bench.profile_api` do the same from the shell.

@@ -16,9 +16,9 @@ import time
 
 import psutil
 
+from jobrunner.dev.stack import ManagedProcess, Stack, StackError
 from jobrunner.keys import QueueKeys
 from jobrunner.lab.chaos.report import FaultRecord
-from jobrunner.stack import ManagedProcess, Stack, StackError
 
 
 def in_flight(stack: Stack) -> int:

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import threading
 
-from jobrunner.redis_server import free_port
+from jobrunner.dev.redis_server import free_port
 from jobrunner.scripts import script_source
 
 

@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 import redis
 
+from jobrunner.dev.stack import Stack, wait_for
 from jobrunner.keys import naive_key
 from jobrunner.lab.chaos.invariants import check
 from jobrunner.lab.chaos.ledger import LEDGER_DIR_ENV, read_records
 from jobrunner.lab.chaos.producer import HttpSender, LibrarySender, Producer, QueueKind, Sender
 from jobrunner.lab.chaos.report import ChaosReport, FaultRecord, compare, dead_probes
-from jobrunner.stack import Stack, wait_for
 
 PROBES_MODULE = "jobrunner.lab.chaos.probes"
 

@@ -19,9 +19,9 @@ from weakref import WeakKeyDictionary
 
 import aiohttp
 
+from jobrunner.dev.redis_server import free_port
 from jobrunner.errors import JobrunnerError
 from jobrunner.lab.dependency.model import DependencyConfig, DependencyModel
-from jobrunner.redis_server import free_port
 
 
 class DependencyFailed(JobrunnerError):

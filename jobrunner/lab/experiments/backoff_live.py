@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from jobrunner.connection import async_redis
+from jobrunner.dev.stack import Stack
 from jobrunner.job import make_job
 from jobrunner.keys import QueueKeys
 from jobrunner.lab.dependency.client import DependencyServer
@@ -27,7 +28,6 @@ from jobrunner.lab.experiments.backoff_sim import STRATEGIES, Outcome, Scenario,
 from jobrunner.lab.experiments.output import RESULTS, figure, save_figure, write_csv, write_json
 from jobrunner.queue import ReliableQueue
 from jobrunner.ratelimit.measure import max_in_window, rate_series
-from jobrunner.stack import Stack
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ from typing import Any
 import click
 import redis
 
+from jobrunner.dev.stack import Stack, wait_for
 from jobrunner.keys import QueueKeys
 from jobrunner.lab.experiments.output import RESULTS, figure, save_figure, write_csv, write_json
 from jobrunner.lab.loadgen import LoadResult, LoadSpec, run_load
-from jobrunner.stack import Stack, wait_for
 
 RUNS = ("unbounded", "bounded")
 MIB = 2**20

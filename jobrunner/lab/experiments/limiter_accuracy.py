@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from jobrunner.connection import async_redis
+from jobrunner.dev.stack import Stack
 from jobrunner.job import make_job
 from jobrunner.lab.dependency.client import DependencyServer
 from jobrunner.lab.dependency.model import DependencyConfig
@@ -26,7 +27,6 @@ from jobrunner.lab.experiments.output import RESULTS, figure, save_figure, write
 from jobrunner.queue import ReliableQueue
 from jobrunner.ratelimit.measure import max_in_window, rate_series
 from jobrunner.ratelimit.spec import LimitSpec, parse_limit
-from jobrunner.stack import Stack
 
 BUCKET = 0.1  # seconds per point of the rate series
 # The dependency stamps a call when it arrives, a few milliseconds after the limiter admitted it;

@@ -1,6 +1,6 @@
 """``make demo``: the whole stack on an embedded Redis, a burst of mixed jobs, a live view.
 
-It starts Redis, the API and two worker processes (``jobrunner.stack``), posts a few thousand
+It starts Redis, the API and two worker processes (``jobrunner.dev.stack``), posts a few thousand
 jobs through ``POST /jobs`` (no-ops, simulated e-mails, image resizes, CPU burns, and a flaky
 type that fails half the time: some retry and succeed, some end in the dead-letter queue),
 watches the queue drain live in the terminal, adds a worker part-way (watch the rate change),
@@ -29,10 +29,10 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from jobrunner.dev.redis_server import redis_url_from_env
+from jobrunner.dev.stack import Stack
 from jobrunner.errors import JobrunnerError
 from jobrunner.keys import QueueKeys
-from jobrunner.redis_server import redis_url_from_env
-from jobrunner.stack import Stack
 
 # type: (share of the burst, payload, max_retries)
 MIX: dict[str, tuple[float, dict[str, Any], int]] = {
@@ -174,7 +174,7 @@ def plot(sampler: Sampler, path: Path) -> Path | None:
 
 def start_profile(pid: int, seconds: float, out: Path) -> threading.Thread | None:
     """py-spy on one worker for ``seconds``, in the background; None if py-spy is missing."""
-    from jobrunner.profiling import py_spy, record
+    from jobrunner.dev.profiling import py_spy, record
 
     try:
         py_spy()

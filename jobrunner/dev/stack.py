@@ -29,9 +29,9 @@ from typing import Literal
 import psutil
 import redis
 
+from jobrunner.dev.redis_server import RedisServer, free_port
 from jobrunner.errors import JobrunnerError
 from jobrunner.keys import PREFIX, QueueKeys, worker_key, workers_key
-from jobrunner.redis_server import RedisServer, free_port
 
 Role = Literal["api", "worker", "scheduler"]
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
-from jobrunner.stack import Stack, StackError
+from jobrunner.dev.stack import Stack, StackError
 
 HELP = "commands: + (add worker)  - (remove)  kill [PID]  scale N  status  help  q (quit)"
 

@@ -1,0 +1,1 @@
+"""Development tooling: an embedded Redis, the whole stack as child processes, the demo, py-spy."""
