@@ -28,7 +28,8 @@ def serving_api(redis_url: str, start_timeout: float = 30.0) -> Iterator[ApiProc
         f"http://127.0.0.1:{port}",
         subprocess.Popen(
             [sys.executable, "-m", "jobrunner.cli", "api", "--port", str(port),
-             "--redis-url", redis_url, "--log-level", "warning"],
+             "--redis-url", redis_url, "--log-level", "warning",
+             "--import", "jobrunner.lab.handlers.demo"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ),
     )  # fmt: skip

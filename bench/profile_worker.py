@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(prefill(server.url, args.jobs))
         worker = subprocess.Popen(
             [sys.executable, "-m", "jobrunner.cli", "worker", "--model", args.model,
-             "--redis-url", server.url, "--log-level", "info", "--log-format", "json"],
+             "--redis-url", server.url, "--log-level", "info", "--log-format", "json",
+             "--import", "jobrunner.lab.handlers.demo"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         spy = subprocess.Popen(

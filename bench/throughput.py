@@ -249,6 +249,7 @@ class Bench:
             "--model", model,
             "--redis-url", self.url,
             "--log-level", self.log_level, "--log-format", "json",
+            "--import", "jobrunner.lab.handlers.demo",
         ]  # fmt: skip
         return subprocess.Popen(
             command,

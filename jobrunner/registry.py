@@ -160,8 +160,12 @@ handler = registry.handler
 
 
 def load_handlers(modules: Iterable[str]) -> Registry:
-    """Import the demo handlers and the user's modules (which register on import)."""
-    importlib.import_module("jobrunner.lab.handlers.demo")
+    """Import the modules named (``--import``), which register their handlers on import.
+
+    Nothing else is registered: a production worker or API knows only the job types its
+    operator named, so no client can enqueue the lab's ``cpu_burn`` or ``sleep`` unless
+    ``jobrunner.lab.handlers.demo`` was imported on purpose.
+    """
     for name in modules:
         importlib.import_module(name)
     return registry

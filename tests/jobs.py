@@ -1,7 +1,8 @@
 """Handlers for the tests; importable by worker processes (``--import tests.jobs``).
 
-Each records what it ran in Redis (the URL travels in the payload), so a test can count
-executions across threads, child processes and worker processes.
+Importing it registers the lab's demo handlers too (``noop``, ``email``, ...), which many
+tests enqueue. Each test handler records what it ran in Redis (the URL travels in the
+payload), so a test can count executions across threads, child processes and worker processes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import redis
 
+import jobrunner.lab.handlers.demo  # noqa: F401  (the tests enqueue the demo's noop, email...)
 from jobrunner.backoff import Constant
 from jobrunner.registry import JobContext, handler
 

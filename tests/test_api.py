@@ -223,7 +223,7 @@ def test_jobrunner_api_serves_the_app_as_a_process(redis_url: str) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobrunner.cli", "api", "--port", str(port),
-         "--redis-url", redis_url, "--log-format", "json"],
+         "--redis-url", redis_url, "--log-format", "json", "--import", "tests.jobs"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -194,7 +194,7 @@ def test_every_viewer_shares_one_redis_read_per_tick(app: FastAPI, sync_redis: A
 def test_sigterm_ends_open_streams_and_the_api_exits(redis_url: str) -> None:
     port = free_port()
     cmd = [sys.executable, "-m", "jobrunner.cli", "api", "--port", str(port),
-           "--redis-url", redis_url, "--log-format", "json"]  # fmt: skip
+           "--redis-url", redis_url, "--log-format", "json", "--import", "tests.jobs"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
 

@@ -48,7 +48,9 @@ async def test_jobs_are_processed_and_counts_add_up(nq: NaiveQueue) -> None:
     await nq.enqueue("noop", {"one": "more"})
     assert await nq.depth("default") == 29
 
-    worker = NaiveWorker(nq, load_handlers([]), concurrency=4, poll_timeout=POLL)
+    worker = NaiveWorker(
+        nq, load_handlers(["jobrunner.lab.handlers.demo"]), concurrency=4, poll_timeout=POLL
+    )
     counts = await drain(worker, 29)
 
     assert counts == {"completed": 29, "failed": 0, "retried": 0}
@@ -119,7 +121,9 @@ async def test_unknown_type_and_garbage_go_to_failed_without_crashing(
     await aredis.lpush(nq.key("default"), b"{not json")
     await nq.enqueue("noop")
 
-    counts = await drain(NaiveWorker(nq, load_handlers([]), poll_timeout=POLL), 3)
+    counts = await drain(
+        NaiveWorker(nq, load_handlers(["jobrunner.lab.handlers.demo"]), poll_timeout=POLL), 3
+    )
 
     assert counts == {"completed": 1, "failed": 2, "retried": 0}
     garbage, unknown = await nq.failed("default")  # most recent first
@@ -161,7 +165,8 @@ def test_baseline_sigkill_mid_job_loses_every_job_in_flight(
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "jobrunner.lab.naive", "--redis-url", redis_url,
-         "--concurrency", str(concurrency), "--queues", "default"],
+         "--concurrency", str(concurrency), "--queues", "default",
+         "--import", "jobrunner.lab.handlers.demo"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

@@ -49,7 +49,7 @@ def enqueue(n: int) -> float:
 def worker_command(variant: str) -> list[str]:
     return [
         sys.executable, "-m", "jobrunner.cli", "worker",
-        "--redis-url", redis_url(), "--model", "asyncio",
+        "--redis-url", redis_url(), "--model", "asyncio", "--import", "jobrunner.lab.handlers.demo",
     ]  # fmt: skip
 
 
