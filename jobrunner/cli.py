@@ -1,11 +1,20 @@
-"""The ``jobrunner`` command: worker, enqueue, stats, requeue, an embedded Redis, the demo."""
+"""The ``jobrunner`` command: the production commands here, the rest loaded only when called.
+
+``worker``, ``scheduler``, ``enqueue``, ``stats`` and ``requeue`` need nothing beyond the core
+install. ``api`` and the lab and development commands live beside the code they drive
+(``jobrunner/api/cli.py``, ``jobrunner/dev/cli.py``, ``jobrunner/lab/cli.py``) and are imported
+by name when invoked, so ``jobrunner --help`` works on a bare install and a command whose
+extra is missing says which one to install instead of failing with a traceback.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import json
-import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,7 +22,6 @@ import click
 
 from jobrunner.config import Settings
 from jobrunner.errors import RedisUnavailable
-from jobrunner.lab.experiments import EXPERIMENTS
 from jobrunner.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -22,21 +30,131 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _settings(**overrides: Any) -> Settings:
-    """Environment first, then every option the user actually gave."""
+def settings_from(**overrides: Any) -> Settings:
+    """Environment first, then every option the user actually gave; a usage error if invalid."""
     given = {k: v for k, v in overrides.items() if v is not None and v != ()}
+    if isinstance(given.get("imports"), tuple):
+        given["imports"] = list(given["imports"])
     try:
         return Settings(**given)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
 
+def require_redis_url(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise click.UsageError("no Redis URL: pass --redis-url or set REDIS_URL")
+    return settings.redis_url
+
+
 redis_option = click.option(
     "--redis-url", envvar=["JOBRUNNER_REDIS_URL", "REDIS_URL"], help="redis://host:port/db"
 )
+imports_option = click.option(
+    "--import", "imports", multiple=True, help="module that registers handlers (repeatable)"
+)
+log_level_option = click.option("--log-level")
+log_format_option = click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
 
 
-@click.group()
+@dataclass(frozen=True)
+class LazyCommand:
+    """A command defined in another module, imported when it is invoked (or its help asked)."""
+
+    target: str  # "module:attribute"
+    extra: str | None  # the install extra its module needs beyond the core
+    summary: str  # the one line `jobrunner --help` shows without importing anything
+    needs: tuple[str, ...] = ()  # modules of that extra it uses, checked before it runs
+
+    def missing(self) -> str | None:
+        """The first module it needs that is not installed (found without importing it)."""
+        return next((name for name in self.needs if importlib.util.find_spec(name) is None), None)
+
+
+API = ("fastapi", "uvicorn")
+DEMO = (*API, "psutil", "rich", "matplotlib")
+LAB = (*DEMO, "aiohttp", "urllib3", "hdrh", "pandas")
+LAZY_COMMANDS: dict[str, LazyCommand] = {
+    "api": LazyCommand(
+        "jobrunner.api.cli:api", "api", "Serve the HTTP API and the dashboard.", API
+    ),
+    "up": LazyCommand("jobrunner.dev.cli:up", "demo", "Run Redis, the API and workers here.", DEMO),
+    "demo": LazyCommand("jobrunner.dev.cli:demo", "demo", "Post a burst, watch it drain.", DEMO),
+    "redis": LazyCommand("jobrunner.dev.cli:redis_cmd", None, "Run a private redis-server."),
+    "profile": LazyCommand(
+        "jobrunner.dev.cli:profile", "demo", "Record a py-spy flamegraph.", ("psutil",)
+    ),
+    "naive-worker": LazyCommand(
+        "jobrunner.lab.cli:naive_worker", "lab", "The LPUSH/BRPOP teaching baseline.", LAB
+    ),
+    "loadgen": LazyCommand("jobrunner.lab.loadgen.cli:loadgen", "lab", "Drive load, measure.", LAB),
+    "chaos": LazyCommand(
+        "jobrunner.lab.chaos.cli:chaos", "lab", "Inject faults, keep a ledger.", LAB
+    ),
+    "experiment": LazyCommand("jobrunner.lab.cli:experiment", "lab", "Run an experiment.", LAB),
+}
+
+
+def _missing_extra(name: str, lazy: LazyCommand, missing: str) -> click.Command:
+    """A stand-in for a command whose extra is not installed: it says what to install."""
+    hint = f"pip install 'jobrunner[{lazy.extra}]'" if lazy.extra else "reinstall jobrunner"
+
+    def explain() -> None:
+        raise click.ClickException(
+            f"`jobrunner {name}` needs the module {missing!r}, which is not installed: {hint}"
+        )
+
+    return click.Command(
+        name,
+        callback=explain,
+        help=f"{lazy.summary} (needs: {hint})",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*self.commands, *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        lazy = LAZY_COMMANDS.get(cmd_name)
+        if lazy is None:
+            return None
+        missing = lazy.missing()
+        if missing is not None:
+            return _missing_extra(cmd_name, lazy, missing)
+        module_name, attribute = lazy.target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or "?"
+            if missing.split(".")[0] == "jobrunner":
+                raise  # our own bug, not a missing extra: let it show
+            return _missing_extra(cmd_name, lazy, missing)
+        command: click.Command = getattr(module, attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Two sections, without importing any lazy command's module."""
+        core = [(name, cmd.get_short_help_str(60)) for name, cmd in sorted(self.commands.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(core)
+        extras = [
+            (name, f"{lazy.summary} [{lazy.extra}]" if lazy.extra else lazy.summary)
+            for name, lazy in sorted(LAZY_COMMANDS.items())
+        ]
+        with formatter.section(
+            "API, lab and dev commands ([EXTRA]: pip install 'jobrunner[EXTRA]')"
+        ):
+            formatter.write_dl(extras)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="jobrunner")
 def main() -> None:
     """A Redis-backed background job system, and a lab to measure it."""
@@ -49,69 +167,23 @@ def main() -> None:
 )
 @click.option("--concurrency", type=int, help="jobs at once (asyncio 100, thread 16, process 2)")
 @click.option("--queues", help="comma-separated, highest priority first (default: default)")
-@click.option("--import", "imports", multiple=True, help="module that registers handlers")
+@imports_option
 @click.option("--batch-size", type=int, help="jobs per reserve round trip")
 @click.option("--lease", type=float, help="seconds a reservation lasts unless renewed")
 @click.option("--grace", type=float, help="seconds to finish in-flight jobs on shutdown")
 @click.option("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-@click.option("--log-level")
-@click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
+@log_level_option
+@log_format_option
 def worker(**options: Any) -> None:
     """Process jobs until SIGINT/SIGTERM; a second signal forces a fast, lossless exit."""
     from jobrunner.worker.entry import run_event_loop, serve
 
-    if options.get("imports"):
-        options["imports"] = list(options["imports"])
-    settings = _settings(**options)
+    settings = settings_from(**options)
     configure_logging(settings.log_level, settings.log_format, buffered=True)
     run_event_loop(serve(settings))
 
 
-@main.command()
-@redis_option
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True)
-@click.option("--import", "imports", multiple=True, help="module that registers handlers")
-@click.option("--max-queue-depth", type=int, help="waiting jobs above which POST /jobs is a 429")
-@click.option(
-    "--debug-routes", is_flag=True, default=None, help="serve /debug/profile, /debug/heap"
-)
-@click.option("--log-level")
-@click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
-def api(host: str, port: int, **options: Any) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs) on uvloop."""
-    from jobrunner.api import create_app
-    from jobrunner.api.server import run_api
-
-    if options.get("imports"):
-        options["imports"] = list(options["imports"])
-    settings = _settings(**options)
-    if not settings.redis_url:
-        raise click.UsageError("no Redis URL: pass --redis-url or set REDIS_URL")
-    configure_logging(settings.log_level, settings.log_format)
-    run_api(create_app(settings), host=host, port=port)
-
-
-@main.command("naive-worker")
-@redis_option
-@click.option("--concurrency", type=int, help="jobs at once (default 1)")
-@click.option("--queues", help="comma-separated, highest priority first (default: default)")
-@click.option("--import", "imports", multiple=True, help="module that registers handlers")
-@click.option("--log-level")
-@click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
-def naive_worker(**options: Any) -> None:
-    """TEACHING BASELINE: the LPUSH/BRPOP worker; a killed worker loses its in-flight jobs."""
-    from jobrunner.lab.naive import serve_naive
-    from jobrunner.worker.entry import run_event_loop
-
-    if options.get("imports"):
-        options["imports"] = list(options["imports"])
-    settings = _settings(**options)
-    configure_logging(settings.log_level, settings.log_format)
-    run_event_loop(serve_naive(settings))
-
-
-def _run_with_queue(
+def run_with_queue(
     redis_url: str | None,
     work: Callable[[ReliableQueue], Awaitable[T]],
     imports: Sequence[str] = (),
@@ -123,13 +195,12 @@ def _run_with_queue(
     from jobrunner.queue import ReliableQueue
     from jobrunner.registry import load_handlers
 
-    settings = _settings(redis_url=redis_url)
-    if not settings.redis_url:
-        raise click.UsageError("no Redis URL: pass --redis-url or set REDIS_URL")
+    settings = settings_from(redis_url=redis_url)
+    url = require_redis_url(settings)
     registry = load_handlers(imports)
 
     async def go() -> T:
-        redis = async_redis(settings.redis_url)
+        redis = async_redis(url)
         try:
             return await work(ReliableQueue(redis, prefix=settings.prefix, registry=registry))
         finally:
@@ -138,7 +209,7 @@ def _run_with_queue(
     try:
         return asyncio.run(go())
     except (RedisError, RedisUnavailable) as exc:
-        raise click.ClickException(f"Redis at {settings.redis_url}: {exc}") from exc
+        raise click.ClickException(f"Redis at {url}: {exc}") from exc
 
 
 @main.command()
@@ -181,9 +252,21 @@ def enqueue(
             raise ValueError("delay must not be negative")
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
-    _run_with_queue(redis_url, lambda q: q.enqueue_jobs(jobs, delay=delay), imports)
+    run_with_queue(redis_url, lambda q: q.enqueue_jobs(jobs, delay=delay), imports)
     for job in jobs:
         click.echo(job.id)
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain, right-aligned text table (the core has no table library)."""
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
+    first = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in
+                      enumerate(zip(headers, widths, strict=True)))  # fmt: skip
+    lines = [first, "  ".join("-" * w for w in widths)]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                               enumerate(zip(row, widths, strict=True))))  # fmt: skip
+    return "\n".join(lines)
 
 
 @main.command()
@@ -200,23 +283,19 @@ def stats(redis_url: str | None, as_json: bool) -> None:
             out.append({"queue": name, **depths, "dead": s.dead, "counters": s.counters})
         return out
 
-    rows = _run_with_queue(redis_url, collect)
+    rows = run_with_queue(redis_url, collect)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
     depths = ("ready", "scheduled", "reserved", "dead")
     lifetime = ("processed", "retried")
-    table = Table("queue", *depths, *lifetime, caption="processed, retried: totals since creation")
-    for row in rows:
-        table.add_row(
-            row["queue"],
-            *(str(row[c]) for c in depths),
-            *(str(row["counters"].get(c, 0)) for c in lifetime),
-        )
-    Console().print(table)
+    body = [
+        [row["queue"], *(str(row[c]) for c in depths),
+         *(str(row["counters"].get(c, 0)) for c in lifetime)]
+        for row in rows
+    ]  # fmt: skip
+    click.echo(text_table(["queue", *depths, *lifetime], body))
+    click.echo("(processed, retried: totals since the queue was created)")
 
 
 @main.command()
@@ -228,146 +307,8 @@ def requeue(redis_url: str | None, ids: tuple[str, ...], queue: str, everything:
     """Send dead jobs back to ready (by id, or --all)."""
     if not ids and not everything:
         raise click.UsageError("give job ids or --all")
-    count = _run_with_queue(
-        redis_url, lambda q: q.requeue(queue, None if everything else list(ids))
-    )
+    count = run_with_queue(redis_url, lambda q: q.requeue(queue, None if everything else list(ids)))
     click.echo(f"requeued {count}")
-
-
-@main.command()
-@click.option("--pid", type=int, help="attach to this running process")
-@click.option("--worker", "start_worker", is_flag=True, help="start a worker under py-spy")
-@click.option("--seconds", type=float, default=10.0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="e.g. profiles/worker.svg")  # fmt: skip
-@click.option("--format", "fmt", type=click.Choice(["flamegraph", "speedscope", "raw"]),
-              default="flamegraph", show_default=True)  # fmt: skip
-@click.option("--gil", is_flag=True, help="sample only the thread holding the GIL")
-@click.argument("worker_args", nargs=-1, type=click.UNPROCESSED)
-def profile(
-    pid: int | None,
-    start_worker: bool,
-    seconds: float,
-    out: Path,
-    fmt: str,
-    gil: bool,
-    worker_args: tuple[str, ...],
-) -> None:
-    """Record a flamegraph with py-spy: of --pid PID, or of a worker started with --worker
-    (options after -- go to the worker, e.g. `-- --model thread --redis-url URL`)."""
-    from jobrunner.dev.profiling import record
-    from jobrunner.errors import JobrunnerError
-
-    if (pid is None) == (not start_worker):
-        raise click.UsageError("give --pid PID or --worker")
-    command = None
-    if start_worker:
-        command = [sys.executable, "-m", "jobrunner.cli", "worker", *worker_args]
-    try:
-        code = record(out, pid=pid, seconds=seconds if pid else None, fmt=fmt, gil=gil,
-                      command=command)  # fmt: skip
-    except JobrunnerError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if code != 0 or not out.exists():
-        raise click.ClickException(f"py-spy failed (exit code {code})")
-    click.echo(f"wrote {out}")
-
-
-@main.command("redis")
-@click.option("--port", type=int, help="default: a free port")
-@click.option("--appendonly", is_flag=True, help="AOF persistence, fsync every second")
-def redis_cmd(port: int | None, appendonly: bool) -> None:
-    """Run a private redis-server in the foreground (Ctrl+C stops it)."""
-    import signal
-
-    from jobrunner.dev.redis_server import RedisServer
-
-    with RedisServer(port=port, appendonly=appendonly) as server:
-        click.echo(f"REDIS_URL={server.url}")
-        sys.stdout.flush()
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-
-
-@main.command()
-@redis_option
-@click.option("--workers", default=2, show_default=True, help="worker processes")
-@click.option("--model", type=click.Choice(["asyncio", "thread", "process"]), default="asyncio",
-              show_default=True)  # fmt: skip
-@click.option("--concurrency", type=int, help="jobs at once per worker (the model's default)")
-@click.option("--schedulers", default=0, show_default=True, help="scheduler processes")
-@click.option("--api/--no-api", "with_api", default=True, show_default=True)
-@click.option("--port", default=8000, show_default=True, help="the API's port (0: any free one)")
-@click.option("--import", "imports", multiple=True, default=["jobrunner.lab.handlers.demo"],
-              show_default=True, help="module that registers handlers")  # fmt: skip
-@click.option("--queues", default="default", show_default=True)
-@click.option("--appendonly", is_flag=True, help="embedded Redis with AOF (fsync every second)")
-@click.option(
-    "--log-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="keep each process's JSON log here (default: a temporary directory, removed on exit)",
-)
-def up(
-    redis_url: str | None,
-    workers: int,
-    model: str,
-    concurrency: int | None,
-    schedulers: int,
-    with_api: bool,
-    port: int,
-    imports: tuple[str, ...],
-    queues: str,
-    appendonly: bool,
-    log_dir: Path | None,
-) -> None:
-    """Run the whole stack here: Redis (embedded unless REDIS_URL), the API, workers,
-    schedulers. Type + / - / kill / scale N / status while it runs; Ctrl+C stops everything."""
-    from jobrunner.dev.stack import Stack
-    from jobrunner.dev.up import run_up
-    from jobrunner.errors import JobrunnerError
-
-    stack = Stack(
-        workers=workers, model=model, concurrency=concurrency, api=with_api,
-        api_port=port or None, schedulers=schedulers, redis_url=redis_url,
-        redis_appendonly=appendonly, imports=imports, queues=queues.split(","),
-        log_dir=log_dir,
-    )  # fmt: skip
-    try:
-        run_up(stack, sys.stdin, lambda text: click.echo(text))
-    except JobrunnerError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _add_loadgen() -> None:
-    from jobrunner.lab.loadgen.cli import loadgen
-
-    main.add_command(loadgen)
-
-
-_add_loadgen()
-
-
-def _add_chaos() -> None:
-    from jobrunner.lab.chaos.cli import chaos
-
-    main.add_command(chaos)
-
-
-_add_chaos()
-
-
-@main.command()
-@click.argument("name", type=click.Choice(EXPERIMENTS), metavar="NAME")
-@click.option("--full", is_flag=True, help="the full-size run (minutes) instead of the small one")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              show_default=True, help="directory for <name>.csv, .json and .png")  # fmt: skip
-@click.pass_context
-def experiment(ctx: click.Context, name: str, full: bool, out: Path) -> None:
-    """Run an experiment: backoff_sim, backoff_live, limiter_accuracy or backpressure; write
-    OUT/NAME.{csv,json,png} (as python -m jobrunner.lab.experiments.NAME does)."""
-    from importlib import import_module
-
-    command = import_module(f"jobrunner.lab.experiments.{name}").main
-    ctx.invoke(command, full=full, out=out)  # the experiment's other options keep their defaults
 
 
 @main.command()
@@ -384,8 +325,8 @@ def experiment(ctx: click.Context, name: str, full: bool, out: Path) -> None:
               help="longest sleep between checks; followers retry the lock this often")  # fmt: skip
 @click.option("--id", "scheduler_id", help="this scheduler's name (default: host-pid-random)")
 @click.option("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-@click.option("--log-level")
-@click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
+@log_level_option
+@log_format_option
 def scheduler(
     redis_url: str | None,
     imports: tuple[str, ...],
@@ -404,10 +345,9 @@ def scheduler(
     from jobrunner.scheduler.schedule import ScheduleError
     from jobrunner.worker.entry import run_event_loop
 
-    settings = _settings(redis_url=redis_url, imports=list(imports), log_level=log_level,
-                         log_format=log_format, metrics_port=metrics_port)  # fmt: skip
-    if not settings.redis_url:
-        raise click.UsageError("no Redis URL: pass --redis-url or set REDIS_URL")
+    settings = settings_from(redis_url=redis_url, imports=imports, log_level=log_level,
+                             log_format=log_format, metrics_port=metrics_port)  # fmt: skip
+    url = require_redis_url(settings)
     if not ttl > 0 or not poll_interval > 0:
         raise click.UsageError("--ttl and --poll-interval must be positive")
     configure_logging(settings.log_level, settings.log_format)
@@ -420,7 +360,7 @@ def scheduler(
         click.echo("warning: no schedules declared (--import, --schedules)", err=True)
     run_event_loop(
         serve_scheduler(
-            settings.redis_url, schedules, prefix=settings.prefix, ttl=ttl,
+            url, schedules, prefix=settings.prefix, ttl=ttl,
             poll_interval=poll_interval, registry=registry, scheduler_id=scheduler_id,
             metrics_port=settings.metrics_port,
         )

@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any
 
+import click
 import pytest
 import redis
 from click.testing import CliRunner, Result
@@ -24,7 +25,8 @@ Q = "jr:{default}"
 
 # Every command, each tested here or in its own file (up: test_stack.py, loadgen: test_loadgen.py).
 COMMANDS = ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis", "profile",
-            "up", "loadgen", "scheduler", "chaos", "experiment"]  # fmt: skip
+            "up", "demo", "loadgen", "scheduler", "chaos", "experiment"]  # fmt: skip
+PRODUCTION = ["worker", "enqueue", "stats", "requeue", "scheduler"]
 
 
 @pytest.fixture(autouse=True)
@@ -259,38 +261,42 @@ def test_main_help_lists_every_command() -> None:
     COMMANDS,
 )
 def test_every_command_has_help(command: str) -> None:
-    assert command in main.commands  # type: ignore[attr-defined]
     output = ok(command, "--help").stdout
+    if command == "demo":  # its options are the demo script's own (argparse)
+        assert "--jobs" in output
+        return
     assert output.startswith(f"Usage: main {command}")
     assert "--help" in output
 
 
 def test_the_command_list_is_the_one_tested_above() -> None:
-    assert sorted(main.commands) == sorted(  # type: ignore[attr-defined]
-        COMMANDS
-    )
+    assert main.list_commands(click.Context(main)) == sorted(COMMANDS)
 
 
-def test_version() -> None:
-    assert "0.1.0" in ok("--version").stdout
+def test_only_the_production_commands_are_imported_with_the_cli() -> None:
+    assert sorted(main.commands) == sorted(PRODUCTION)  # type: ignore[attr-defined]
 
 
-def test_unknown_command_is_a_usage_error() -> None:
-    result = run("frobnicate")
-    assert result.exit_code == 2
-    assert "No such command" in result.stderr
+def test_the_top_level_help_lists_every_command_and_the_extra_each_needs() -> None:
+    output = ok("--help").stdout
+    for command in COMMANDS:
+        assert f"  {command} " in output, command
+    assert "loadgen" in output.split("API, lab and dev commands")[1]
+    for extra in ("[lab]", "[api]", "[demo]"):
+        assert extra in output
 
 
-@pytest.mark.parametrize("args", [["stats"], ["enqueue", "noop"], ["requeue", "--all"]])
-def test_a_missing_redis_url_is_a_usage_error(args: list[str]) -> None:
-    result = run(*args)
-    assert result.exit_code == 2
-    assert "no Redis URL" in result.stderr
+def test_a_command_whose_extra_is_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
 
+    real_find_spec = importlib.util.find_spec
 
-def test_api_without_a_redis_url_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.delenv("JOBRUNNER_REDIS_URL", raising=False)
-    result = run("api")
-    assert result.exit_code == 2
-    assert "no Redis URL" in result.stderr
+    def without_aiohttp(name: str, *args: Any) -> Any:
+        return None if name == "aiohttp" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_aiohttp)
+    result = run("loadgen", "--jobs", "5")
+    assert result.exit_code == 1
+    assert "needs the module 'aiohttp'" in result.output
+    assert "pip install 'jobrunner[lab]'" in result.output
+    assert "[lab]" in run("--help").output
