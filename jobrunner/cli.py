@@ -36,7 +36,7 @@ def settings_from(**overrides: Any) -> Settings:
     if isinstance(given.get("imports"), tuple):
         given["imports"] = list(given["imports"])
     try:
-        return Settings(**given)
+        return Settings.from_env(**given)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 

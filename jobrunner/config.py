@@ -1,95 +1,120 @@
-"""One settings object, read from arguments and ``JOBRUNNER_*`` environment variables.
+"""One settings object, from arguments and ``JOBRUNNER_*`` environment variables.
 
-Nothing is read at import time: build ``Settings()`` (environment) or ``Settings(field=...)``
-(arguments win over the environment). ``REDIS_URL`` is accepted as an alias of
+``Settings(field=...)`` takes values as given (and checks them); ``Settings.from_env(**given)``
+reads the environment, then lets the given values win. Nothing is read at import time, and the
+environment is a mapping you can pass in (tests do). ``REDIS_URL`` is accepted as an alias of
 ``JOBRUNNER_REDIS_URL`` because it is the name platforms set.
+
+The settings are a msgspec ``Struct``: its type annotations carry the bounds, and msgspec checks
+them and converts environment strings, so a bare install needs no pydantic.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import os
+from collections.abc import Mapping
+from functools import cache
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+import msgspec
+
+from jobrunner.errors import ConfigError
 
 Model = Literal["asyncio", "thread", "process"]
+ENV_PREFIX = "JOBRUNNER_"
+
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNeg = Annotated[float, msgspec.Meta(ge=0)]
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="JOBRUNNER_", extra="ignore")
+class SettingsError(ConfigError, ValueError):
+    """An invalid setting; ``field`` names it (the CLI turns it into a usage error)."""
 
-    redis_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("JOBRUNNER_REDIS_URL", "REDIS_URL", "redis_url")
-    )
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"invalid setting {field}: {detail}")
+        self.field = field
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    redis_url: str | None = None
     prefix: str = "jr"
 
     # worker
-    queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
+    queues: list[str] = msgspec.field(default_factory=lambda: ["default"])
     model: Model = "asyncio"
-    concurrency: int = Field(default=0, ge=0, description="0 = the model's default")
-    prefetch: int = Field(
-        default=-1, ge=-1, description="jobs reserved beyond concurrency; -1 = as many"
-    )
-    batch_size: int = Field(default=100, ge=1, le=10_000)
-    lease: float = Field(default=30.0, gt=0)
-    heartbeat_interval: float = Field(default=5.0, gt=0)
-    maintenance_interval: float = Field(default=0.2, gt=0)
-    idle_poll_max: float = Field(default=0.05, gt=0)
-    grace: float = Field(default=10.0, ge=0)
-    result_ttl: float = Field(default=600.0, ge=0)
-    imports: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    per_child_prefetch: int = Field(default=16, ge=1)
-    metrics_port: int = Field(default=0, ge=0, le=65535, description="0: no metrics server")
-    limits: str = Field(
-        default="", description="execution limits by job type: 'email=50/s;resize=concurrency:4'"
-    )
+    concurrency: NonNegInt = 0  # 0 = the model's default
+    prefetch: Annotated[int, msgspec.Meta(ge=-1)] = -1  # jobs reserved beyond concurrency; -1 auto
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    lease: Positive = 30.0
+    heartbeat_interval: Positive = 5.0
+    maintenance_interval: Positive = 0.2
+    idle_poll_max: Positive = 0.05
+    grace: NonNeg = 10.0
+    result_ttl: NonNeg = 600.0
+    imports: list[str] = msgspec.field(default_factory=list)
+    per_child_prefetch: Annotated[int, msgspec.Meta(ge=1)] = 16
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0  # 0: no metrics server
+    limits: str = ""  # execution limits by job type: 'email=50/s;resize=concurrency:4'
 
     # api
-    max_payload_bytes: int = Field(default=1024 * 1024, ge=1, description="request body bound")
-    debug_routes: bool = Field(default=False, description="serve /debug/profile and /debug/heap")
-    ingress_rate: str = Field(
-        default="", description="per-client request limit on the API, e.g. '100/s'; '' = off"
-    )
-    ingress_client_header: str = Field(
-        default="X-Client-Id", description="header naming the client; else its IP address"
-    )
-    max_queue_depth: int = Field(
-        default=0, ge=0, description="ready + scheduled jobs above which POST /jobs answers 429"
-    )
+    max_payload_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024  # request body bound
+    debug_routes: bool = False  # serve /debug/profile and /debug/heap
+    ingress_rate: str = ""  # per-client request limit on the API, e.g. '100/s'; '' = off
+    ingress_client_header: str = "X-Client-Id"  # header naming the client; else its IP address
+    max_queue_depth: NonNegInt = 0  # ready + scheduled jobs above which POST /jobs is a 429
 
     # logs
     log_level: str = "info"
     log_format: Literal["json", "console", "auto"] = "auto"
 
-    @field_validator("queues", "imports", mode="before")
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("limits")
-    @classmethod
-    def _check_limits(cls, value: str) -> str:
-        from jobrunner.ratelimit.spec import parse_limits
-
-        parse_limits(value)  # raises with the reason
-        return value
-
-    @field_validator("ingress_rate")
-    @classmethod
-    def _check_ingress_rate(cls, value: str) -> str:
-        from jobrunner.ratelimit.spec import parse_limit
-
-        if value.strip():
-            parse_limit(value)
-        return value
-
-    @model_validator(mode="after")
-    def _check(self) -> Settings:
+    def __post_init__(self) -> None:
+        self.queues = _split(self.queues)
+        self.imports = _split(self.imports)
+        for name, kind in _field_types().items():
+            try:
+                msgspec.convert(getattr(self, name), kind)
+            except msgspec.ValidationError as exc:
+                raise SettingsError(name, f"{getattr(self, name)!r}: {exc}") from None
         if not self.queues:
-            raise ValueError("at least one queue is needed")
-        return self
+            raise SettingsError("queues", "at least one queue is needed")
+        from jobrunner.ratelimit.spec import parse_limit, parse_limits
+
+        try:
+            parse_limits(self.limits)
+        except ValueError as exc:
+            raise SettingsError("limits", str(exc)) from None
+        try:
+            if self.ingress_rate.strip():
+                parse_limit(self.ingress_rate)
+        except ValueError as exc:
+            raise SettingsError("ingress_rate", str(exc)) from None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **given: Any) -> Settings:
+        """Settings from ``JOBRUNNER_*`` variables (names in any case), then ``given``."""
+        environ = os.environ if env is None else env
+        upper = {key.upper(): value for key, value in environ.items()}
+        values: dict[str, Any] = {}
+        if "REDIS_URL" in upper:
+            values["redis_url"] = upper["REDIS_URL"]
+        types = _field_types()
+        for name, kind in types.items():
+            raw = upper.get(ENV_PREFIX + name.upper())
+            if raw is None:
+                continue
+            if name in ("queues", "imports"):
+                values[name] = _split(raw)
+                continue
+            try:
+                values[name] = msgspec.convert(raw, kind, strict=False)
+            except msgspec.ValidationError as exc:
+                raise SettingsError(name, f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+        values.update(given)
+        unknown = sorted(set(values) - set(types))
+        if unknown:
+            raise SettingsError(unknown[0], "no such setting")
+        return cls(**values)
 
     @property
     def effective_concurrency(self) -> int:
@@ -109,3 +134,18 @@ class Settings(BaseSettings):
         if self.model == "process":
             return max(100, self.effective_concurrency * self.per_child_prefetch)
         return max(100, self.effective_concurrency)
+
+
+def _split(value: str | list[str]) -> list[str]:
+    """A comma-separated string or a list, as a list of non-empty, stripped names."""
+    parts = value.split(",") if isinstance(value, str) else value
+    # a non-string item is kept for the type check to refuse with a clear message
+    return [
+        p.strip() if isinstance(p, str) else p for p in parts if not isinstance(p, str) or p.strip()
+    ]
+
+
+@cache
+def _field_types() -> dict[str, Any]:
+    """Each field's annotation with its bounds (``Annotated[...]``), for msgspec to check."""
+    return get_type_hints(Settings, include_extras=True)

@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--log-level")
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     try:
-        settings = Settings(**given)
+        settings = Settings.from_env(**given)
     except ValueError as exc:
         parser.error(str(exc))
     configure_logging(settings.log_level, settings.log_format)
