@@ -1,35 +1,44 @@
-# jobrunner: every entry point a person or CI needs. The first target that needs the virtual
-# environment creates it, so `make test` and `make demo` work on a fresh clone.
+# jobrunner: every entry point a person or CI needs. Each target installs what it needs into
+# .venv, and nothing more: `make demo` the demo extra, `make lab` the lab, `make test` everything.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
+LAB_IP ?= 127.0.0.1
+LAB_PORT ?= 8888
+LAB_OPTIONS ?=
+
+# A stamp per extra; a larger install (dev > lab > demo) serves the smaller targets too.
+stamp = $(firstword $(wildcard $(foreach e,$(1),$(VENV)/.installed-$(e))) $(VENV)/.installed-$(lastword $(1)))
+DEV := $(VENV)/.installed-dev
+LAB := $(call stamp,dev lab)
+DEMO := $(call stamp,dev lab demo)
 
 .PHONY: help install test lint typecheck unit demo bench lab lab-run clean
 
 help:
-	@echo "make demo   - start an embedded Redis and a worker, drive a burst, watch it drain"
+	@echo "make demo   - start an embedded Redis, the API and workers, drive a burst, watch it drain"
 	@echo "make test   - set up .venv, run ruff, mypy and every test"
 	@echo "make bench  - run the benchmarks in full and print the figures"
-	@echo "make lab    - open JupyterLab on notebooks/ (make lab-run: re-run them all in full)"
+	@echo "make lab    - open JupyterLab on notebooks/ (LAB_IP=0.0.0.0 on a remote host; make lab-run: re-run them all)"
 
-$(STAMP): pyproject.toml
+$(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(PY) -m pip install --quiet -e '.[$*]'
+	touch $@
 
-install: $(STAMP)
+install: $(DEV)
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(PY) -m mypy jobrunner
 
-unit: $(STAMP)
+unit: $(DEV)
 	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
 
 # The dashboard's browser tests drive Debian's chromium; installed once, skipped when present.
@@ -37,13 +46,13 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: lint typecheck $(STAMP) $(CHROMIUM)
+test: lint typecheck $(DEV) $(CHROMIUM)
 	$(PY) -m pytest --benchmark-disable $(PYTEST_ARGS)
 
-demo: $(STAMP)
-	$(PY) -m jobrunner.dev.demo
+demo: $(DEMO)
+	$(PY) -m jobrunner.cli demo
 
-bench: $(STAMP)
+bench: $(DEV)
 	@command -v wrk >/dev/null || apt-get install -y -q wrk || echo "wrk could not be installed: its API figures will be skipped"
 	$(PY) -m pytest bench --benchmark-only --benchmark-storage=results/benchmarks --benchmark-autosave --benchmark-json=results/bench-pytest.json --benchmark-columns=mean,stddev,ops,rounds -p no:cacheprovider -q
 	$(PY) -m bench.report results/bench-pytest.json $(if $(COMPARE),--compare $(COMPARE))
@@ -52,11 +61,12 @@ bench: $(STAMP)
 	$(PY) -m bench.api_throughput
 	$(PY) -m bench.compare_queues
 
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+# JupyterLab refuses to run as root unless told; on a remote host: make lab LAB_IP=0.0.0.0
+lab: $(LAB)
+	$(VENV)/bin/jupyter lab notebooks/ --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_OPTIONS)
 
-lab-run: $(STAMP)
+lab-run: $(LAB)
 	$(PY) -m jobrunner.lab.build --execute
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .benchmarks
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .benchmarks demo-output

@@ -13,8 +13,11 @@ import copy
 import hashlib
 import importlib
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -291,3 +294,17 @@ def test_the_autoscaler_targets_the_worker_deployment_on_queue_depth() -> None:
     assert rule["name"]["as"] == metric["external"]["metric"]["name"]
     assert "queue_depth" in rule["seriesQuery"]
     assert "queue" in metric["external"]["metric"]["selector"]["matchLabels"]
+
+
+def test_the_image_installs_the_core_and_the_api_extra_from_pyproject() -> None:
+    """Run the Dockerfile's own requirements step here: the image gets FastAPI, not the lab."""
+    steps = dockerfile_instructions()
+    extras = next(rest for word, rest in steps if word == "ARG" and rest.startswith("EXTRAS="))
+    run = next(rest for word, rest in steps if word == "RUN" and "requirements.txt" in rest)
+    script = run.split('python -c "', 1)[1].split('" > requirements.txt', 1)[0]
+    env = {**os.environ, "EXTRAS": extras.split("=", 1)[1]}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    names = {re.split(r"[<>=\[; ]", line)[0].lower() for line in done.stdout.split()}
+    assert {"redis", "msgspec", "click", "fastapi", "uvicorn"} <= names
+    assert not names & {"pandas", "matplotlib", "jupyterlab", "aiohttp", "pydantic-settings"}

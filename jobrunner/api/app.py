@@ -6,8 +6,10 @@ handlers the API knows (``--import``) decide which job types are accepted and th
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
+from types import ModuleType
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -16,7 +18,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from jobrunner.api.dashboard import dashboard_router
-from jobrunner.api.debug import debug_router, tracing_allocations
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError, install_error_handlers
 from jobrunner.api.ingress import ingress_limit
 from jobrunner.api.limits import BodySizeLimit
@@ -34,6 +35,7 @@ from jobrunner.api.schemas import (
 )
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
+from jobrunner.errors import ConfigError
 from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job_id
 from jobrunner.metrics import JobMetrics
 from jobrunner.preflight import warn_about_redis
@@ -54,9 +56,20 @@ NOT_FOUND: Responses = {404: {"model": Problem}}
 UNAVAILABLE: Responses = {503: {"model": Problem}}
 
 
+def debug_routes() -> ModuleType:
+    """The profiling routes' module; they need pyinstrument, which the lab extra brings."""
+    try:
+        return importlib.import_module("jobrunner.api.debug")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"--debug-routes needs {exc.name!r}: pip install 'jobrunner[lab]'"
+        ) from exc
+
+
 def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     registry = registry if registry is not None else load_handlers(settings.imports)
     metrics = JobMetrics()
+    debug = debug_routes() if settings.debug_routes else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,7 +81,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         app.state.rates = RateTracker(app.state.queue)
         app.state.rates.start()
         try:
-            with tracing_allocations() if settings.debug_routes else nullcontext():
+            with debug.tracing_allocations() if debug else nullcontext():
                 yield
         finally:
             await app.state.rates.stop()
@@ -84,8 +97,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         app.router.dependencies.append(Depends(limit_ingress))
     install_error_handlers(app, settings.max_payload_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_payload_bytes)
-    if settings.debug_routes:
-        app.include_router(debug_router())
+    if debug:
+        app.include_router(debug.debug_router())
     app.include_router(dashboard_router())
     app.include_router(schedules_router())
 

@@ -14,6 +14,7 @@ from jobrunner.cli import (
     require_redis_url,
     settings_from,
 )
+from jobrunner.errors import JobrunnerError
 from jobrunner.logs import configure_logging
 
 
@@ -36,4 +37,8 @@ def api(host: str, port: int, **options: Any) -> None:
     settings = settings_from(**options)
     require_redis_url(settings)
     configure_logging(settings.log_level, settings.log_format)
-    run_api(create_app(settings), host=host, port=port)
+    try:
+        app = create_app(settings)
+    except JobrunnerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    run_api(app, host=host, port=port)
