@@ -7,9 +7,9 @@ watches the queue drain live in the terminal, adds a worker part-way (watch the 
 records a flamegraph of a worker with py-spy while it works, then stops every worker gracefully
 and prints a summary. ``REDIS_URL`` uses that Redis instead of starting one.
 
-Written: ``results/demo-summary.json``, ``results/demo-drain.png`` (depth, in flight and
-throughput over time), ``profiles/demo-worker.svg``, and each process's JSON log under
-``results/demo-logs/``.
+Written under ``demo-output/`` (ignored by git, so a demo leaves the checkout as it found it):
+``demo-summary.json``, ``demo-drain.png`` (depth, in flight and throughput over time),
+``demo-worker.svg`` (the flamegraph) and each process's JSON log under ``demo-logs/``.
 """
 
 from __future__ import annotations
@@ -181,8 +181,11 @@ def start_profile(pid: int, seconds: float, out: Path) -> threading.Thread | Non
     except JobrunnerError:
         return None
     thread = threading.Thread(
-        target=record, args=(out,), kwargs={"pid": pid, "seconds": seconds}, daemon=True
-    )
+        target=record,
+        args=(out,),
+        kwargs={"pid": pid, "seconds": seconds, "quiet": True},
+        daemon=True,
+    )  # quiet: py-spy's sampling notes and lag warnings would tear up the live view
     thread.start()
     return thread
 
@@ -197,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="share drained when one more worker starts (>1: never)")  # fmt: skip
     parser.add_argument("--profile-seconds", type=float, default=5.0, help="0: no flamegraph")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=Path("results"))
-    parser.add_argument("--profiles", type=Path, default=Path("profiles"))
+    parser.add_argument("--out", type=Path, default=Path("demo-output"))
+    parser.add_argument("--profiles", type=Path, help="where the flamegraph goes (default: --out)")
     args = parser.parse_args(argv)
+    args.profiles = args.profiles or args.out
     console = Console()
     args.out.mkdir(parents=True, exist_ok=True)
     url = redis_url_from_env()

@@ -51,7 +51,13 @@ def record_command(
     return [*args, "--", *command]
 
 
-def record(out: Path, **options: object) -> int:
-    """Run py-spy to completion (it stops after ``seconds`` or when the command exits)."""
+def record(out: Path, *, quiet: bool = False, **options: object) -> int:
+    """Run py-spy to completion (it stops after ``seconds`` or when the command exits).
+
+    ``quiet`` keeps py-spy's own output (sampling notes, "behind in sampling" warnings) off the
+    terminal; the exit code still says whether it worked.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(record_command(out, **options), check=False).returncode  # type: ignore[arg-type]
+    command = record_command(out, **options)  # type: ignore[arg-type]
+    sink = subprocess.DEVNULL if quiet else None
+    return subprocess.run(command, check=False, stdout=sink, stderr=sink).returncode
