@@ -1,8 +1,12 @@
 """The reliable queue: every Redis operation of a job's life, each one atomic.
 
-This is the only module (with ``naive``, the teaching baseline) that talks to Redis. Each state
-transition is one Lua script in ``lua/`` that reads the clock of Redis (``TIME``), so leases and
-due times do not depend on the clocks of the machines that run workers.
+This is the only module that changes a job's state in Redis: each transition is one Lua script
+in ``lua/`` that reads the clock of Redis (``TIME``), so leases and due times do not depend on
+the clocks of the machines that run workers; it also holds the reads of jobs and queues and the
+workers' heartbeats. Other components keep keys of their own behind their own modules: the
+scheduler its lock and marks (``scheduler/``), the rate limiters their counters
+(``ratelimit/``), the dashboard its once-a-second sample of depths (``api/live.py``), and the
+lab's naive baseline its own list.
 
 States and where a job id sits: ready (LIST) -> reserved (ZSET by lease deadline, with a fencing
 token) -> done (hash kept ``result_ttl``) | scheduled (ZSET by due time) -> ready | dead (ZSET).
@@ -204,6 +208,17 @@ class ReliableQueue:
                 )
             )
         return out
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        """Block until a transition readies jobs on one of ``queues``, or ``timeout`` passes.
+
+        Every script that readies jobs pushes a marker onto the queue's ``wake`` list (at most
+        one element); an idle worker takes it with ``BLPOP``, so it wakes within a round trip
+        of an enqueue instead of polling. The timeout is the safety net for jobs readied any
+        other way. True when a marker was taken.
+        """
+        wake_keys = [self.keys(name).wake for name in queues]
+        return await self.redis.blpop(wake_keys, timeout=timeout) is not None
 
     async def ack(self, queue: str, done: Sequence[tuple[str, int]]) -> list[str]:
         """Mark jobs done; returns the ids rejected because their lease was taken over."""

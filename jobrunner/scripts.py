@@ -2,6 +2,10 @@
 
 redis-py's ``Script`` calls EVALSHA and falls back to loading the script when Redis answers
 NOSCRIPT (after a restart or a SCRIPT FLUSH), so each script is sent once, then called by SHA.
+
+Redis runs each script alone, so scripts cannot call one another; a definition two scripts share
+(the new job's hash) is a fragment ``lua/_<name>.lua`` pasted in where a script's line reads
+``--#include _<name>``.
 """
 
 from __future__ import annotations
@@ -12,11 +16,17 @@ from importlib.resources import files
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+INCLUDE = "--#include "
+
 
 @cache
 def script_source(name: str) -> str:
-    """The text of ``lua/<name>.lua``."""
-    return files("jobrunner").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    """The text of ``lua/<name>.lua``, with its ``--#include`` lines replaced by the fragments."""
+    text = files("jobrunner").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    return "\n".join(
+        script_source(line.removeprefix(INCLUDE).strip()) if line.startswith(INCLUDE) else line
+        for line in text.splitlines()
+    )
 
 
 class Scripts:

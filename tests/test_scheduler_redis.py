@@ -298,3 +298,23 @@ async def test_a_stopped_scheduler_frees_the_lock_for_a_follower_at_once(
 
 async def _fired(aredis: AsyncRedis) -> int:
     return int(await aredis.hget(KEYS.schedule("every"), "fired") or 0)
+
+
+async def test_a_fired_slot_writes_the_same_job_hash_as_an_enqueue(aredis: AsyncRedis) -> None:
+    """enqueue.lua and schedule_fire.lua share one definition of a new job (lua/_new_job.lua):
+    the hashes they write hold the same fields and values, the enqueue time apart."""
+    handlers = Registry()
+    handlers.handler("noop", max_retries=7)(lambda payload: None)
+    store = ScheduleStore(aredis, registry=handlers)
+    await LeaderLock(aredis, "a", ttl=5).refresh()
+    await store.init_mark(1, SCHEDULE, 1_000)
+    await store.fire(1, SCHEDULE, plan(2_000))
+    fired = await aredis.hgetall("jr:{default}:job:sched:tick:2000")
+    await aredis.delete("jr:{default}:job:sched:tick:2000")
+    queue = ReliableQueue(aredis, registry=handlers)
+    await queue.enqueue("noop", {"n": 1}, job_id="sched:tick:2000")
+    enqueued = await aredis.hgetall("jr:{default}:job:sched:tick:2000")
+    assert fired.pop(b"eq")
+    assert enqueued.pop(b"eq")
+    assert fired == enqueued
+    assert set(fired) == {b"d", b"mr", b"a", b"s"}

@@ -4,6 +4,7 @@
 -- ARGV[2..] groups of 4: id, encoded spec, max_retries, delay_ms (0 = ready now)
 -- Returns: a list with one flag per job, 1 = added, 0 = an id that already exists (not changed).
 -- A job hash that exists is left alone, which makes deterministic ids idempotent.
+--#include _new_job
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local prefix = ARGV[1]
@@ -16,10 +17,10 @@ for i = 2, #ARGV, 4 do
     flags[#flags + 1] = 0
   else
     if delay > 0 then
-      redis.call('HSET', key, 'd', ARGV[i + 1], 'mr', ARGV[i + 2], 'a', 0, 'eq', now, 's', 'scheduled')
+      new_job(key, ARGV[i + 1], ARGV[i + 2], now, 'scheduled')
       redis.call('ZADD', KEYS[2], now + delay, id)
     else
-      redis.call('HSET', key, 'd', ARGV[i + 1], 'mr', ARGV[i + 2], 'a', 0, 'eq', now, 's', 'ready')
+      new_job(key, ARGV[i + 1], ARGV[i + 2], now, 'ready')
       redis.call('LPUSH', KEYS[1], id)
       ready = ready + 1
     end

@@ -11,7 +11,8 @@
 -- One enqueue per slot: a slot at or before the schedule's mark (its latest handled slot,
 -- kept forever) is refused, and so is a job id whose hash exists. Job hashes expire after
 -- they finish; the mark does not, so a late duplicate is refused after completion too.
--- A new job's hash has the fields enqueue.lua writes, so workers see an ordinary job.
+-- A new job's hash is written by new_job, as enqueue.lua writes it: workers see an ordinary job.
+--#include _new_job
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
@@ -35,7 +36,7 @@ for i = 8, #ARGV, 5 do
   if slot <= mark or redis.call('EXISTS', key) == 1 then
     refused = refused + 1
   else
-    redis.call('HSET', key, 'd', ARGV[i + 2], 'mr', ARGV[i + 3], 'a', 0, 'eq', now, 's', 'ready')
+    new_job(key, ARGV[i + 2], ARGV[i + 3], now, 'ready')
     redis.call('LPUSH', KEYS[3], id)
     added = added + 1
     lastFire = ARGV[i]

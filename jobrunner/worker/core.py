@@ -194,7 +194,6 @@ class Worker:
         # reserving one job per round trip as single slots free up. Runners never starve: while
         # room < refill, at least prefetch - refill jobs are still queued for them.
         refill = max(1, min(self.settings.batch_size, self.settings.effective_prefetch // 2))
-        wake_keys = [self.queue.keys(name).wake for name in self.settings.queues]
         while not self._stopping.is_set():
             room = self.window - len(self._inflight)
             if room < refill and (room <= 0 or self._inflight):
@@ -204,9 +203,8 @@ class Worker:
             try:
                 if await self._reserve(room):
                     continue
-                # Nothing ready: block until a transition that readies jobs pushes a wake-up
-                # marker, or idle_poll_max passes (the safety net for jobs readied any other way).
-                await self.queue.redis.blpop(wake_keys, timeout=self.settings.idle_poll_max)
+                # Nothing ready: block until a transition readies jobs, or idle_poll_max passes.
+                await self.queue.wait_for_work(self.settings.queues, self.settings.idle_poll_max)
             except RedisError as exc:
                 if (held := self._throttle.allow("reserve")) is not None:
                     self._log.warning("reserve failed; retrying", error=str(exc), suppressed=held)
@@ -260,7 +258,7 @@ class Worker:
 
     def _run(self, entry: _InFlight, job: Job, spec: HandlerSpec, ctx: JobContext) -> None:
         started = self.clock.monotonic()
-        future = self.runner.submit(job, spec, ctx, entry.mark_started)
+        future = self.runner.submit(job, spec, ctx, entry.mark_started, entry.reservation.raw)
         self._running.add(future)
         future.add_done_callback(
             lambda f: self._finished(entry, job.type, spec.backoff, started, f)

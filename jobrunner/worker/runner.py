@@ -25,9 +25,18 @@ class Runner(Protocol):
     async def start(self) -> None: ...
 
     def submit(
-        self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
+        self,
+        job: Job,
+        spec: HandlerSpec,
+        ctx: JobContext,
+        on_start: Callable[[], None],
+        raw: bytes,
     ) -> asyncio.Future[Outcome]:
-        """Start one job; cancelling the future abandons it (shutdown)."""
+        """Start one job; cancelling the future abandons it (shutdown).
+
+        ``raw`` is the job as Redis stored it: the process model hands these bytes to a child
+        as they are, rather than encoding the decoded job again.
+        """
         ...
 
     async def stop(self) -> None:

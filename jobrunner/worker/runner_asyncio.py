@@ -41,7 +41,12 @@ class AsyncioRunner:
         self._watchdog = asyncio.create_task(self._watch_deadlines(), name="asyncio-watchdog")
 
     def submit(
-        self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
+        self,
+        job: Job,
+        spec: HandlerSpec,
+        ctx: JobContext,
+        on_start: Callable[[], None],
+        raw: bytes,
     ) -> asyncio.Future[Outcome]:
         return asyncio.ensure_future(self._run(job, spec, ctx, on_start))
 

@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from jobrunner.job import Job, encode_job
+from jobrunner.job import Job
 from jobrunner.registry import HandlerSpec, JobContext
 from jobrunner.worker.child import child_main
 from jobrunner.worker.outcome import OK, Kind, Outcome
@@ -37,6 +37,7 @@ CHILD_START_TIMEOUT = 60.0
 @dataclass(eq=False)
 class _Dispatched:
     job: Job
+    raw: bytes  # the spec as stored: sent to the child as it is
     ctx: JobContext
     future: asyncio.Future[Outcome]
     on_start: Callable[[], None]
@@ -126,9 +127,14 @@ class ProcessRunner:
         self._dispatch()
 
     def submit(
-        self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
+        self,
+        job: Job,
+        spec: HandlerSpec,
+        ctx: JobContext,
+        on_start: Callable[[], None],
+        raw: bytes,
     ) -> asyncio.Future[Outcome]:
-        entry = _Dispatched(job, ctx, asyncio.get_running_loop().create_future(), on_start)
+        entry = _Dispatched(job, raw, ctx, asyncio.get_running_loop().create_future(), on_start)
         entry.future.add_done_callback(lambda f: self._abandoned(entry, f))
         self._backlog.append(entry)
         self._dispatch()
@@ -148,7 +154,7 @@ class ProcessRunner:
             child.pipeline.append(entry)
             if not child.outbox:
                 loop.call_soon(self._send, child)
-            child.outbox.append((entry.job.id, encode_job(entry.job), entry.ctx.attempt))
+            child.outbox.append((entry.job.id, entry.raw, entry.ctx.attempt))
 
     def _abandoned(self, entry: _Dispatched, future: asyncio.Future[Outcome]) -> None:
         """Shutdown cancelled a job: note whether its child had begun it (for the refund)."""

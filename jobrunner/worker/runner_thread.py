@@ -66,7 +66,12 @@ class ThreadRunner:
         self._watchdog = asyncio.create_task(self._watch_deadlines(), name="thread-watchdog")
 
     def submit(
-        self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
+        self,
+        job: Job,
+        spec: HandlerSpec,
+        ctx: JobContext,
+        on_start: Callable[[], None],
+        raw: bytes,
     ) -> asyncio.Future[Outcome]:
         assert self._loop is not None, "start() first"
         work = _Work(job, spec, ctx, self._loop.create_future(), on_start)
