@@ -133,17 +133,22 @@ class ReliableQueue:
         await self.enqueue_jobs([job], delay=delay)
         return job.id
 
-    async def enqueue_jobs(self, jobs: Sequence[Job], *, delay: float = 0.0) -> list[bool]:
+    async def enqueue_jobs(
+        self, jobs: Sequence[Job], *, delay: float = 0.0, checked: bool = False
+    ) -> list[bool]:
         """Enqueue many jobs in few round trips; returns, per job, whether it was new.
 
         One script call per queue and chunk; several calls go in one pipeline. A single call
         skips the pipeline, whose script-existence check would cost a second round trip.
+        Every job is checked (``check_job``) before anything is written, unless the caller
+        says it has ``checked`` them already (the API does, to name the offending field).
         """
         if delay < 0:
             raise ValueError("delay must not be negative")
         by_queue: dict[str, list[int]] = {}
         for index, job in enumerate(jobs):
-            check_job(job)
+            if not checked:
+                check_job(job)
             by_queue.setdefault(job.queue, []).append(index)
         delay_ms = _ms(delay)
         calls: list[tuple[list[int], list[str], list[Any]]] = []

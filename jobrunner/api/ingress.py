@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 from redis.exceptions import RedisError
 
+from jobrunner.api.errors import ApiError
 from jobrunner.config import Settings
 from jobrunner.ratelimit.distributed import RedisLimiter, redis_limiter
 from jobrunner.ratelimit.spec import parse_limit
@@ -26,8 +27,6 @@ def ingress_limit(settings: Settings) -> Callable[[Request], Awaitable[None]] | 
     """A FastAPI dependency enforcing the per-client limit, or None when none is configured."""
     if not settings.ingress_rate.strip():
         return None
-    from jobrunner.api.errors import ApiError  # here: the API package imports this module
-
     spec = parse_limit(settings.ingress_rate)
     if spec.algorithm == "concurrency":
         raise ValueError("an ingress limit is a rate (e.g. '100/s'), not a concurrency limit")

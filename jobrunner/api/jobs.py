@@ -1,0 +1,114 @@
+"""Job routes: ``POST /jobs``, ``GET /jobs/{id}``, and the dead letters (``/failed``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError
+from jobrunner.api.responses import ERRORS, NOT_FOUND
+from jobrunner.api.schemas import BatchRequest, Enqueued, FailedPage, JobRequest, JobView, Requeued
+from jobrunner.config import Settings
+from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job_id
+from jobrunner.metrics import JobMetrics
+from jobrunner.queue import ReliableQueue
+from jobrunner.registry import Registry
+
+
+def queue_of(request: Request) -> ReliableQueue:
+    """The app's queue (made by its lifespan, on the app's Redis client)."""
+    q: ReliableQueue = request.app.state.queue
+    return q
+
+
+def jobs_router(settings: Settings, registry: Registry, metrics: JobMetrics) -> APIRouter:
+    router = APIRouter()
+
+    def to_job(item: JobRequest, index: int | None) -> Job:
+        """The job a request item asks for, checked once here (the queue is told so)."""
+        where = "type" if index is None else f"jobs.{index}.type"
+        if item.type not in registry:
+            known = ", ".join(registry.names())
+            raise ApiError(422, "unknown_type", f"no handler for {item.type!r}; known: {known}",
+                           field=where)  # fmt: skip
+        job_id = job_id_for_key(item.idempotency_key) if item.idempotency_key else new_job_id()
+        job = Job(id=job_id, type=item.type, payload=item.data, queue=item.queue,
+                  max_retries=item.max_retries, timeout=item.timeout)  # fmt: skip
+        try:
+            check_job(job)
+        except (TypeError, ValueError) as exc:
+            raise ApiError(422, "invalid", str(exc), field=where.replace("type", "data")) from exc
+        return job
+
+    async def check_backpressure(q: ReliableQueue, queues: set[str]) -> None:
+        if not settings.max_queue_depth:
+            return
+        for name in sorted(queues):
+            stats = await q.stats(name)
+            if stats.ready + stats.scheduled >= settings.max_queue_depth:
+                raise ApiError(
+                    429,
+                    "queue_full",
+                    f"queue {name!r} holds {stats.ready + stats.scheduled} waiting jobs, "
+                    f"its bound is {settings.max_queue_depth}; try again later",
+                    field="queue",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+
+    @router.post("/jobs", status_code=202, response_model=Enqueued, responses=ERRORS)
+    async def enqueue(request: Request, body: JobRequest | BatchRequest) -> Enqueued:
+        """Enqueue one job (`{"type": ..., "data": ...}`) or a batch (`{"jobs": [...]}`)."""
+        items = body.jobs if isinstance(body, BatchRequest) else [body]
+        single = isinstance(body, JobRequest)
+        jobs = [to_job(item, None if single else i) for i, item in enumerate(items)]
+        q = queue_of(request)
+        await check_backpressure(q, {job.queue for job in jobs})
+        by_delay: dict[float, list[Job]] = {}
+        for job, item in zip(jobs, items, strict=True):
+            by_delay.setdefault(item.delay, []).append(job)
+        by_id: dict[str, bool] = {}
+        for delay, batch in by_delay.items():
+            flags = await q.enqueue_jobs(batch, delay=delay, checked=True)
+            by_id.update(zip([job.id for job in batch], flags, strict=True))
+            for job, new in zip(batch, flags, strict=True):
+                if new:
+                    metrics.enqueued.labels(job.type, job.queue).inc()
+        return Enqueued(ids=[j.id for j in jobs], created=[by_id[j.id] for j in jobs])
+
+    @router.get("/jobs/{job_id}", response_model=JobView, responses=NOT_FOUND)
+    async def get_job(request: Request, job_id: str) -> JobView:
+        """A job's state, attempts, last error and timestamps."""
+        record = await queue_of(request).get_job(job_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"no job {job_id!r} (or its result expired)")
+        return JobView.of(record)
+
+    @router.get("/failed", response_model=FailedPage)
+    async def failed(
+        request: Request,
+        queue: str = DEFAULT_QUEUE,
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> FailedPage:
+        """Dead jobs of a queue, most recent first."""
+        q = queue_of(request)
+        records = await q.dead_jobs(queue, offset, limit)
+        total = (await q.stats(queue)).dead
+        return FailedPage(queue=queue, offset=offset, limit=limit, total=total,
+                          jobs=[JobView.of(r) for r in records])  # fmt: skip
+
+    @router.post("/failed/{job_id}/requeue", response_model=Requeued, responses=NOT_FOUND)
+    async def requeue_one(request: Request, job_id: str, queue: str = DEFAULT_QUEUE) -> Requeued:
+        """Send one dead job back to ready, with a fresh set of attempts."""
+        n = await queue_of(request).requeue(queue, [job_id])
+        if n == 0:
+            raise ApiError(404, "not_found", f"no dead job {job_id!r} in queue {queue!r}")
+        return Requeued(requeued=n)
+
+    @router.post("/failed/requeue", response_model=Requeued)
+    async def requeue_all(request: Request, queue: str = DEFAULT_QUEUE) -> Requeued:
+        """Send every dead job of a queue back to ready."""
+        return Requeued(requeued=await queue_of(request).requeue(queue))
+
+    return router

@@ -1,0 +1,66 @@
+"""Queue and operations routes: ``/queues``, ``/metrics``, ``/healthz`` and ``/readyz``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError
+
+from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError
+from jobrunner.api.jobs import queue_of
+from jobrunner.api.responses import UNAVAILABLE
+from jobrunner.api.schemas import QueueView
+from jobrunner.metrics import JobMetrics
+
+READY_MAX_HEARTBEAT_AGE = 30.0  # seconds: a worker that beat more recently counts as alive
+
+
+def queues_router(metrics: JobMetrics) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/queues", response_model=list[QueueView])
+    async def queues(request: Request) -> list[QueueView]:
+        """Every queue: ready, scheduled, in flight, dead, lifetime counters, recent rates."""
+        q = queue_of(request)
+        out = []
+        for name in await q.queue_names():
+            s = await q.stats(name)
+            depths = {"ready": s.ready, "scheduled": s.scheduled, "dead": s.dead}
+            rates = request.app.state.rates.rates(name)
+            out.append(
+                QueueView(
+                    name=name, in_flight=s.reserved, counters=s.counters, rates=rates, **depths
+                )
+            )
+        return out
+
+    @router.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus text format: this API's counters and every queue's depth, read now."""
+        q = queue_of(request)
+        for name in await q.queue_names():
+            metrics.set_depths(await q.stats(name))
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is alive (it does not look at Redis)."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", responses=UNAVAILABLE)
+    async def readyz(request: Request) -> dict[str, object]:
+        """Redis answers and at least one worker heartbeat is recent; 503 with the reason if not."""
+        q = queue_of(request)
+        try:
+            await q.redis.ping()
+            workers = await q.live_workers(READY_MAX_HEARTBEAT_AGE)
+        except RedisError as exc:
+            raise ApiError(503, "redis_unavailable", f"Redis does not answer: {exc}",
+                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc  # fmt: skip
+        if not workers:
+            age = f"{READY_MAX_HEARTBEAT_AGE:.0f}s"
+            raise ApiError(503, "no_workers", f"no worker heartbeat in the last {age}")
+        return {"status": "ready", "workers": len(workers)}
+
+    return router
