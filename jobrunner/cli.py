@@ -216,7 +216,7 @@ def run_with_queue(
 @redis_option
 @click.argument("job_type")
 @click.argument("payload", required=False, default="null")
-@click.option("--queue", default="default", show_default=True)
+@click.option("--queue", help="default: the handler's queue (with --import), else 'default'")
 @click.option("--count", default=1, show_default=True, help="enqueue this many copies")
 @click.option("--delay", default=0.0, show_default=True, help="seconds before it is ready")
 @click.option("--max-retries", type=int, help="default: the handler's option, else 3")
@@ -226,7 +226,7 @@ def enqueue(
     redis_url: str | None,
     job_type: str,
     payload: str,
-    queue: str,
+    queue: str | None,
     count: int,
     delay: float,
     max_retries: int | None,
@@ -240,21 +240,25 @@ def enqueue(
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="PAYLOAD") from exc
-    jobs = [
-        Job(id=new_job_id(), type=job_type, payload=data, queue=queue,
-            max_retries=max_retries, timeout=timeout)
-        for _ in range(count)
-    ]  # fmt: skip
-    try:
-        for job in jobs[:1]:
-            check_job(job)
-        if delay < 0:
-            raise ValueError("delay must not be negative")
-    except (TypeError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from exc
-    run_with_queue(redis_url, lambda q: q.enqueue_jobs(jobs, delay=delay), imports)
-    for job in jobs:
-        click.echo(job.id)
+    if delay < 0:
+        raise click.UsageError("delay must not be negative")
+
+    async def send(q: ReliableQueue) -> list[str]:
+        name = queue or q.registry.queue_for(job_type)
+        jobs = [
+            Job(id=new_job_id(name), type=job_type, payload=data, queue=name,
+                max_retries=max_retries, timeout=timeout)
+            for _ in range(count)
+        ]  # fmt: skip
+        try:
+            check_job(jobs[0])
+        except (TypeError, ValueError) as exc:
+            raise click.UsageError(str(exc)) from exc
+        await q.enqueue_jobs(jobs, delay=delay, checked=True)
+        return [job.id for job in jobs]
+
+    for job_id in run_with_queue(redis_url, send, imports):
+        click.echo(job_id)
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -41,7 +41,8 @@ class Settings(msgspec.Struct, kw_only=True):
     prefix: str = "jr"
 
     # worker
-    queues: list[str] = msgspec.field(default_factory=lambda: ["default"])
+    queues: list[str] = msgspec.field(default_factory=lambda: ["default"])  # served, or declared
+    max_queues: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100  # declared queues at most
     model: Model = "asyncio"
     concurrency: NonNegInt = 0  # 0 = the model's default
     prefetch: Annotated[int, msgspec.Meta(ge=-1)] = -1  # jobs reserved beyond concurrency; -1 auto
@@ -78,6 +79,13 @@ class Settings(msgspec.Struct, kw_only=True):
                 raise SettingsError(name, f"{getattr(self, name)!r}: {exc}") from None
         if not self.queues:
             raise SettingsError("queues", "at least one queue is needed")
+        from jobrunner.job import check_queue_name
+
+        try:
+            for name in self.queues:
+                check_queue_name(name)
+        except ValueError as exc:
+            raise SettingsError("queues", str(exc)) from None
         from jobrunner.ratelimit.spec import parse_limit, parse_limits
 
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import uuid
 from enum import StrEnum
 from typing import Any
@@ -68,7 +69,7 @@ def make_job(
 ) -> Job:
     """A new Job, with a fresh id unless one is given (a given id makes enqueue idempotent)."""
     return Job(
-        id=job_id or new_job_id(),
+        id=own_job_id(job_id, queue) if job_id else new_job_id(queue),
         type=type,
         payload=payload,
         queue=queue,
@@ -77,14 +78,54 @@ def make_job(
     )
 
 
-def job_id_for_key(idempotency_key: str) -> str:
-    """The job id an idempotency key stands for: the same key always names the same job."""
-    return "idem-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+# ------------------------------------------------------------------ queue names and job ids
+#
+# A job's hash lives in its queue's hash slot (``jr:{queue}:job:<id>``), so finding a job needs
+# its queue. The id carries it: ``<local>@<queue>``, or just ``<local>`` on the default queue.
+# Looking a job up is then one read, however many queues there are.
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+QUEUE_SEPARATOR = "@"
 
 
-def new_job_id() -> str:
-    """A random, URL-safe job id."""
-    return uuid.uuid4().hex
+def check_queue_name(name: str) -> str:
+    """The name, if it may name a queue (it goes inside Redis keys' ``{...}`` hash tags)."""
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
+        raise ValueError(f"queue name {name!r}: 1 to 64 letters, digits, '_', '.', ':' or '-'")
+    return name
+
+
+def job_id_in(queue: str, local: str) -> str:
+    """The id of the job ``local`` on ``queue``."""
+    return local if queue == DEFAULT_QUEUE else f"{local}{QUEUE_SEPARATOR}{queue}"
+
+
+def queue_of(job_id: str) -> str:
+    """The queue a job id names (the default queue when it names none)."""
+    local, sep, queue = job_id.rpartition(QUEUE_SEPARATOR)
+    return queue if sep and local else DEFAULT_QUEUE
+
+
+def own_job_id(job_id: str, queue: str) -> str:
+    """A caller's chosen id, with its queue added; an '@' in it must name that queue."""
+    if QUEUE_SEPARATOR in job_id:
+        if queue_of(job_id) != queue:
+            raise ValueError(
+                f"job id {job_id!r} names queue {queue_of(job_id)!r}, not {queue!r}: "
+                "an '@' in a job id comes only before the name of its queue"
+            )
+        return job_id
+    return job_id_in(queue, job_id)
+
+
+def job_id_for_key(idempotency_key: str, queue: str = DEFAULT_QUEUE) -> str:
+    """The job id an idempotency key stands for on ``queue``: the same key, the same id."""
+    return job_id_in(queue, "idem-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:32])
+
+
+def new_job_id(queue: str = DEFAULT_QUEUE) -> str:
+    """A random, URL-safe job id that names its queue."""
+    return job_id_in(queue, uuid.uuid4().hex)
 
 
 _encoder = msgspec.json.Encoder()
@@ -141,6 +182,9 @@ def check_job(job: Job) -> None:
         raise ValueError("a job needs a type")
     if not job.id:
         raise ValueError("a job needs an id")
+    check_queue_name(job.queue)
+    if queue_of(job.id) != job.queue:
+        raise ValueError(f"job id {job.id!r} names queue {queue_of(job.id)!r}, not {job.queue!r}")
     if job.max_retries is not None and job.max_retries < 0:
         raise ValueError(f"max_retries must be >= 0, not {job.max_retries}")
     if job.timeout is not None and not 0 < job.timeout < math.inf:

@@ -25,7 +25,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobrunner.errors import PayloadDecodeError, RedisFull, RedisUnavailable
 from jobrunner.job import (
-    DEFAULT_QUEUE,
     Job,
     JobRecord,
     JobState,
@@ -33,6 +32,7 @@ from jobrunner.job import (
     decode_job,
     encode_job,
     make_job,
+    queue_of,
 )
 from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
 from jobrunner.registry import Registry
@@ -111,7 +111,7 @@ class ReliableQueue:
         type: str,
         payload: Any = None,
         *,
-        queue: str = DEFAULT_QUEUE,
+        queue: str | None = None,
         job_id: str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
@@ -119,13 +119,14 @@ class ReliableQueue:
     ) -> str:
         """Enqueue one job and return its id. An id that already exists is left as it is.
 
-        ``max_retries`` and ``timeout`` default to the options the job's handler was registered
-        with (when this process imported it), else to 3 retries and 30 seconds.
+        ``queue``, ``max_retries`` and ``timeout`` default to the options the job's handler was
+        registered with (when this process imported it), else to the default queue, 3 retries
+        and 30 seconds. The id names the queue (``<id>@<queue>``, bare on the default queue).
         """
         job = make_job(
             type,
             payload,
-            queue=queue,
+            queue=queue or self.registry.queue_for(type),
             job_id=job_id,
             max_retries=max_retries,
             timeout=timeout,
@@ -343,31 +344,42 @@ class ReliableQueue:
         return sorted(_text(n) for n in names)
 
     async def stats(self, queue: str) -> QueueStats:
-        keys = self.keys(queue)
+        return (await self.stats_many([queue]))[0]
+
+    async def stats_many(self, queues: Sequence[str]) -> list[QueueStats]:
+        """Depths and counters of several queues in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.llen(keys.ready)
-            pipe.zcard(keys.scheduled)
-            pipe.zcard(keys.reserved)
-            pipe.zcard(keys.dead)
-            pipe.hgetall(keys.stats)
-            ready, scheduled, reserved, dead, counters = await pipe.execute()
-        return QueueStats(
-            name=queue,
-            ready=ready,
-            scheduled=scheduled,
-            reserved=reserved,
-            dead=dead,
-            counters={_text(k): int(v) for k, v in counters.items()},
-        )
+            for queue in queues:
+                keys = self.keys(queue)
+                pipe.llen(keys.ready)
+                pipe.zcard(keys.scheduled)
+                pipe.zcard(keys.reserved)
+                pipe.zcard(keys.dead)
+                pipe.hgetall(keys.stats)
+            replies = await pipe.execute()
+        out = []
+        for i, queue in enumerate(queues):
+            ready, scheduled, reserved, dead, counters = replies[5 * i : 5 * i + 5]
+            out.append(
+                QueueStats(
+                    name=queue,
+                    ready=ready,
+                    scheduled=scheduled,
+                    reserved=reserved,
+                    dead=dead,
+                    counters={_text(k): int(v) for k, v in counters.items()},
+                )
+            )
+        return out
 
     async def get_job(self, job_id: str, queue: str | None = None) -> JobRecord | None:
-        """A job with its state, or None when it is unknown (or its result expired)."""
-        queues = [queue] if queue else await self.queue_names()
-        for name in queues:
-            fields = await self.redis.hgetall(self.keys(name).job(job_id))
-            if fields:
-                return _record(job_id, name, fields)
-        return None
+        """A job with its state, or None when it is unknown (or its result expired).
+
+        One read: the id names its queue (``queue`` is for an id chosen without one).
+        """
+        name = queue or queue_of(job_id)
+        fields = await self.redis.hgetall(self.keys(name).job(job_id))
+        return _record(job_id, name, fields) if fields else None
 
     async def dead_jobs(self, queue: str, offset: int = 0, limit: int = 50) -> list[JobRecord]:
         """Dead jobs, most recent first."""

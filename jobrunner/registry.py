@@ -17,7 +17,13 @@ from typing import Any, TypeVar
 
 from jobrunner.backoff import DEFAULT_BACKOFF, Backoff
 from jobrunner.errors import JobTimeout
-from jobrunner.job import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Job
+from jobrunner.job import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_QUEUE,
+    DEFAULT_TIMEOUT,
+    Job,
+    check_queue_name,
+)
 from jobrunner.ratelimit.spec import LimitSpec, parse_limit
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,6 +77,7 @@ class HandlerSpec:
     max_retries: int = DEFAULT_MAX_RETRIES
     backoff: Backoff = DEFAULT_BACKOFF
     limit: LimitSpec | None = None  # execution limit: over it, a job is deferred, not run
+    queue: str | None = None  # where jobs of the type go unless enqueued to another queue
 
     def timeout_for(self, job: Job) -> float:
         """The job's own timeout when it was enqueued with one, else this type's."""
@@ -91,12 +98,17 @@ class Registry:
         max_retries: int = DEFAULT_MAX_RETRIES,
         backoff: Backoff = DEFAULT_BACKOFF,
         limit: LimitSpec | str | None = None,
+        queue: str | None = None,
     ) -> Callable[[F], F]:
-        """Decorator: ``@registry.handler("email", timeout=10, limit="50/s")``.
+        """Decorator: ``@registry.handler("email", timeout=10, limit="50/s", queue="emails")``.
 
         ``limit`` (``"gcra:50/s"``, ``"concurrency:4"``, see ``jobrunner.ratelimit``) caps how
         often or how many jobs of the type run across all workers; a job over it is deferred.
+        ``queue`` is where a job of the type goes when the producer names no queue; it also
+        declares that queue to an API that imports the handler.
         """
+        if queue is not None:
+            check_queue_name(queue)
         if isinstance(limit, str):
             limit = parse_limit(limit)
         if not 0 < timeout < math.inf:  # NaN fails this too
@@ -115,6 +127,7 @@ class Registry:
                     max_retries=max_retries,
                     backoff=backoff,
                     limit=limit,
+                    queue=queue,
                 )
             )
             return fn
@@ -136,6 +149,15 @@ class Registry:
             return job.max_retries
         spec = self._handlers.get(job.type)
         return spec.max_retries if spec is not None else DEFAULT_MAX_RETRIES
+
+    def queue_for(self, job_type: str) -> str:
+        """The queue a job of this type goes to when the producer names none."""
+        spec = self._handlers.get(job_type)
+        return spec.queue if spec is not None and spec.queue else DEFAULT_QUEUE
+
+    def queues(self) -> list[str]:
+        """The queues the registered handlers name, in registration order."""
+        return list(dict.fromkeys(s.queue for s in self._handlers.values() if s.queue))
 
     def names(self) -> list[str]:
         return sorted(self._handlers)

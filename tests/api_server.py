@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from fastapi import FastAPI
 
 from jobrunner.api import create_app
 from jobrunner.config import Settings
@@ -16,9 +17,9 @@ from tests.conftest import wait_until
 
 
 @contextmanager
-def running_api(settings: Settings) -> Iterator[str]:
+def running_api(settings: Settings, app: FastAPI | None = None) -> Iterator[str]:
     """Serve the app on a free loopback port until the block ends; yields its base URL."""
-    app = create_app(settings, load_handlers(["tests.jobs"]))
+    app = app or create_app(settings, load_handlers(["tests.jobs"]))
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

@@ -18,7 +18,8 @@ from tests.api_server import running_api
 
 @pytest.fixture
 def api(redis_url: str) -> Iterator[httpx.Client]:
-    settings = Settings(redis_url=redis_url, max_payload_bytes=10_000, max_queue_depth=50)
+    settings = Settings(redis_url=redis_url, max_payload_bytes=10_000, max_queue_depth=50,
+                        queues=["default", "high", "b"])  # fmt: skip
     with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
         yield client
 

@@ -13,7 +13,7 @@ from tests.conftest import wait_until
 
 
 async def test_rates_are_counter_differences_over_each_window(aredis: AsyncRedis) -> None:
-    tracker = RateTracker(ReliableQueue(aredis))
+    tracker = RateTracker(ReliableQueue(aredis), ["default"])
     assert tracker.rates("q") == {}
     for second in range(0, 61):  # 100 processed and 10 enqueued a second, for a minute
         tracker.add_sample("q", float(second), {"processed": 100 * second, "enqueued": 10 * second})

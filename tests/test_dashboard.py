@@ -119,7 +119,7 @@ async def test_the_feed_reads_depths_rates_and_live_workers(
     )
     await aredis.zadd("jr:workers", {"w-gone": 1000})  # a heartbeat from 1970: not shown
     await aredis.hset("jr:worker:w-gone", mapping={"model": "asyncio"})
-    feed = LiveFeed(queue)
+    feed = LiveFeed(queue, ["default"])
 
     await feed.tick()
     first = feed.latest
@@ -146,7 +146,7 @@ async def test_the_feed_reads_depths_rates_and_live_workers(
 
 async def test_the_feed_says_when_redis_does_not_answer() -> None:
     client = async_redis(f"redis://127.0.0.1:{free_port()}/0")
-    feed = LiveFeed(ReliableQueue(client))
+    feed = LiveFeed(ReliableQueue(client), ["default"])
     try:
         await feed.tick()
     finally:
@@ -223,7 +223,7 @@ def test_sigterm_ends_open_streams_and_the_api_exits(redis_url: str) -> None:
 
 
 async def test_new_streams_after_close_end_at_once(queue: ReliableQueue) -> None:
-    feed = LiveFeed(queue)
+    feed = LiveFeed(queue, ["default"])
     await feed.close()
     chunks = [chunk async for chunk in feed.stream()]
     assert len(chunks) == 1

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from jobrunner.job import Job, encode_job
+from jobrunner.job import Job, encode_job, make_job
 from jobrunner.queue import ReliableQueue
 from tests.conftest import eventually
 from tests.keyspace import snapshot
@@ -298,7 +298,7 @@ async def test_requeue_all(queue: ReliableQueue) -> None:
 
 
 async def test_enqueue_many_spreads_over_queues_and_reports_new_ids(queue: ReliableQueue) -> None:
-    jobs = [Job(id=f"j{i}", type="noop", queue="high" if i % 2 else "low") for i in range(1200)]
+    jobs = [make_job("noop", queue="high" if i % 2 else "low", job_id=f"j{i}") for i in range(1200)]
     assert await queue.enqueue_jobs(jobs) == [True] * 1200
     assert await queue.enqueue_jobs(jobs[:2]) == [False, False]
     assert (await queue.stats("high")).ready == 600

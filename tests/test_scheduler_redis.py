@@ -35,15 +35,17 @@ async def ready_ids(redis: AsyncRedis, queue: str = "default") -> list[str]:
     return [i.decode() for i in reversed(await redis.lrange(f"jr:{{{queue}}}:ready", 0, -1))]
 
 
+def slot_of(job_id: str) -> int:
+    """The slot in a scheduled job's id: ``sched:<name>:<slot ms>[@<queue>]``."""
+    return int(job_id.partition("@")[0].rsplit(":", 1)[1])
+
+
 def slots_of(ids: list[str]) -> list[str]:
-    return [
-        datetime.fromtimestamp(int(i.rsplit(":", 1)[1]) / 1000, UTC).strftime("%m-%d %H:%MZ")
-        for i in ids
-    ]
+    return [datetime.fromtimestamp(slot_of(i) / 1000, UTC).strftime("%m-%d %H:%MZ") for i in ids]
 
 
 def gaps(ids: list[str]) -> set[int]:
-    slots = [int(i.rsplit(":", 1)[1]) for i in ids]
+    slots = [slot_of(i) for i in ids]
     return {b - a for a, b in itertools.pairwise(slots)}
 
 

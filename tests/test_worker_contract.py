@@ -12,7 +12,7 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from jobrunner.config import Settings
-from jobrunner.job import Job, new_job_id
+from jobrunner.job import make_job
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import load_handlers
 from jobrunner.worker import Worker, make_runner
@@ -78,10 +78,9 @@ async def test_every_job_runs_exactly_once_when_nothing_fails(
 ) -> None:
     n = 300
     jobs = [
-        Job(
-            id=new_job_id(),
-            type="test.record" if i % 2 else "test.record_async",
-            payload={"ledger": redis_url},
+        make_job(
+            "test.record" if i % 2 else "test.record_async",
+            {"ledger": redis_url},
             queue="high" if i % 3 == 0 else "default",
         )
         for i in range(n)

@@ -32,6 +32,7 @@ from jobrunner.registry import Registry, load_handlers
 
 def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     registry = registry if registry is not None else load_handlers(settings.imports)
+    queues = declared_queues(settings, registry)
     metrics = JobMetrics()
     debug = debug_routes() if settings.debug_routes else None
 
@@ -42,7 +43,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         app.state.queue = ReliableQueue(
             redis, prefix=settings.prefix, result_ttl=settings.result_ttl, registry=registry
         )
-        app.state.rates = RateTracker(app.state.queue)
+        app.state.queues = queues
+        app.state.rates = RateTracker(app.state.queue, queues)
         app.state.rates.start()
         try:
             with debug.tracing_allocations() if debug else nullcontext():
@@ -61,13 +63,27 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         app.router.dependencies.append(Depends(limit_ingress))
     install_error_handlers(app, settings.max_payload_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_payload_bytes)
-    app.include_router(jobs_router(settings, registry, metrics))
-    app.include_router(queues_router(metrics))
+    app.include_router(jobs_router(settings, registry, metrics, queues))
+    app.include_router(queues_router(metrics, queues))
     app.include_router(schedules_router())
     app.include_router(dashboard_router())
     if debug:
         app.include_router(debug.debug_router())
     return app
+
+
+def declared_queues(settings: Settings, registry: Registry) -> list[str]:
+    """The queues this API accepts jobs for: ``--queues`` and those its handlers name.
+
+    A job for any other queue is refused, so no client can make queues (and with them Redis
+    keys, metric series and dashboard rows) by naming them; their number is bounded too.
+    """
+    queues = list(dict.fromkeys([*settings.queues, *registry.queues()]))
+    if len(queues) > settings.max_queues:
+        raise ConfigError(
+            f"{len(queues)} queues are declared, more than max_queues ({settings.max_queues})"
+        )
+    return queues
 
 
 def debug_routes() -> ModuleType:

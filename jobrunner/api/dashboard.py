@@ -52,7 +52,7 @@ def dashboard_router(interval: float = 1.0) -> APIRouter:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Runs inside the app's own lifespan, so its queue exists already.
-        feed = LiveFeed(app.state.queue, interval=interval)
+        feed = LiveFeed(app.state.queue, app.state.queues, interval=interval)
         app.state.live_feed = feed
         feed.start()
         try:

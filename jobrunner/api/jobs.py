@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -11,6 +12,7 @@ from jobrunner.api.responses import ERRORS, NOT_FOUND
 from jobrunner.api.schemas import BatchRequest, Enqueued, FailedPage, JobRequest, JobView, Requeued
 from jobrunner.config import Settings
 from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job_id
+from jobrunner.job import queue_of as queue_of_id
 from jobrunner.metrics import JobMetrics
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import Registry
@@ -22,8 +24,18 @@ def queue_of(request: Request) -> ReliableQueue:
     return q
 
 
-def jobs_router(settings: Settings, registry: Registry, metrics: JobMetrics) -> APIRouter:
+def jobs_router(
+    settings: Settings, registry: Registry, metrics: JobMetrics, declared: Sequence[str]
+) -> APIRouter:
     router = APIRouter()
+    accepted = frozenset(declared)
+
+    def declared_queue(name: str, field: str | None = "queue") -> str:
+        if name not in accepted:
+            raise ApiError(422, "unknown_queue",
+                           f"queue {name!r} is not declared; declared: {', '.join(declared)}",
+                           field=field)  # fmt: skip
+        return name
 
     def to_job(item: JobRequest, index: int | None) -> Job:
         """The job a request item asks for, checked once here (the queue is told so)."""
@@ -32,8 +44,14 @@ def jobs_router(settings: Settings, registry: Registry, metrics: JobMetrics) -> 
             known = ", ".join(registry.names())
             raise ApiError(422, "unknown_type", f"no handler for {item.type!r}; known: {known}",
                            field=where)  # fmt: skip
-        job_id = job_id_for_key(item.idempotency_key) if item.idempotency_key else new_job_id()
-        job = Job(id=job_id, type=item.type, payload=item.data, queue=item.queue,
+        queue = declared_queue(item.queue or registry.queue_for(item.type),
+                               where.replace("type", "queue"))  # fmt: skip
+        job_id = (
+            job_id_for_key(item.idempotency_key, queue)
+            if item.idempotency_key
+            else new_job_id(queue)
+        )
+        job = Job(id=job_id, type=item.type, payload=item.data, queue=queue,
                   max_retries=item.max_retries, timeout=item.timeout)  # fmt: skip
         try:
             check_job(job)
@@ -77,9 +95,12 @@ def jobs_router(settings: Settings, registry: Registry, metrics: JobMetrics) -> 
         return Enqueued(ids=[j.id for j in jobs], created=[by_id[j.id] for j in jobs])
 
     @router.get("/jobs/{job_id}", response_model=JobView, responses=NOT_FOUND)
-    async def get_job(request: Request, job_id: str) -> JobView:
-        """A job's state, attempts, last error and timestamps."""
-        record = await queue_of(request).get_job(job_id)
+    async def get_job(request: Request, job_id: str, queue: str | None = None) -> JobView:
+        """A job's state, attempts, last error and timestamps: one read, whatever the number of
+        queues (the id names its queue; `queue` is for an id chosen without one)."""
+        record = await queue_of(request).get_job(
+            job_id, declared_queue(queue or queue_of_id(job_id))
+        )
         if record is None:
             raise ApiError(404, "not_found", f"no job {job_id!r} (or its result expired)")
         return JobView.of(record)
@@ -92,6 +113,7 @@ def jobs_router(settings: Settings, registry: Registry, metrics: JobMetrics) -> 
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> FailedPage:
         """Dead jobs of a queue, most recent first."""
+        declared_queue(queue)
         q = queue_of(request)
         records = await q.dead_jobs(queue, offset, limit)
         total = (await q.stats(queue)).dead
@@ -99,8 +121,10 @@ def jobs_router(settings: Settings, registry: Registry, metrics: JobMetrics) -> 
                           jobs=[JobView.of(r) for r in records])  # fmt: skip
 
     @router.post("/failed/{job_id}/requeue", response_model=Requeued, responses=NOT_FOUND)
-    async def requeue_one(request: Request, job_id: str, queue: str = DEFAULT_QUEUE) -> Requeued:
-        """Send one dead job back to ready, with a fresh set of attempts."""
+    async def requeue_one(request: Request, job_id: str, queue: str | None = None) -> Requeued:
+        """Send one dead job back to ready, with a fresh set of attempts (its id names its
+        queue; `queue` is for an id chosen without one)."""
+        queue = declared_queue(queue or queue_of_id(job_id))
         n = await queue_of(request).requeue(queue, [job_id])
         if n == 0:
             raise ApiError(404, "not_found", f"no dead job {job_id!r} in queue {queue!r}")
@@ -109,6 +133,6 @@ def jobs_router(settings: Settings, registry: Registry, metrics: JobMetrics) -> 
     @router.post("/failed/requeue", response_model=Requeued)
     async def requeue_all(request: Request, queue: str = DEFAULT_QUEUE) -> Requeued:
         """Send every dead job of a queue back to ready."""
-        return Requeued(requeued=await queue_of(request).requeue(queue))
+        return Requeued(requeued=await queue_of(request).requeue(declared_queue(queue)))
 
     return router

@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from jobrunner.keys import QueueKeys, queues_key, worker_key, workers_key
+from jobrunner.keys import QueueKeys, worker_key, workers_key
 from jobrunner.queue import ReliableQueue
 
 HISTORY_POINTS = 600  # ten minutes at one tick a second
@@ -53,11 +53,13 @@ class LiveFeed:
     def __init__(
         self,
         queue: ReliableQueue,
+        queues: Sequence[str],
         interval: float = 1.0,
         history: int = HISTORY_POINTS,
         worker_max_age: float = WORKER_MAX_AGE,
     ) -> None:
         self.queue = queue
+        self.queues = sorted(queues)  # the declared queues: what a tick reads is bounded
         self.interval = interval
         self.worker_max_age = worker_max_age
         self.points: deque[list[float]] = deque(maxlen=history)
@@ -79,11 +81,10 @@ class LiveFeed:
         prefix = self.queue.prefix
         async with redis.pipeline(transaction=False) as pipe:
             pipe.time()
-            pipe.smembers(queues_key(prefix))
             pipe.zrange(workers_key(prefix), 0, -1, withscores=True)
-            (sec, usec), raw_names, beats = await pipe.execute()
+            (sec, usec), beats = await pipe.execute()
         now = sec + usec / 1e6
-        names = sorted(_text(n) for n in raw_names)
+        names = self.queues
         live = [(_text(w), now - score / 1000) for w, score in beats]
         live = [(w, age) for w, age in live if age <= self.worker_max_age]
         async with redis.pipeline(transaction=False) as pipe:

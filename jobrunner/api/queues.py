@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -16,31 +18,30 @@ from jobrunner.metrics import JobMetrics
 READY_MAX_HEARTBEAT_AGE = 30.0  # seconds: a worker that beat more recently counts as alive
 
 
-def queues_router(metrics: JobMetrics) -> APIRouter:
+def queues_router(metrics: JobMetrics, declared: Sequence[str]) -> APIRouter:
+    """Both read the declared queues only, in one round trip: their cost does not grow with
+    whatever else is in Redis."""
     router = APIRouter()
 
     @router.get("/queues", response_model=list[QueueView])
     async def queues(request: Request) -> list[QueueView]:
-        """Every queue: ready, scheduled, in flight, dead, lifetime counters, recent rates."""
-        q = queue_of(request)
+        """Every declared queue: ready, scheduled, in flight, dead, counters, recent rates."""
         out = []
-        for name in await q.queue_names():
-            s = await q.stats(name)
+        for s in await queue_of(request).stats_many(declared):
             depths = {"ready": s.ready, "scheduled": s.scheduled, "dead": s.dead}
-            rates = request.app.state.rates.rates(name)
+            rates = request.app.state.rates.rates(s.name)
             out.append(
                 QueueView(
-                    name=name, in_flight=s.reserved, counters=s.counters, rates=rates, **depths
+                    name=s.name, in_flight=s.reserved, counters=s.counters, rates=rates, **depths
                 )
             )
         return out
 
     @router.get("/metrics", response_class=PlainTextResponse)
     async def prometheus_metrics(request: Request) -> Response:
-        """Prometheus text format: this API's counters and every queue's depth, read now."""
-        q = queue_of(request)
-        for name in await q.queue_names():
-            metrics.set_depths(await q.stats(name))
+        """Prometheus text format: this API's counters and each declared queue's depth."""
+        for stats in await queue_of(request).stats_many(declared):
+            metrics.set_depths(stats)
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/healthz")

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from redis.exceptions import RedisError
 
@@ -24,10 +24,12 @@ class RateTracker:
     def __init__(
         self,
         queue: ReliableQueue,
+        queues: Sequence[str],
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
+        self.queues = list(queues)  # the declared queues: one round trip a sample for all
         self.interval = interval
         self.clock = clock
         self._samples: dict[str, deque[tuple[float, dict[str, int]]]] = {}
@@ -39,8 +41,8 @@ class RateTracker:
 
     async def sample(self) -> None:
         now = self.clock()
-        for name in await self.queue.queue_names():
-            self.add_sample(name, now, (await self.queue.stats(name)).counters)
+        for stats in await self.queue.stats_many(self.queues):
+            self.add_sample(stats.name, now, stats.counters)
 
     def rates(self, name: str) -> dict[str, float]:
         """``{"processed_per_s_10s": ..., "enqueued_per_s_60s": ...}``; empty until two samples."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobrunner.job import DEFAULT_QUEUE, JobRecord
+from jobrunner.job import QUEUE_NAME, JobRecord
 
 
 class JobRequest(BaseModel):
@@ -16,7 +16,11 @@ class JobRequest(BaseModel):
 
     type: str = Field(min_length=1, max_length=200, examples=["email"])
     data: Any = Field(default=None, description="the payload: any JSON value")
-    queue: str = Field(default=DEFAULT_QUEUE, min_length=1, max_length=200, pattern=r"^[\w.:-]+$")
+    queue: str | None = Field(
+        default=None,
+        pattern=QUEUE_NAME.pattern,
+        description="a declared queue; default: the type's queue, else 'default'",
+    )
     delay: float = Field(
         default=0.0, ge=0, le=365 * 86400, description="seconds before it is ready"
     )

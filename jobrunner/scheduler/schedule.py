@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from jobrunner.errors import ConfigError
-from jobrunner.job import DEFAULT_QUEUE, check_json
+from jobrunner.job import DEFAULT_QUEUE, check_json, check_queue_name, job_id_in
 
 Misfire = Literal["skip", "fire_once"]
 MISFIRE_POLICIES: tuple[str, ...] = get_args(Misfire)
@@ -93,8 +93,10 @@ class Schedule:
             )
         if not isinstance(self.type, str) or not self.type:
             raise bad("needs a job type (a non-empty string)")
-        if not isinstance(self.queue, str) or not self.queue:
-            raise bad("queue must be a non-empty string")
+        try:
+            check_queue_name(self.queue)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
         if (self.every is None) == (self.cron is None):
             raise bad("give exactly one of 'every' (seconds) and 'cron' (an expression)")
         if self.every is not None:
@@ -153,7 +155,7 @@ class Schedule:
 
     def job_id(self, slot_ms: int) -> str:
         """The deterministic id of the job for one slot: the same slot always names one job."""
-        return f"sched:{self.name}:{slot_ms}"
+        return job_id_in(self.queue, f"sched:{self.name}:{slot_ms}")
 
     # ------------------------------------------------------------------ slots
 

@@ -39,6 +39,7 @@ from jobrunner.worker.runner import Runner
 
 T = TypeVar("T")
 LOG_FLUSH_INTERVAL = 0.2  # seconds an info line may wait in the log buffer
+UNKNOWN_TYPE = "<unknown>"  # the type label of jobs no handler here serves
 
 
 @dataclass
@@ -240,7 +241,8 @@ class Worker:
         spec = self.registry.get(job.type)
         if spec is None:
             outcome = Outcome(Kind.DEAD, f"unknown job type {job.type!r}")
-            self._spawn(self._settle(r, outcome, job.type, None))
+            # one metric label for every unknown type: a producer cannot mint label series
+            self._spawn(self._settle(r, outcome, UNKNOWN_TYPE, None))
             return
         ctx = JobContext(
             job_id=job.id,

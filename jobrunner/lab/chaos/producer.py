@@ -28,7 +28,7 @@ from redis.exceptions import OutOfMemoryError, RedisError
 
 from jobrunner.connection import async_redis
 from jobrunner.errors import RedisFull, RedisUnavailable
-from jobrunner.job import Job
+from jobrunner.job import Job, job_id_in
 from jobrunner.lab.chaos.ledger import LedgerFile
 from jobrunner.lab.chaos.probes import PROBE
 from jobrunner.lab.naive import NaiveQueue
@@ -203,8 +203,9 @@ class Producer:
             payload["pad"] = "x" * probe.pad
         if probe.until_attempt is not None:
             payload["until_attempt"] = probe.until_attempt
-        return Job(id=probe_id, type=probe.type, payload=payload, queue=self.queue,
-                   timeout=probe.timeout, max_retries=probe.max_retries)  # fmt: skip
+        return Job(id=job_id_in(self.queue, probe_id), type=probe.type, payload=payload,
+                   queue=self.queue, timeout=probe.timeout,
+                   max_retries=probe.max_retries)  # fmt: skip
 
     def close(self) -> None:
         if self._load is not None:

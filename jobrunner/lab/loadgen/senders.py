@@ -99,7 +99,8 @@ class AsyncQueueSender:
 
     async def send(self, types: list[str]) -> list[str]:
         payload = self._factory.payload()
-        jobs = [Job(id=new_job_id(), type=t, payload=payload, queue=self._factory.queue)
+        queue = self._factory.queue
+        jobs = [Job(id=new_job_id(queue), type=t, payload=payload, queue=queue)
                 for t in types]  # fmt: skip
         try:
             await self._queue.enqueue_jobs(jobs)
