@@ -22,9 +22,19 @@ class RedisUnavailable(JobrunnerError):
 class RedisFull(JobrunnerError):
     """Redis is at ``maxmemory`` (policy ``noeviction``) and refused the enqueue script.
 
-    A refused script wrote nothing; only a call split into several scripts (over 1,000 jobs, or
-    several queues) may have written its first parts.
+    A refused script wrote nothing: one script writes a whole batch (up to ``BATCH_LIMIT``
+    jobs; a library call with more is split, and only the part that failed is refused).
     """
+
+
+class QueueFull(JobrunnerError):
+    """A queue holds as many waiting jobs as its bound allows; nothing was written."""
+
+    def __init__(self, queue: str, waiting: int, bound: int) -> None:
+        super().__init__(
+            f"queue {queue!r} holds {waiting} waiting jobs, its bound is {bound}; try again later"
+        )
+        self.queue, self.waiting, self.bound = queue, waiting, bound
 
 
 class EmbeddedRedisError(JobrunnerError):

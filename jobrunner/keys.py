@@ -6,6 +6,8 @@ and its Lua scripts stay single-slot. Job hashes carry the same tag for the same
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "jr"
 
 
@@ -47,6 +49,11 @@ def workers_key(prefix: str = PREFIX) -> str:
 def worker_key(worker_id: str, prefix: str = PREFIX) -> str:
     """HASH describing one worker (model, concurrency, pid, counts); expires with its heartbeat."""
     return f"{prefix}:worker:{worker_id}"
+
+
+def idempotency_key(client_key: str, prefix: str = PREFIX) -> str:
+    """STRING naming the job a client's idempotency key stands for, whatever its queue."""
+    return f"{prefix}:idem:{hashlib.sha256(client_key.encode()).hexdigest()}"
 
 
 def naive_key(name: str, prefix: str = PREFIX) -> str:

@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobrunner.errors import PayloadDecodeError, RedisFull, RedisUnavailable
+from jobrunner.errors import PayloadDecodeError, QueueFull, RedisFull, RedisUnavailable
 from jobrunner.job import (
     Job,
     JobRecord,
@@ -34,13 +34,37 @@ from jobrunner.job import (
     make_job,
     queue_of,
 )
-from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
+from jobrunner.keys import (
+    PREFIX,
+    QueueKeys,
+    idempotency_key,
+    queues_key,
+    worker_key,
+    workers_key,
+)
 from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
 from jobrunner.scripts import Scripts
 
-# Jobs per enqueue script call: big enough to amortise the call, small enough not to stall Redis.
-ENQUEUE_CHUNK = 1000
+# Jobs per enqueue script call, the API's batch limit too: one call writes them all or nothing,
+# and a batch this size holds Redis for a few milliseconds.
+BATCH_LIMIT = 10_000
+
+
+class NewJob(msgspec.Struct, frozen=True):
+    """A job to enqueue, when it becomes ready, and the client's idempotency key, if any."""
+
+    job: Job
+    delay: float = 0.0
+    idempotency_key: str | None = None
+
+
+class Enqueued(msgspec.Struct, frozen=True):
+    """Per job: the id it goes by (an idempotency key may name an earlier job), and whether
+    this call added it."""
+
+    ids: list[str]
+    created: list[bool]
 
 
 class Reservation(msgspec.Struct, frozen=True):
@@ -78,7 +102,8 @@ def _text(value: Any) -> str:
 class ReliableQueue:
     """Async access to jobrunner's queues on one Redis.
 
-    ``result_ttl`` is how long a finished job's hash is kept for ``get_job`` (0 deletes it at once).
+    ``result_ttl`` is how long a finished job's hash is kept for ``get_job`` (0 deletes it at once);
+    ``idempotency_ttl`` how long an idempotency key keeps naming its job (a day by default).
     ``registry`` (default: the one ``@handler`` fills) supplies per-type ``max_retries``.
     """
 
@@ -89,11 +114,13 @@ class ReliableQueue:
         prefix: str = PREFIX,
         result_ttl: float = 600.0,
         registry: Registry | None = None,
+        idempotency_ttl: float = 86_400.0,
     ) -> None:
         self.redis = redis
         self.registry = registry if registry is not None else default_registry
         self.prefix = prefix
         self.result_ttl = result_ttl
+        self.idempotency_ttl = idempotency_ttl  # how long a client's key keeps naming its job
         self._scripts = Scripts(redis)
         self._keys: dict[str, QueueKeys] = {}
         self._known_queues: set[str] = set()
@@ -137,50 +164,71 @@ class ReliableQueue:
     async def enqueue_jobs(
         self, jobs: Sequence[Job], *, delay: float = 0.0, checked: bool = False
     ) -> list[bool]:
-        """Enqueue many jobs in few round trips; returns, per job, whether it was new.
+        """Enqueue many jobs; returns, per job, whether it was new (its id did not exist).
 
-        One script call per queue and chunk; several calls go in one pipeline. A single call
-        skips the pipeline, whose script-existence check would cost a second round trip.
-        Every job is checked (``check_job``) before anything is written, unless the caller
-        says it has ``checked`` them already (the API does, to name the offending field).
+        Up to ``BATCH_LIMIT`` jobs go in one script call, written all or nothing; a longer
+        list is sent in such batches. Every job is checked (``check_job``) before anything is
+        written, unless the caller says it has ``checked`` them already.
         """
-        if delay < 0:
-            raise ValueError("delay must not be negative")
-        by_queue: dict[str, list[int]] = {}
-        for index, job in enumerate(jobs):
+        created: list[bool] = []
+        for start in range(0, len(jobs), BATCH_LIMIT):
+            chunk = [NewJob(job, delay) for job in jobs[start : start + BATCH_LIMIT]]
+            created += (await self.enqueue_batch(chunk, checked=checked)).created
+        return created
+
+    async def enqueue_batch(
+        self, items: Sequence[NewJob], *, max_depth: int = 0, checked: bool = False
+    ) -> Enqueued:
+        """Write a batch of jobs over any queues in one script call: all of it, or nothing.
+
+        ``max_depth`` refuses the whole batch (``QueueFull``) when any of its queues already
+        holds that many waiting jobs. An idempotency key names one job whatever the queue: a
+        job whose key is known is not added, and the id it names is returned in its place.
+        Raises ``QueueFull``, ``RedisFull`` or ``RedisUnavailable``, each a certain refusal
+        except ``RedisUnavailable`` after the request left (its reply may have been lost).
+        """
+        if len(items) > BATCH_LIMIT:
+            raise ValueError(f"a batch holds at most {BATCH_LIMIT} jobs, not {len(items)}")
+        queues: dict[str, int] = {}
+        keys: list[str] = []
+        for item in items:
             if not checked:
-                check_job(job)
-            by_queue.setdefault(job.queue, []).append(index)
-        delay_ms = _ms(delay)
-        calls: list[tuple[list[int], list[str], list[Any]]] = []
-        for queue, indexes in by_queue.items():
-            keys = self.keys(queue)
-            for start in range(0, len(indexes), ENQUEUE_CHUNK):
-                chunk = indexes[start : start + ENQUEUE_CHUNK]
-                args: list[Any] = [keys.job_prefix]
-                for i in chunk:
-                    job = jobs[i]
-                    max_retries = self.registry.max_retries_for(job)
-                    args += (job.id, encode_job(job), max_retries, delay_ms)
-                calls.append((chunk, [keys.ready, keys.scheduled, keys.stats, keys.wake], args))
+                check_job(item.job)
+            if item.delay < 0:
+                raise ValueError("delay must not be negative")
+            if item.job.queue not in queues:
+                queues[item.job.queue] = len(queues) + 1
+                qkeys = self.keys(item.job.queue)
+                keys += (qkeys.ready, qkeys.scheduled, qkeys.stats, qkeys.wake)
+        args: list[Any] = [len(queues), max_depth, _ms(self.idempotency_ttl)]
+        args += [self.keys(name).job_prefix for name in queues]
+        for item in items:
+            job = item.job
+            idem = 0
+            if item.idempotency_key is not None:
+                keys.append(idempotency_key(item.idempotency_key, self.prefix))
+                idem = len(keys)
+            args += (queues[job.queue], job.id, encode_job(job),
+                     self.registry.max_retries_for(job), _ms(item.delay), idem)  # fmt: skip
         try:
-            await self._remember_queues(by_queue)
-            if len(calls) == 1:
-                replies = [await self._scripts.enqueue(keys=calls[0][1], args=calls[0][2])]
-            else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for _, script_keys, args in calls:
-                        await self._scripts.enqueue(keys=script_keys, args=args, client=pipe)
-                    replies = await pipe.execute()
+            await self._remember_queues(queues)
+            reply = await self._scripts.enqueue(keys=keys, args=args)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
-        except OutOfMemoryError as exc:  # the script is refused before its first write
+        except OutOfMemoryError as exc:  # refused at its first write: nothing was written
             raise RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})") from exc
-        created = [False] * len(jobs)
-        for (chunk, _, _), flags in zip(calls, replies, strict=True):
-            for i, flag in zip(chunk, flags, strict=True):
-                created[i] = bool(flag)
-        return created
+        if int(reply[0]) == -1:
+            name = list(queues)[int(reply[1]) - 1]
+            raise QueueFull(name, int(reply[2]), max_depth)
+        ids, created = [], []
+        for item, flag in zip(items, reply[1:], strict=True):
+            if isinstance(flag, bytes):  # its idempotency key names another job
+                ids.append(flag.decode())
+                created.append(False)
+            else:
+                ids.append(item.job.id)
+                created.append(flag == 1)
+        return Enqueued(ids=ids, created=created)
 
     async def _remember_queues(self, names: Iterable[str]) -> None:
         new = [name for name in names if name not in self._known_queues]

@@ -58,6 +58,36 @@ def test_enqueue_a_batch_with_delays(api: httpx.Client) -> None:
     assert queues["b"]["ready"] == 1
 
 
+def test_an_idempotency_key_names_one_job_whatever_the_queue(
+    api: httpx.Client, sync_redis: redis.Redis
+) -> None:
+    """Job ids are per queue, so keys once made one job per queue under one id: now the key
+    names the first job wherever the repeat is sent."""
+    first = api.post("/jobs", json={"type": "noop", "idempotency_key": "k-1"}).json()
+    again = api.post("/jobs", json={"type": "noop", "queue": "high", "idempotency_key": "k-1"})
+    assert again.json() == {"ids": first["ids"], "created": [False]}
+    assert sync_redis.llen("jr:{high}:ready") == 0
+    same_request = api.post("/jobs", json={"jobs": [
+        {"type": "noop", "queue": "b", "idempotency_key": "k-2"},
+        {"type": "noop", "queue": "high", "idempotency_key": "k-2"},
+    ]}).json()  # fmt: skip
+    assert same_request["ids"][0] == same_request["ids"][1]
+    assert same_request["created"] == [True, False]
+
+
+def test_a_batch_with_a_full_queue_is_refused_whole(
+    api: httpx.Client, sync_redis: redis.Redis
+) -> None:
+    assert (
+        api.post("/jobs", json={"jobs": [{"type": "noop", "queue": "b"}] * 50}).status_code == 202
+    )
+    mixed = [{"type": "noop"}] * 10 + [{"type": "noop", "queue": "b"}]
+    refused = api.post("/jobs", json={"jobs": mixed})
+    assert refused.status_code == 429
+    assert "queue 'b' holds 50 waiting jobs" in problem(refused)["detail"]
+    assert sync_redis.llen("jr:{default}:ready") == 0  # nothing of the request was written
+
+
 def test_the_same_idempotency_key_returns_the_first_job(api: httpx.Client) -> None:
     first = api.post("/jobs", json={"type": "noop", "idempotency_key": "order-42"}).json()
     again = api.post("/jobs", json={"type": "email", "idempotency_key": "order-42"}).json()

@@ -108,6 +108,31 @@ def test_poison_of_every_kind_is_contained_and_nothing_is_lost(model: str, tmp_p
     assert runs_of[killer[0]] >= 1, runs_of  # the killer itself always starts before it kills
 
 
+def test_a_batch_near_maxmemory_is_refused_whole_not_half_written(tmp_path: Path) -> None:
+    """One request, one script: at maxmemory Redis refuses a script before its first write,
+    never in the middle, so a refused batch wrote nothing. Split into chunks of 1,000 (as it
+    was), this batch was answered 503 with its first two chunks written: jobs the ledger calls
+    refused then ran (2,000 phantoms), and a client that retried got them twice."""
+    with session(tmp_path, "maxmemory[batch]", via="api", workers=0) as s:
+        client = s.stack.client
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 1_500_000)
+        refused = s.producer.send([Probe(pad=80)] * 4000)  # its arguments alone pass the limit
+        written = len(snapshot(client).jobs)
+        client.config_set("maxmemory", 0)
+        accepted = s.producer.send([Probe(pad=80)] * 4000)
+        s.stack.add_worker()
+        s.settle()
+        report = s.report()
+    publish(report)
+    assert (refused.status, refused.code) == ("rejected", "503 redis_full")
+    assert written == 0
+    assert accepted.status == "ack"
+    assert (report.acknowledged, report.completed, report.rejected) == (4000, 4000, 4000)
+    assert (report.lost, report.phantoms) == (0, 0)
+    assert report.invariant_violations == []
+
+
 def test_redis_at_maxmemory_refuses_enqueues_clearly_and_evicts_nothing(tmp_path: Path) -> None:
     with session(tmp_path, "maxmemory[noeviction]", via="api", workers=0) as s:
         client = s.stack.client

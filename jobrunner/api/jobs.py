@@ -11,10 +11,11 @@ from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError
 from jobrunner.api.responses import ERRORS, NOT_FOUND
 from jobrunner.api.schemas import BatchRequest, Enqueued, FailedPage, JobRequest, JobView, Requeued
 from jobrunner.config import Settings
+from jobrunner.errors import QueueFull
 from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job_id
 from jobrunner.job import queue_of as queue_of_id
 from jobrunner.metrics import JobMetrics
-from jobrunner.queue import ReliableQueue
+from jobrunner.queue import NewJob, ReliableQueue
 from jobrunner.registry import Registry
 
 
@@ -59,40 +60,27 @@ def jobs_router(
             raise ApiError(422, "invalid", str(exc), field=where.replace("type", "data")) from exc
         return job
 
-    async def check_backpressure(q: ReliableQueue, queues: set[str]) -> None:
-        if not settings.max_queue_depth:
-            return
-        for name in sorted(queues):
-            stats = await q.stats(name)
-            if stats.ready + stats.scheduled >= settings.max_queue_depth:
-                raise ApiError(
-                    429,
-                    "queue_full",
-                    f"queue {name!r} holds {stats.ready + stats.scheduled} waiting jobs, "
-                    f"its bound is {settings.max_queue_depth}; try again later",
-                    field="queue",
-                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                )
-
     @router.post("/jobs", status_code=202, response_model=Enqueued, responses=ERRORS)
     async def enqueue(request: Request, body: JobRequest | BatchRequest) -> Enqueued:
-        """Enqueue one job (`{"type": ..., "data": ...}`) or a batch (`{"jobs": [...]}`)."""
+        """Enqueue one job (`{"type": ..., "data": ...}`) or a batch (`{"jobs": [...]}`): the
+        whole request is written in one step, or nothing is (any error answer)."""
         items = body.jobs if isinstance(body, BatchRequest) else [body]
         single = isinstance(body, JobRequest)
-        jobs = [to_job(item, None if single else i) for i, item in enumerate(items)]
-        q = queue_of(request)
-        await check_backpressure(q, {job.queue for job in jobs})
-        by_delay: dict[float, list[Job]] = {}
-        for job, item in zip(jobs, items, strict=True):
-            by_delay.setdefault(item.delay, []).append(job)
-        by_id: dict[str, bool] = {}
-        for delay, batch in by_delay.items():
-            flags = await q.enqueue_jobs(batch, delay=delay, checked=True)
-            by_id.update(zip([job.id for job in batch], flags, strict=True))
-            for job, new in zip(batch, flags, strict=True):
-                if new:
-                    metrics.enqueued.labels(job.type, job.queue).inc()
-        return Enqueued(ids=[j.id for j in jobs], created=[by_id[j.id] for j in jobs])
+        batch = [
+            NewJob(to_job(item, None if single else i), item.delay, item.idempotency_key)
+            for i, item in enumerate(items)
+        ]
+        try:
+            done = await queue_of(request).enqueue_batch(
+                batch, max_depth=settings.max_queue_depth, checked=True
+            )
+        except QueueFull as exc:
+            raise ApiError(429, "queue_full", str(exc), field="queue",
+                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc  # fmt: skip
+        for item, new in zip(batch, done.created, strict=True):
+            if new:
+                metrics.enqueued.labels(item.job.type, item.job.queue).inc()
+        return Enqueued(ids=done.ids, created=done.created)
 
     @router.get("/jobs/{job_id}", response_model=JobView, responses=NOT_FOUND)
     async def get_job(request: Request, job_id: str, queue: str | None = None) -> JobView:

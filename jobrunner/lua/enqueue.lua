@@ -1,34 +1,58 @@
--- enqueue: add jobs that do not exist yet, ready now or scheduled for later.
--- KEYS[1] ready LIST     KEYS[2] scheduled ZSET     KEYS[3] stats HASH     KEYS[4] wake LIST
--- ARGV[1] job key prefix
--- ARGV[2..] groups of 4: id, encoded spec, max_retries, delay_ms (0 = ready now)
--- Returns: a list with one flag per job, 1 = added, 0 = an id that already exists (not changed).
--- A job hash that exists is left alone, which makes deterministic ids idempotent.
+-- enqueue: add a batch of jobs, all or nothing, over one or more queues.
+-- KEYS: per queue, in order: ready LIST, scheduled ZSET, stats HASH, wake LIST (4 keys each);
+--       then one idempotency STRING per job that carries a key (see ARGV below).
+-- ARGV[1] number of queues Q     ARGV[2] bound on a queue's waiting jobs (0 = none)
+-- ARGV[3] idempotency record ttl ms
+-- ARGV[4 .. 3+Q] each queue's job key prefix
+-- ARGV[4+Q ..] groups of 6 per job: queue index (1..Q), id, encoded spec, max_retries,
+--   delay_ms (0 = ready now), idempotency KEYS index (0 = none)
+-- Returns: {1, r1, r2, ...} with one r per job: 1 = added; 0 = its id exists already (nothing
+--   changed); a string = the id of the job its idempotency key already names (nothing added).
+--   {-1, queue index, waiting} when a queue holds `bound` waiting jobs or more: nothing written.
+-- All or nothing: the bound is checked before any write, and at maxmemory Redis refuses a
+-- script at its first write, never later in the same script, so a refusal writes nothing.
+-- An idempotency key names one job whatever the queue; its record outlives the job's hash.
 --#include _new_job
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local prefix = ARGV[1]
-local flags = {}
-local added, ready = 0, 0
-for i = 2, #ARGV, 4 do
-  local id, delay = ARGV[i], tonumber(ARGV[i + 3])
-  local key = prefix .. id
-  if redis.call('EXISTS', key) == 1 then
-    flags[#flags + 1] = 0
-  else
-    if delay > 0 then
-      new_job(key, ARGV[i + 1], ARGV[i + 2], now, 'scheduled')
-      redis.call('ZADD', KEYS[2], now + delay, id)
-    else
-      new_job(key, ARGV[i + 1], ARGV[i + 2], now, 'ready')
-      redis.call('LPUSH', KEYS[1], id)
-      ready = ready + 1
-    end
-    added = added + 1
-    flags[#flags + 1] = 1
+local q = tonumber(ARGV[1])
+local bound, idem_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+if bound > 0 then
+  for i = 1, q do
+    local k = 4 * (i - 1)
+    local waiting = redis.call('LLEN', KEYS[k + 1]) + redis.call('ZCARD', KEYS[k + 2])
+    if waiting >= bound then return {-1, i, waiting} end
   end
 end
-if added > 0 then redis.call('HINCRBY', KEYS[3], 'enqueued', added) end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local out = {1}
+local added, ready = {}, {}
+for i = 4 + q, #ARGV, 6 do
+  local qi, id, delay, idem = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  local named = idem > 0 and redis.call('GET', KEYS[idem])
+  local key = ARGV[3 + qi] .. id
+  if named then
+    out[#out + 1] = (named == id) and 0 or named
+  elseif redis.call('EXISTS', key) == 1 then
+    out[#out + 1] = 0
+  else
+    local k = 4 * (qi - 1)
+    if delay > 0 then
+      new_job(key, ARGV[i + 2], ARGV[i + 3], now, 'scheduled')
+      redis.call('ZADD', KEYS[k + 2], now + delay, id)
+    else
+      new_job(key, ARGV[i + 2], ARGV[i + 3], now, 'ready')
+      redis.call('LPUSH', KEYS[k + 1], id)
+      ready[qi] = (ready[qi] or 0) + 1
+    end
+    added[qi] = (added[qi] or 0) + 1
+    out[#out + 1] = 1
+  end
+  if idem > 0 and not named then redis.call('SET', KEYS[idem], id, 'PX', idem_ttl) end
+end
+for qi, n in pairs(added) do redis.call('HINCRBY', KEYS[4 * (qi - 1) + 3], 'enqueued', n) end
 -- wake an idle worker: a marker in a list of at most one, which BLPOP-waiting workers take
-if ready > 0 then redis.call('LPUSH', KEYS[4], 1); redis.call('LTRIM', KEYS[4], 0, 0) end
-return flags
+for qi, _ in pairs(ready) do
+  local wake = KEYS[4 * (qi - 1) + 4]
+  redis.call('LPUSH', wake, 1); redis.call('LTRIM', wake, 0, 0)
+end
+return out
