@@ -104,7 +104,8 @@ def fired_slots(client: redis.Redis, name: str, queue: str = "default") -> list[
     """Slot times of the schedule's jobs in the ready list, in enqueue order (with repeats)."""
     prefix = f"sched:{name}:"
     ids = [i.decode() for i in reversed(client.lrange(f"jr:{{{queue}}}:ready", 0, -1))]
-    return [int(i[len(prefix) :]) for i in ids if i.startswith(prefix)]
+    # an id is sched:<name>:<slot ms>, and @<queue> off the default queue
+    return [int(i[len(prefix) :].partition("@")[0]) for i in ids if i.startswith(prefix)]
 
 
 def schedule_state(client: redis.Redis, name: str) -> dict[str, int]:

@@ -106,7 +106,8 @@ def test_the_dashboard_lives_under_load_and_requeues_dead_jobs(
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     app = create_app(
-        Settings(redis_url=redis_url), load_handlers(["tests.jobs", "jobrunner.lab.handlers.demo"])
+        Settings(redis_url=redis_url, queues=["default", "parked"]),
+        load_handlers(["tests.jobs", "jobrunner.lab.handlers.demo"]),
     )
     worker = WorkerProcess(redis_url, tmp_path, "--import", "jobrunner.lab.handlers.demo",
                            "--log-level", "warning")  # fmt: skip
