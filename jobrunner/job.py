@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from jobrunner.errors import PayloadDecodeError
+from jobrunner.payload import check_json, check_json_bytes
 
 DEFAULT_QUEUE = "default"
 DEFAULT_TIMEOUT = 30.0
@@ -140,7 +141,7 @@ def decode_job(data: bytes | str) -> Job:
     """Decode a stored spec; anything malformed raises ``PayloadDecodeError`` with the reason."""
     try:
         return _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise PayloadDecodeError(f"cannot decode job: {exc}") from exc
 
 
@@ -148,32 +149,6 @@ def encode_value(value: Any) -> bytes:
     """Encode a JSON value (payloads, results); TypeError for anything JSON would not keep as is."""
     check_json(value)
     return _encoder.encode(value)
-
-
-def check_json(value: Any, path: str = "payload") -> None:
-    """Refuse what JSON cannot hold unchanged (sets, bytes, NaN, dates, objects...).
-
-    msgspec would quietly turn a set into a list, bytes into base64 and NaN into null; a job
-    must run with the payload it was given, so such values are an error at enqueue instead.
-    """
-    kind = type(value)
-    if value is None or kind is str or kind is bool or kind is int:
-        return
-    if kind is float:
-        if not math.isfinite(value):
-            raise TypeError(f"{path} is {value!r}: JSON has no NaN or infinity")
-        return
-    if kind is list or kind is tuple:
-        for index, item in enumerate(value):
-            check_json(item, f"{path}[{index}]")
-        return
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                raise TypeError(f"{path} has a key {key!r}: JSON object keys are strings")
-            check_json(item, f"{path}.{key}")
-        return
-    raise TypeError(f"{path} is a {kind.__name__}: not a JSON value")
 
 
 def check_job(job: Job) -> None:
@@ -189,4 +164,7 @@ def check_job(job: Job) -> None:
         raise ValueError(f"max_retries must be >= 0, not {job.max_retries}")
     if job.timeout is not None and not 0 < job.timeout < math.inf:
         raise ValueError(f"timeout must be a positive number of seconds, not {job.timeout!r}")
-    check_json(job.payload)
+    if isinstance(job.payload, msgspec.Raw):  # JSON text from a client, already parsed once
+        check_json_bytes(bytes(job.payload), "data")
+    else:
+        check_json(job.payload)

@@ -97,16 +97,32 @@ def test_the_same_idempotency_key_returns_the_first_job(api: httpx.Client) -> No
     assert api.get("/queues").json()[0]["ready"] == 1
 
 
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code", "field"),
     [
         ({"type": "no.such.type"}, 422, "unknown_type", "type"),
-        ({"type": "noop", "delay": -1}, 422, "invalid", "JobRequest.delay"),
-        ({"type": 5}, 422, "invalid", "JobRequest.type"),
-        ({"type": "noop", "surprise": 1}, 422, "invalid", "JobRequest.surprise"),
-        ({"type": "noop", "queue": "bad queue name"}, 422, "invalid", "JobRequest.queue"),
-        ({"jobs": []}, 422, "invalid", None),
+        ({"type": "noop", "delay": -1}, 422, "invalid", "delay"),
+        ({"type": 5}, 422, "invalid", "type"),
+        ({"type": "noop", "surprise": 1}, 422, "invalid", "surprise"),
+        ({"type": "noop", "queue": "bad queue name"}, 422, "invalid", "queue"),
+        ({"jobs": []}, 422, "invalid", "jobs"),
         ({"jobs": [{"type": "noop"}, {"type": "nope"}]}, 422, "unknown_type", "jobs.1.type"),
+        (
+            {"jobs": [{"type": "noop"}, {"type": "noop", "delay": "soon"}]},
+            422,
+            "invalid",
+            "jobs.1.delay",
+        ),
+        ({"data": {}}, 422, "invalid", "type"),
+        ({"type": "noop", "jobs": [{"type": "noop"}]}, 422, "invalid", "jobs"),
+        ({"type": "noop", "data": nested(65)}, 422, "max_depth", "data"),
     ],
 )
 def test_bad_requests_get_a_clear_4xx_and_write_nothing(
@@ -120,10 +136,7 @@ def test_bad_requests_get_a_clear_4xx_and_write_nothing(
     response = api.post("/jobs", json=body)
     assert response.status_code == status
     answer = problem(response)
-    assert answer["code"] == code
-    if field is not None:
-        assert answer["field"] is not None
-        assert answer["field"].endswith(field.split(".")[-1])
+    assert (answer["code"], answer["field"]) == (code, field)
     assert sync_redis.keys("jr:{*") == []
 
 
@@ -293,3 +306,54 @@ def test_readiness_follows_a_real_worker(redis_url: str, tmp_path: Any) -> None:
         answer = api.get("/readyz")
         assert answer.status_code == 503
         assert problem(answer)["code"] == "no_workers"
+
+
+def test_a_payload_at_the_depth_limit_is_stored_and_read_back(api: httpx.Client) -> None:
+    """Data nested 300 deep was accepted, then GET /jobs/{id} answered 500 for its whole life."""
+    job_id = api.post("/jobs", json={"type": "noop", "data": nested(64)}).json()["ids"][0]
+    answer = api.get(f"/jobs/{job_id}")
+    assert answer.status_code == 200
+    assert answer.json()["data"] == nested(64)
+    deep = api.post("/jobs", json={"type": "noop", "data": nested(300)})
+    assert (deep.status_code, problem(deep)["code"]) == (422, "max_depth")
+    assert "nested 300 deep; the limit is 64" in problem(deep)["detail"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"type": "noop", "data": "\\ud800"}', b'{"type": "noop", "data": {"\\udfff": 1}}'],
+)
+def test_a_lone_surrogate_is_a_4xx_not_a_500(
+    api: httpx.Client, sync_redis: redis.Redis, raw: bytes
+) -> None:
+    answer = api.post("/jobs", content=raw.replace(b"\\\\", b"\\"),
+                      headers={"content-type": "application/json"})  # fmt: skip
+    assert answer.status_code == 422
+    assert "surrogate" in problem(answer)["detail"]
+    assert sync_redis.keys("jr:{*") == []
+
+
+def test_a_paired_surrogate_escape_is_text(api: httpx.Client) -> None:
+    raw = b'{"type": "noop", "data": "\\ud83d\\ude00"}'.replace(b"\\\\", b"\\")
+    job_id = api.post("/jobs", content=raw, headers={"content-type": "application/json"})
+    assert api.get(f"/jobs/{job_id.json()['ids'][0]}").json()["data"] == "\U0001f600"
+
+
+def test_four_wide_bodies_at_once_leave_the_api_answering(redis_url: str) -> None:
+    """A 1 MiB body of a 500,000-element array took 9.3 s to check; four at once made /healthz
+    wait 28 s. Each is now refused over the item limit without building it in Python."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = b'{"type": "noop", "data": [' + b",".join([b"1"] * 500_000) + b"]}"
+    with running_api(Settings(redis_url=redis_url)) as base:
+
+        def post() -> httpx.Response:
+            return httpx.post(f"{base}/jobs", content=body, timeout=30,
+                              headers={"content-type": "application/json"})  # fmt: skip
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(post) for _ in range(4)]
+            health = httpx.get(f"{base}/healthz", timeout=5)  # the deadline a probe would have
+        statuses = {a.result().json()["code"] for a in answers}
+    assert health.status_code == 200
+    assert statuses == {"max_items"}

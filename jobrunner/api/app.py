@@ -18,6 +18,7 @@ from jobrunner.api.errors import install_error_handlers
 from jobrunner.api.ingress import ingress_limit
 from jobrunner.api.jobs import jobs_router
 from jobrunner.api.limits import BodySizeLimit
+from jobrunner.api.openapi import install_openapi
 from jobrunner.api.queues import queues_router
 from jobrunner.api.rates import RateTracker
 from jobrunner.api.schedules import schedules_router
@@ -62,6 +63,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     if (limit_ingress := ingress_limit(settings)) is not None:  # before any route is added
         app.router.dependencies.append(Depends(limit_ingress))
     install_error_handlers(app, settings.max_payload_bytes)
+    install_openapi(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_payload_bytes)
     app.include_router(jobs_router(settings, registry, metrics, queues))
     app.include_router(queues_router(metrics, queues))

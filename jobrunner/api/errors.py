@@ -84,7 +84,8 @@ def install_error_handlers(app: FastAPI, max_payload_bytes: int) -> None:
         return problem(
             503,
             "redis_unavailable",
-            "Redis cannot be reached; nothing was written. Try again shortly.",
+            "Redis cannot be reached. The jobs were most likely not written, but a connection "
+            "lost after the request was sent cannot tell: retry with the same idempotency_key.",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 

@@ -7,14 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from jobrunner.api.bodies import JobIn, decode_jobs
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError
+from jobrunner.api.openapi import JOB_BODIES
 from jobrunner.api.responses import ERRORS, NOT_FOUND
-from jobrunner.api.schemas import BatchRequest, Enqueued, FailedPage, JobRequest, JobView, Requeued
+from jobrunner.api.schemas import Enqueued, FailedPage, JobView, Requeued
 from jobrunner.config import Settings
 from jobrunner.errors import QueueFull
 from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job_id
 from jobrunner.job import queue_of as queue_of_id
 from jobrunner.metrics import JobMetrics
+from jobrunner.payload import PayloadLimitError
 from jobrunner.queue import NewJob, ReliableQueue
 from jobrunner.registry import Registry
 
@@ -38,7 +41,7 @@ def jobs_router(
                            field=field)  # fmt: skip
         return name
 
-    def to_job(item: JobRequest, index: int | None) -> Job:
+    def to_job(item: JobIn, index: int | None) -> Job:
         """The job a request item asks for, checked once here (the queue is told so)."""
         where = "type" if index is None else f"jobs.{index}.type"
         if item.type not in registry:
@@ -54,18 +57,21 @@ def jobs_router(
         )
         job = Job(id=job_id, type=item.type, payload=item.data, queue=queue,
                   max_retries=item.max_retries, timeout=item.timeout)  # fmt: skip
+        data = where.replace("type", "data")
         try:
-            check_job(job)
+            check_job(job)  # the payload limits, on the client's JSON text
+        except PayloadLimitError as exc:
+            raise ApiError(422, exc.limit, str(exc).replace("data", data, 1), field=data) from exc
         except (TypeError, ValueError) as exc:
-            raise ApiError(422, "invalid", str(exc), field=where.replace("type", "data")) from exc
+            raise ApiError(422, "invalid", str(exc), field=data) from exc
         return job
 
-    @router.post("/jobs", status_code=202, response_model=Enqueued, responses=ERRORS)
-    async def enqueue(request: Request, body: JobRequest | BatchRequest) -> Enqueued:
+    @router.post("/jobs", status_code=202, response_model=Enqueued, responses=ERRORS,
+                 openapi_extra=JOB_BODIES)  # fmt: skip
+    async def enqueue(request: Request) -> Enqueued:
         """Enqueue one job (`{"type": ..., "data": ...}`) or a batch (`{"jobs": [...]}`): the
         whole request is written in one step, or nothing is (any error answer)."""
-        items = body.jobs if isinstance(body, BatchRequest) else [body]
-        single = isinstance(body, JobRequest)
+        items, single = decode_jobs(await request.body())
         batch = [
             NewJob(to_job(item, None if single else i), item.delay, item.idempotency_key)
             for i, item in enumerate(items)

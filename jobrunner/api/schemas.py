@@ -15,7 +15,11 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=200, examples=["email"])
-    data: Any = Field(default=None, description="the payload: any JSON value")
+    data: Any = Field(
+        default=None,
+        description="the payload: any JSON value, nested at most 64 deep, with at most 100,000 "
+        "array items and object members in all (else 422 max_depth / max_items)",
+    )
     queue: str | None = Field(
         default=None,
         pattern=QUEUE_NAME.pattern,

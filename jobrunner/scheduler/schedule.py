@@ -26,7 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from jobrunner.errors import ConfigError
-from jobrunner.job import DEFAULT_QUEUE, check_json, check_queue_name, job_id_in
+from jobrunner.job import DEFAULT_QUEUE, check_queue_name, job_id_in
+from jobrunner.payload import check_json
 
 Misfire = Literal["skip", "fire_once"]
 MISFIRE_POLICIES: tuple[str, ...] = get_args(Misfire)
