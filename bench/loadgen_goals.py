@@ -50,26 +50,29 @@ def run(repeats: int, quick: bool, console: Console) -> dict[str, Any]:
         "open_e2e_p50_ms", "open_e2e_p99_ms", "open_e2e_p999_ms")}  # fmt: skip
     curves: dict[str, HdrHistogram] = {}
     with Stack(workers=1, model="asyncio") as stack:
-        url = stack.api_url or ""
+        url, token = stack.api_url or "", stack.api_token
         console.print(stack.status())
         for i in range(repeats):
             console.rule(f"repeat {i + 1}/{repeats}")
             single = run_load(
-                LoadSpec(url=url, concurrency=32, total=single_jobs), redis_url=stack.redis_url
+                LoadSpec(url=url, token=stack.api_token, concurrency=32, total=single_jobs),
+                redis_url=stack.redis_url,
             ).summary()
             figures["single_rps"].append(single["requests_ok"] / single["send_seconds"])
             figures["single_p99_ms"].append(single["latency_ms"]["enqueue"]["p99"])
             stack.wait_idle(timeout=120)
             batch = run_load(
-                LoadSpec(url=url, concurrency=8, batch=100, total=batch_jobs),
+                LoadSpec(
+                    url=url, token=stack.api_token, concurrency=8, batch=100, total=batch_jobs
+                ),
                 redis_url=stack.redis_url,
             ).summary()
             figures["batch_jobs_per_s"].append(batch["enqueue_rate_jobs_per_s"])
             stack.wait_idle(timeout=300)
             rate = round(figures["single_rps"][-1] / 2)
             result = run_load(
-                LoadSpec(url=url, concurrency=64, loop="open", rate=rate, total=None,
-                         duration=open_seconds), redis_url=stack.redis_url,
+                LoadSpec(url=url, token=token, concurrency=64, loop="open", rate=rate,
+                         total=None, duration=open_seconds), redis_url=stack.redis_url,
             )  # fmt: skip
             summary = result.summary()
             e2e = summary["latency_ms"]["end_to_end"]

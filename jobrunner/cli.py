@@ -23,6 +23,7 @@ import click
 from jobrunner.config import Settings
 from jobrunner.errors import RedisUnavailable
 from jobrunner.logs import configure_logging
+from jobrunner.tokens import SCOPES, TokenStore
 
 if TYPE_CHECKING:
     from jobrunner.queue import ReliableQueue
@@ -313,6 +314,63 @@ def requeue(redis_url: str | None, ids: tuple[str, ...], queue: str, everything:
         raise click.UsageError("give job ids or --all")
     count = run_with_queue(redis_url, lambda q: q.requeue(queue, None if everything else list(ids)))
     click.echo(f"requeued {count}")
+
+
+@main.group()
+def token() -> None:
+    """API tokens: create (shown once, stored hashed), list, revoke."""
+
+
+def run_with_tokens(redis_url: str | None, work: Callable[[TokenStore], Awaitable[T]]) -> T:
+    return run_with_queue(redis_url, lambda q: work(TokenStore(q.redis, q.prefix)))
+
+
+@token.command("create")
+@redis_option
+@click.option("--name", required=True, help="who or what uses it, e.g. ci-producer")
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES), required=True,
+              help="repeatable: enqueue, read, admin, metrics")  # fmt: skip
+@click.option("--queue", "queues", multiple=True, help="bind it to these queues (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def token_create(
+    redis_url: str | None, name: str, scopes: tuple[str, ...], queues: tuple[str, ...],
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Create a token; it is printed once and only its hash is kept."""
+    try:
+        made, record = run_with_tokens(redis_url, lambda s: s.create(name, scopes, queues))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"token": made, **record.public()}))
+        return
+    click.echo(made)
+    where = ", ".join(record.queues) or "every queue"
+    click.echo(f"(id {record.id}, scopes {', '.join(record.scopes)}, {where}: "
+               "keep it now, it cannot be shown again)", err=True)  # fmt: skip
+
+
+@token.command("list")
+@redis_option
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def token_list(redis_url: str | None, as_json: bool) -> None:
+    """Every token's id, name, scopes and queues (never the token)."""
+    records = run_with_tokens(redis_url, lambda s: s.list())
+    if as_json:
+        click.echo(json.dumps([r.public() for r in records], indent=2))
+        return
+    rows = [[r.id, r.name, ",".join(r.scopes), ",".join(r.queues) or "*"] for r in records]
+    click.echo(text_table(["id", "name", "scopes", "queues"], rows))
+
+
+@token.command("revoke")
+@redis_option
+@click.argument("token_id")
+def token_revoke(redis_url: str | None, token_id: str) -> None:
+    """Revoke a token by id (API processes stop accepting it within token_cache_seconds)."""
+    if not run_with_tokens(redis_url, lambda s: s.revoke(token_id)):
+        raise click.ClickException(f"no token with id {token_id!r}")
+    click.echo(f"revoked {token_id}")
 
 
 @main.command()

@@ -59,6 +59,11 @@ class Settings(msgspec.Struct, kw_only=True):
     limits: str = ""  # execution limits by job type: 'email=50/s;resize=concurrency:4'
 
     # api
+    auth: bool = True  # tokens required (jobrunner token create); off only for local development
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)  # Host names; [] = loopback
+    metrics_token: str = ""  # a bearer value good for GET /metrics only (a Prometheus scraper)
+    token_cache_seconds: NonNeg = 5.0  # how long a checked token is trusted without Redis
+    session_ttl: Positive = 43_200.0  # seconds a dashboard login lasts
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024  # request body bound
     debug_routes: bool = False  # serve /debug/profile and /debug/heap
     ingress_rate: str = ""  # per-client request limit on the API, e.g. '100/s'; '' = off
@@ -72,6 +77,7 @@ class Settings(msgspec.Struct, kw_only=True):
     def __post_init__(self) -> None:
         self.queues = _split(self.queues)
         self.imports = _split(self.imports)
+        self.allowed_hosts = _split(self.allowed_hosts)
         for name, kind in _field_types().items():
             try:
                 msgspec.convert(getattr(self, name), kind)
@@ -111,7 +117,7 @@ class Settings(msgspec.Struct, kw_only=True):
             raw = upper.get(ENV_PREFIX + name.upper())
             if raw is None:
                 continue
-            if name in ("queues", "imports"):
+            if name in ("queues", "imports", "allowed_hosts"):
                 values[name] = _split(raw)
                 continue
             try:

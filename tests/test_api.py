@@ -13,14 +13,17 @@ import redis
 from jobrunner.config import Settings
 from jobrunner.dev.redis_server import RedisServer
 from jobrunner.queue import ReliableQueue
-from tests.api_server import running_api
+from tests.api_server import bearer, make_token, running_api
 
 
 @pytest.fixture
 def api(redis_url: str) -> Iterator[httpx.Client]:
     settings = Settings(redis_url=redis_url, max_payload_bytes=10_000, max_queue_depth=50,
                         queues=["default", "high", "b"])  # fmt: skip
-    with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
+    with (
+        running_api(settings) as base,
+        httpx.Client(base_url=base, headers=base.headers, timeout=10) as client,
+    ):
         yield client
 
 
@@ -243,7 +246,10 @@ def test_openapi_document_and_docs_are_served(api: httpx.Client) -> None:
 def test_redis_down_is_a_503_with_retry_after_never_a_2xx() -> None:
     server = RedisServer().start()
     settings = Settings(redis_url=server.url)
-    with running_api(settings) as base, httpx.Client(base_url=base, timeout=20) as client:
+    with (
+        running_api(settings) as base,
+        httpx.Client(base_url=base, headers=base.headers, timeout=20) as client,
+    ):
         assert client.post("/jobs", json={"type": "noop"}).status_code == 202
         server.kill()
         try:
@@ -279,7 +285,11 @@ def test_jobrunner_api_serves_the_app_as_a_process(redis_url: str) -> None:
                 return False
 
         wait_until(healthy, 30, what="the API process to answer")
-        response = httpx.post(f"http://127.0.0.1:{port}/jobs", json={"type": "email"})
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/jobs",
+            json={"type": "email"},
+            headers=bearer(make_token(redis_url)),
+        )
         assert response.status_code == 202
     finally:
         proc.terminate()
@@ -294,7 +304,10 @@ def test_readiness_follows_a_real_worker(redis_url: str, tmp_path: Any) -> None:
     from tests.conftest import wait_until
     from tests.workers import WorkerProcess
 
-    with running_api(Settings(redis_url=redis_url)) as base, httpx.Client(base_url=base) as api:
+    with (
+        running_api(Settings(redis_url=redis_url)) as base,
+        httpx.Client(base_url=base, headers=base.headers) as api,
+    ):
         assert api.get("/readyz").status_code == 503
         worker = WorkerProcess(redis_url, tmp_path)
         try:
@@ -348,8 +361,8 @@ def test_four_wide_bodies_at_once_leave_the_api_answering(redis_url: str) -> Non
     with running_api(Settings(redis_url=redis_url)) as base:
 
         def post() -> httpx.Response:
-            return httpx.post(f"{base}/jobs", content=body, timeout=30,
-                              headers={"content-type": "application/json"})  # fmt: skip
+            headers = {**base.headers, "content-type": "application/json"}
+            return httpx.post(f"{base}/jobs", content=body, timeout=30, headers=headers)
 
         with ThreadPoolExecutor(4) as pool:
             answers = [pool.submit(post) for _ in range(4)]

@@ -24,7 +24,7 @@ DECLARED = ["default", "high"]
 def api(redis_url: str) -> Iterator[httpx.Client]:
     with (
         running_api(Settings(redis_url=redis_url, queues=DECLARED)) as base,
-        httpx.Client(base_url=base, timeout=10) as client,
+        httpx.Client(base_url=base, headers=base.headers, timeout=10) as client,
     ):
         yield client
 
@@ -82,10 +82,13 @@ def test_a_queue_named_by_a_handler_is_declared(redis_url: str) -> None:
     handlers.handler("send", queue="mail")(lambda payload: None)
     app = create_app(Settings(redis_url=redis_url), handlers)
     with running_api(Settings(redis_url=redis_url), app=app) as base:
-        answer = httpx.post(f"{base}/jobs", json={"type": "send", "data": {}})
+        answer = httpx.post(f"{base}/jobs", json={"type": "send", "data": {}}, headers=base.headers)
         assert answer.status_code == 202
         assert answer.json()["ids"][0].endswith("@mail")
-        assert [q["name"] for q in httpx.get(f"{base}/queues").json()] == ["default", "mail"]
+        assert [q["name"] for q in httpx.get(f"{base}/queues", headers=base.headers).json()] == [
+            "default",
+            "mail",
+        ]
 
 
 def test_declaring_more_queues_than_the_bound_is_a_startup_error(redis_url: str) -> None:

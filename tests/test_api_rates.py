@@ -30,7 +30,10 @@ async def test_rates_are_counter_differences_over_each_window(aredis: AsyncRedis
 
 
 def test_queues_route_reports_recent_rates(redis_url: str) -> None:
-    with running_api(Settings(redis_url=redis_url)) as base, httpx.Client(base_url=base) as api:
+    with (
+        running_api(Settings(redis_url=redis_url)) as base,
+        httpx.Client(base_url=base, headers=base.headers) as api,
+    ):
         api.post("/jobs", json={"jobs": [{"type": "noop"}] * 20})
 
         def rated() -> dict[str, float]:

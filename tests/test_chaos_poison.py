@@ -142,7 +142,8 @@ def test_redis_at_maxmemory_refuses_enqueues_clearly_and_evicts_nothing(tmp_path
         client.config_set("maxmemory", int(client.info("memory")["used_memory"]) - 100_000)
         refused = s.producer.send([Probe(pad=1000)] * 10)
         assert (refused.status, refused.code) == ("rejected", "503 redis_full")
-        answer = httpx.post(f"{s.stack.api_url}/jobs", json={"type": "chaos.probe", "data": {}})
+        answer = httpx.post(f"{s.stack.api_url}/jobs", json={"type": "chaos.probe", "data": {}},
+                            headers=s.stack.api_headers)  # fmt: skip
         assert answer.status_code == 503
         assert answer.headers["retry-after"] == "1"
         snap = snapshot(client)

@@ -55,7 +55,8 @@ def test_redis_killed_and_restarted_with_aof_loses_nothing_acknowledged(tmp_path
         assert set(s.stack.worker_pids()) == workers, "workers must ride out the outage"
         api_url, *worker_urls = s.stack.metrics_urls()
         texts = [urllib.request.urlopen(url, timeout=10).read().decode() for url in worker_urls]
-        api_text = urllib.request.urlopen(api_url, timeout=10).read().decode()
+        request = urllib.request.Request(api_url, headers=s.stack.api_headers)
+        api_text = urllib.request.urlopen(request, timeout=10).read().decode()
         counters = check_metrics(snapshot(s.stack.client), [api_text], texts)
         assert logs_mentioning(s, PREFLIGHT) == set()  # AOF on: nothing to warn about
     publish(report)

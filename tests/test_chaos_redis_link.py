@@ -60,7 +60,8 @@ def test_redis_unreachable_at_enqueue_is_a_clear_error_everywhere(tmp_path: Path
         assert s.stack.api_url is not None
         server.kill()
         try:
-            answer = httpx.post(f"{s.stack.api_url}/jobs", json={"type": "chaos.probe"}, timeout=20)
+            answer = httpx.post(f"{s.stack.api_url}/jobs", json={"type": "chaos.probe"},
+                                timeout=20, headers=s.stack.api_headers)  # fmt: skip
             assert answer.status_code == 503
             assert answer.headers["retry-after"] == "1"
             assert answer.json()["code"] == "redis_unavailable"

@@ -28,6 +28,7 @@ from jobrunner.dev.redis_server import free_port
 from jobrunner.job import make_job
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import load_handlers
+from tests.api_server import bearer, make_token
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,10 +79,17 @@ def app(redis_url: str) -> FastAPI:
     return create_app(Settings(redis_url=redis_url), load_handlers(["tests.jobs"]))
 
 
-def test_the_page_and_every_file_it_names_are_served(app: FastAPI) -> None:
-    with serving(app) as base, httpx.Client(base_url=base) as http:
-        page = http.get("/dashboard")
+@pytest.fixture
+def auth(redis_url: str) -> dict[str, str]:
+    return bearer(make_token(redis_url))
+
+
+def test_the_page_and_every_file_it_names_are_served(app: FastAPI, redis_url: str) -> None:
+    with serving(app) as base, httpx.Client(base_url=base, follow_redirects=True) as http:
+        assert "Sign in" in http.get("/dashboard").text  # the login page, until signed in
+        page = http.get("/dashboard", params={"token": make_token(redis_url)})
         assert page.status_code == 200
+        assert str(page.url).endswith("/dashboard")  # the token left the URL
         assert page.headers["content-type"].startswith("text/html")
         assets = re.findall(r'(?:src|href)="(dashboard/static/[^"]+)"', page.text)
         assert "dashboard/static/vendor/uplot/uPlot.iife.min.js" in assets
@@ -155,14 +163,16 @@ async def test_the_feed_says_when_redis_does_not_answer() -> None:
     assert len(feed.points) == 0  # no made-up point on the charts
 
 
-def test_every_viewer_shares_one_redis_read_per_tick(app: FastAPI, sync_redis: Any) -> None:
+def test_every_viewer_shares_one_redis_read_per_tick(
+    app: FastAPI, sync_redis: Any, auth: dict[str, str]
+) -> None:
     viewers = 5
     with serving(app) as base:
         feed: LiveFeed = app.state.live_feed
         calls_before = sync_redis.info("commandstats").get("cmdstat_time", {}).get("calls", 0)
         samples_before = feed.samples
         received: list[list[tuple[str, Any]]] = []
-        with httpx.Client(base_url=base, timeout=10) as http:
+        with httpx.Client(base_url=base, timeout=10, headers=auth) as http:
             streams = [http.stream("GET", "/dashboard/events") for _ in range(viewers)]
             responses = [s.__enter__() for s in streams]
             try:
@@ -206,7 +216,8 @@ def test_sigterm_ends_open_streams_and_the_api_exits(redis_url: str) -> None:
 
         wait_until(healthy, 30, what="the API process to answer")
         url = f"http://127.0.0.1:{port}/dashboard/events"
-        with httpx.stream("GET", url, timeout=20) as response:
+        headers = bearer(make_token(redis_url))
+        with httpx.stream("GET", url, timeout=20, headers=headers) as response:
             lines = response.iter_lines()
             assert [e for e, _ in read_events(lines, 2)] == ["history", "tick"]
             proc.send_signal(signal.SIGTERM)
@@ -231,14 +242,15 @@ async def test_new_streams_after_close_end_at_once(queue: ReliableQueue) -> None
     assert feed.viewers == 0
 
 
-def test_stopping_the_server_ends_a_stream_still_open(app: FastAPI) -> None:
+def test_stopping_the_server_ends_a_stream_still_open(app: FastAPI, auth: dict[str, str]) -> None:
     lines: list[str] = []
     with serving(app) as base:
         feed: LiveFeed = app.state.live_feed
         reader_done = threading.Event()
 
         def read() -> None:
-            with httpx.stream("GET", f"{base}/dashboard/events", timeout=30) as response:
+            url = f"{base}/dashboard/events"
+            with httpx.stream("GET", url, timeout=30, headers=auth) as response:
                 lines.extend(response.iter_lines())  # until the server ends the stream
             reader_done.set()
 

@@ -74,6 +74,22 @@ def exported(text: str) -> set[str]:
     return names
 
 
+METRICS_TOKEN = "test-metrics-token-0123456789abcdef"
+
+
+def compose_env(service: str) -> dict[str, str]:
+    """The service's compose environment, ``${VAR:?...}`` filled as a .env file would."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    raw: dict[str, str] = compose["services"][service].get("environment", {})
+    values = {"JOBRUNNER_METRICS_TOKEN": METRICS_TOKEN}
+    out = {}
+    for key, value in raw.items():
+        found = re.fullmatch(r"\$\{(\w+):\?.*\}", str(value))
+        out[key] = values[found.group(1)] if found else str(value)
+    out.pop("REDIS_URL", None)  # the test's own Redis
+    return out
+
+
 def compose_command(service: str, replacements: dict[str, str]) -> list[str]:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     command: list[str] = compose["services"][service]["command"]
@@ -95,7 +111,8 @@ def stack(redis_url: str, tmp_path: Path) -> Iterator[dict[str, int]]:
     try:
         for service in ports:
             log = (tmp_path / f"{service}.log").open("wb")
-            procs.append(subprocess.Popen(compose_command(service, swaps), cwd=ROOT, env=env,
+            procs.append(subprocess.Popen(compose_command(service, swaps), cwd=ROOT,
+                                          env={**env, **compose_env(service)},
                                           stdout=log, stderr=log))  # fmt: skip
             log.close()
         yield ports
@@ -110,13 +127,18 @@ def stack(redis_url: str, tmp_path: Path) -> Iterator[dict[str, int]]:
                 proc.wait()
 
 
+SCRAPER = {"authorization": f"Bearer {METRICS_TOKEN}"}  # as Prometheus sends it
+
+
 def scrape(port: int, path: str = "/metrics") -> str:
-    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5).text
+    response = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5, headers=SCRAPER)
+    response.raise_for_status()
+    return response.text
 
 
 def answers(port: int) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).is_success
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1, headers=SCRAPER).is_success
     except httpx.TransportError:
         return False
 
@@ -150,6 +172,9 @@ def test_dashboards_and_rules_name_only_exported_metrics(
     wait_until(worker_saw_everything, 30, what="processed, retried and dead jobs")
     wait_until(lambda: "scheduler_is_leader 1.0" in scrape(stack["scheduler"]), 30,
                what="the scheduler to lead")  # fmt: skip
+    api = f"http://127.0.0.1:{stack['api']}"
+    assert httpx.get(f"{api}/metrics").status_code == 401  # the scraper's token, or nothing
+    assert httpx.get(f"{api}/queues", headers=SCRAPER).status_code == 403  # /metrics only
     names = set().union(*(exported(scrape(port)) for port in stack.values()))
     assert {"queue_depth", "jobs_enqueued_total", "jobs_processed_total",
             "job_duration_seconds_bucket", "scheduler_is_leader"} <= names  # fmt: skip
@@ -188,8 +213,8 @@ def test_api_readiness_check_fails_without_a_worker(redis_url: str, tmp_path: Pa
     port = free_port()
     cmd = compose_command("api", {"8000": str(port), "0.0.0.0": "127.0.0.1"})
     log = (tmp_path / "api.log").open("wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "REDIS_URL": redis_url},
-                            stdout=log, stderr=log)  # fmt: skip
+    env = {**os.environ, **compose_env("api"), "REDIS_URL": redis_url}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
     log.close()
     try:
         wait_until(lambda: answers(port), 30, what="the API")

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import httpx
 
 from jobrunner.dev.redis_server import free_port
+from tests.api_server import bearer, make_token
 from tests.conftest import wait_until
 
 
@@ -50,10 +51,11 @@ def api_process(redis_url: str, *imports: str) -> Iterator[str]:
 
 
 def test_the_api_refuses_a_lab_type_unless_its_module_was_imported(redis_url: str) -> None:
+    auth = bearer(make_token(redis_url, ["enqueue"]))
     with api_process(redis_url) as url:
-        refused = httpx.post(f"{url}/jobs", json={"type": "cpu_burn", "data": {}})
+        refused = httpx.post(f"{url}/jobs", json={"type": "cpu_burn", "data": {}}, headers=auth)
     assert refused.status_code == 422
     assert refused.json()["code"] == "unknown_type"
     with api_process(redis_url, "jobrunner.lab.handlers.demo") as url:
-        accepted = httpx.post(f"{url}/jobs", json={"type": "cpu_burn", "data": {}})
+        accepted = httpx.post(f"{url}/jobs", json={"type": "cpu_burn", "data": {}}, headers=auth)
     assert accepted.status_code == 202

@@ -63,8 +63,12 @@ async def test_worker_metrics_count_every_outcome(
     assert sample(metrics, "job_duration_seconds_count", type="test.fail_times", queue=q) == 2
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(url, timeout=5).text
+def scrape(
+    url: str, headers: dict[str, str] | None = None
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = httpx.get(url, timeout=5, headers=headers)
+    response.raise_for_status()
+    text = response.text
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -99,10 +103,10 @@ def test_a_process_model_worker_reports_the_sum_of_its_children(
 
 def test_the_api_exports_enqueues_and_queue_depths(redis_url: str) -> None:
     with running_api(Settings(redis_url=redis_url, queues=["default", "later"])) as base:
-        with httpx.Client(base_url=base) as client:
+        with httpx.Client(base_url=base, headers=base.headers) as client:
             client.post("/jobs", json={"jobs": [{"type": "noop"}] * 3 + [{"type": "email"}]})
             client.post("/jobs", json={"type": "noop", "delay": 60, "queue": "later"})
-        samples = scrape(f"{base}/metrics")
+        samples = scrape(f"{base}/metrics", base.headers)
     assert samples[("jobs_enqueued_total", (("queue", "default"), ("type", "noop")))] == 3
     assert samples[("jobs_enqueued_total", (("queue", "default"), ("type", "email")))] == 1
     assert samples[("queue_depth", (("queue", "default"), ("state", "ready")))] == 4

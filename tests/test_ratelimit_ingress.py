@@ -16,7 +16,10 @@ from tests.api_server import running_api
 @pytest.fixture
 def limited_api(redis_url: str) -> Iterator[httpx.Client]:
     settings = Settings(redis_url=redis_url, ingress_rate="token_bucket:3/10s:burst=3")
-    with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
+    with (
+        running_api(settings) as base,
+        httpx.Client(base_url=base, headers=base.headers, timeout=10) as client,
+    ):
         yield client
 
 
@@ -58,8 +61,8 @@ def test_two_api_servers_share_one_budget(redis_url: str) -> None:
     with (
         running_api(settings) as first,
         running_api(settings) as second,
-        httpx.Client(base_url=first) as a,
-        httpx.Client(base_url=second) as b,
+        httpx.Client(base_url=first, headers=first.headers) as a,
+        httpx.Client(base_url=second, headers=second.headers) as b,
     ):
         assert post(a, "carol").status_code == 202
         assert post(b, "carol").status_code == 202
@@ -70,7 +73,7 @@ def test_two_api_servers_share_one_budget(redis_url: str) -> None:
 def test_off_by_default(redis_url: str) -> None:
     settings = Settings(redis_url=redis_url)
     assert ingress_limit(settings) is None
-    with running_api(settings) as base, httpx.Client(base_url=base) as client:
+    with running_api(settings) as base, httpx.Client(base_url=base, headers=base.headers) as client:
         assert {post(client).status_code for _ in range(20)} == {202}
 
 

@@ -257,7 +257,7 @@ async def test_get_schedules_shows_definitions_fire_times_and_the_leader(
     clock.advance(31)
     await sched.step()
     with running_api(Settings(redis_url=redis_url)) as base:
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, headers=base.headers) as client:
             body = (await client.get("/schedules")).json()
     assert body["leader"]["id"] == "fake"
     assert body["leader"]["token"] == 1
@@ -276,7 +276,7 @@ async def test_get_schedules_shows_definitions_fire_times_and_the_leader(
 
 async def test_get_schedules_with_no_scheduler_running(redis_url: str) -> None:
     with running_api(Settings(redis_url=redis_url)) as base:
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, headers=base.headers) as client:
             response = await client.get("/schedules")
     assert response.status_code == 200
     assert response.json() == {"leader": None, "schedules": []}

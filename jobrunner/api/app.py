@@ -13,8 +13,9 @@ from types import ModuleType
 
 from fastapi import Depends, FastAPI
 
+from jobrunner.api.auth import Authenticator, AuthMiddleware, TrustedHosts, default_hosts
 from jobrunner.api.dashboard import dashboard_router
-from jobrunner.api.errors import install_error_handlers
+from jobrunner.api.errors import install_error_handlers, send_problem
 from jobrunner.api.ingress import ingress_limit
 from jobrunner.api.jobs import jobs_router
 from jobrunner.api.limits import BodySizeLimit
@@ -64,7 +65,15 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         app.router.dependencies.append(Depends(limit_ingress))
     install_error_handlers(app, settings.max_payload_bytes)
     install_openapi(app)
+    authenticator = Authenticator(settings.prefix, settings.token_cache_seconds,
+                                  settings.session_ttl, settings.metrics_token)  # fmt: skip
+    app.state.authenticator = authenticator
+    # outermost last: the Host check, then the body bound, then credentials, then the routes
+    app.add_middleware(AuthMiddleware, authenticator=authenticator, refuse=send_problem,
+                       enabled=settings.auth)  # fmt: skip
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_payload_bytes)
+    app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts or default_hosts(""),
+                       refuse=send_problem)  # fmt: skip
     app.include_router(jobs_router(settings, registry, metrics, queues))
     app.include_router(queues_router(metrics, queues))
     app.include_router(schedules_router())

@@ -8,14 +8,17 @@ Its feed (``LiveFeed``) samples Redis once a second for all viewers together.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
+from jobrunner.api.auth import SESSION_COOKIE, principal_of
 from jobrunner.api.errors import ApiError
 from jobrunner.api.live import LiveFeed
 
@@ -69,9 +72,47 @@ def dashboard_router(interval: float = 1.0) -> APIRouter:
             raise ApiError(503, "not_ready", "the dashboard feed is not running")
         return feed
 
-    @router.get("/dashboard", response_class=FileResponse, include_in_schema=False)
-    async def page() -> FileResponse:
-        return static_file("index.html")
+    @router.get("/dashboard", include_in_schema=False)
+    async def page(request: Request, token: str | None = None) -> Response:
+        """The dashboard for a signed-in viewer, else its login page. ``?token=`` signs in and
+        comes back here without it (as JupyterLab's URL does), so the token leaves the URL."""
+        if token is not None:
+            return await sign_in(request, token)
+        if principal_of(request.state).has("read"):
+            return static_file("index.html")
+        return static_file("login.html")
+
+    @router.post("/dashboard/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        """Sign in with a token (a form field or JSON ``token``); a cross-origin post is refused."""
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            raise ApiError(403, "csrf", "a login must come from this dashboard's own page")
+        raw = await request.body()
+        if request.headers.get("content-type", "").startswith("application/json"):
+            token = str(json.loads(raw or b"{}").get("token", ""))
+        else:
+            token = parse_qs(raw.decode(errors="replace")).get("token", [""])[0]
+        return await sign_in(request, token)
+
+    @router.get("/dashboard/session", include_in_schema=False)
+    async def session(request: Request) -> dict[str, Any]:
+        """Who is signed in, and the CSRF token a change made with the session cookie needs."""
+        principal = principal_of(request.state)
+        csrf = principal.session.csrf if principal.session else None
+        return {"name": principal.record.name, "scopes": list(principal.record.scopes),
+                "queues": list(principal.record.queues), "csrf": csrf}  # fmt: skip
+
+    @router.post("/dashboard/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        principal = principal_of(request.state)
+        if principal.session_id:
+            await request.app.state.authenticator.close_session(
+                request.app.state.queue.redis, principal.session_id
+            )
+        response = RedirectResponse("/dashboard", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
 
     @router.get("/dashboard/static/{name:path}", include_in_schema=False)
     async def static(name: str) -> FileResponse:
@@ -91,6 +132,24 @@ def dashboard_router(interval: float = 1.0) -> APIRouter:
         return feed_of(request).history()
 
     return router
+
+
+async def sign_in(request: Request, token: str) -> Response:
+    """Open a session for a token with the read scope; the cookie carries only its id."""
+    authenticator = request.app.state.authenticator
+    redis = request.app.state.queue.redis
+    record = await authenticator.bearer(redis, token.strip()) if token else None
+    if record is None or "read" not in record.scopes:
+        refused = static_file("login.html")
+        refused.status_code = 401
+        return refused
+    session_id, _ = await authenticator.open_session(redis, record)
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, session_id, max_age=round(authenticator.session_ttl), path="/",
+        httponly=True, samesite="strict", secure=request.url.scheme == "https",
+    )  # fmt: skip
+    return response
 
 
 def static_file(name: str) -> FileResponse:

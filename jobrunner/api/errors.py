@@ -3,6 +3,7 @@ fault when there is one, and a sentence for people. No traceback ever leaves the
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from jobrunner.errors import RedisFull, RedisUnavailable
 from jobrunner.logs import get_logger
@@ -49,6 +51,16 @@ def problem(
     return JSONResponse(
         {"code": code, "field": field, "detail": detail}, status_code=status, headers=headers
     )
+
+
+async def send_problem(send: Send, status: int, code: str, detail: str) -> None:
+    """A Problem answer written straight to the ASGI channel (for middleware)."""
+    headers = [(b"content-type", b"application/json")]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="jobrunner"'))
+    body = json.dumps({"code": code, "field": None, "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def install_error_handlers(app: FastAPI, max_payload_bytes: int) -> None:

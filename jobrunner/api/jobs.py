@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from jobrunner.api.auth import principal_of
 from jobrunner.api.bodies import JobIn, decode_jobs
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError
 from jobrunner.api.openapi import JOB_BODIES
@@ -38,6 +39,16 @@ def jobs_router(
         if name not in accepted:
             raise ApiError(422, "unknown_queue",
                            f"queue {name!r} is not declared; declared: {', '.join(declared)}",
+                           field=field)  # fmt: skip
+        return name
+
+    def permitted(request: Request, name: str, field: str | None = "queue") -> str:
+        """A declared queue the caller's token may use (tokens may be bound to queues)."""
+        declared_queue(name, field)
+        principal = principal_of(request.state)
+        if not principal.allows(name):
+            raise ApiError(403, "forbidden_queue",
+                           f"token {principal.record.name!r} may not use queue {name!r}",
                            field=field)  # fmt: skip
         return name
 
@@ -76,6 +87,8 @@ def jobs_router(
             NewJob(to_job(item, None if single else i), item.delay, item.idempotency_key)
             for i, item in enumerate(items)
         ]
+        for i, new in enumerate(batch):
+            permitted(request, new.job.queue, "queue" if single else f"jobs.{i}.queue")
         try:
             done = await queue_of(request).enqueue_batch(
                 batch, max_depth=settings.max_queue_depth, checked=True
@@ -83,8 +96,8 @@ def jobs_router(
         except QueueFull as exc:
             raise ApiError(429, "queue_full", str(exc), field="queue",
                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc  # fmt: skip
-        for item, new in zip(batch, done.created, strict=True):
-            if new:
+        for item, added in zip(batch, done.created, strict=True):
+            if added:
                 metrics.enqueued.labels(item.job.type, item.job.queue).inc()
         return Enqueued(ids=done.ids, created=done.created)
 
@@ -92,9 +105,9 @@ def jobs_router(
     async def get_job(request: Request, job_id: str, queue: str | None = None) -> JobView:
         """A job's state, attempts, last error and timestamps: one read, whatever the number of
         queues (the id names its queue; `queue` is for an id chosen without one)."""
-        record = await queue_of(request).get_job(
-            job_id, declared_queue(queue or queue_of_id(job_id))
-        )
+        name = queue or queue_of_id(job_id)
+        visible = name in accepted and principal_of(request.state).allows(name)
+        record = await queue_of(request).get_job(job_id, name) if visible else None
         if record is None:
             raise ApiError(404, "not_found", f"no job {job_id!r} (or its result expired)")
         return JobView.of(record)
@@ -107,7 +120,7 @@ def jobs_router(
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> FailedPage:
         """Dead jobs of a queue, most recent first."""
-        declared_queue(queue)
+        permitted(request, queue)
         q = queue_of(request)
         records = await q.dead_jobs(queue, offset, limit)
         total = (await q.stats(queue)).dead
@@ -118,7 +131,7 @@ def jobs_router(
     async def requeue_one(request: Request, job_id: str, queue: str | None = None) -> Requeued:
         """Send one dead job back to ready, with a fresh set of attempts (its id names its
         queue; `queue` is for an id chosen without one)."""
-        queue = declared_queue(queue or queue_of_id(job_id))
+        queue = permitted(request, queue or queue_of_id(job_id))
         n = await queue_of(request).requeue(queue, [job_id])
         if n == 0:
             raise ApiError(404, "not_found", f"no dead job {job_id!r} in queue {queue!r}")
@@ -127,6 +140,6 @@ def jobs_router(
     @router.post("/failed/requeue", response_model=Requeued)
     async def requeue_all(request: Request, queue: str = DEFAULT_QUEUE) -> Requeued:
         """Send every dead job of a queue back to ready."""
-        return Requeued(requeued=await queue_of(request).requeue(declared_queue(queue)))
+        return Requeued(requeued=await queue_of(request).requeue(permitted(request, queue)))
 
     return router

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
+from jobrunner.api.auth import principal_of
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError
 from jobrunner.api.jobs import queue_of
 from jobrunner.api.responses import UNAVAILABLE
@@ -26,8 +27,10 @@ def queues_router(metrics: JobMetrics, declared: Sequence[str]) -> APIRouter:
     @router.get("/queues", response_model=list[QueueView])
     async def queues(request: Request) -> list[QueueView]:
         """Every declared queue: ready, scheduled, in flight, dead, counters, recent rates."""
+        principal = principal_of(request.state)
+        visible = [name for name in declared if principal.allows(name)]
         out = []
-        for s in await queue_of(request).stats_many(declared):
+        for s in await queue_of(request).stats_many(visible):
             depths = {"ready": s.ready, "scheduled": s.scheduled, "dead": s.dead}
             rates = request.app.state.rates.rates(s.name)
             out.append(

@@ -56,7 +56,7 @@ def make_jobs(total: int, rng: random.Random) -> list[dict[str, Any]]:
     return jobs
 
 
-def post_jobs(api_url: str, jobs: list[dict[str, Any]], progress: Progress) -> float:
+def post_jobs(api_url: str, token: str, jobs: list[dict[str, Any]], progress: Progress) -> float:
     """Send ``jobs`` in batches through the API; returns the seconds it took."""
     task = progress.add_task("enqueued via POST /jobs", total=len(jobs))
     started = time.monotonic()
@@ -64,7 +64,7 @@ def post_jobs(api_url: str, jobs: list[dict[str, Any]], progress: Progress) -> f
         batch = jobs[start : start + POST_BATCH]
         request = urllib.request.Request(
             f"{api_url}/jobs", data=msgspec.json.encode({"jobs": batch}), method="POST",
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
         )  # fmt: skip
         with urllib.request.urlopen(request, timeout=30) as response:
             if response.status != 202:
@@ -214,11 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     console.print("[bold]starting[/] Redis, the API and the workers ...")
     with stack:
         console.print(stack.status())
-        console.print(f"API docs: {stack.api_url}/docs   metrics: {stack.api_url}/metrics")
+        console.print(f"dashboard (this link signs you in): {stack.dashboard_url}")
         jobs = make_jobs(args.jobs, random.Random(args.seed))
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       console=console) as progress:  # fmt: skip
-            post_seconds = post_jobs(stack.api_url or "", jobs, progress)
+            post_seconds = post_jobs(stack.api_url or "", stack.api_token, jobs, progress)
         flamegraph = args.profiles / "demo-worker.svg"
         profiler = None
         if args.profile_seconds > 0:

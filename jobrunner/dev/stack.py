@@ -32,6 +32,7 @@ import redis
 from jobrunner.dev.redis_server import RedisServer, free_port
 from jobrunner.errors import JobrunnerError
 from jobrunner.keys import PREFIX, QueueKeys, worker_key, workers_key
+from jobrunner.tokens import SCOPES, encode_record, new_token, tokens_key
 
 Role = Literal["api", "worker", "scheduler"]
 
@@ -138,6 +139,7 @@ class Stack:
         self._counter = 0
         self._ports: set[int] = set()  # handed out: two free_port() calls may agree otherwise
         self._client: redis.Redis | None = None
+        self.api_token = ""  # every scope; made in Redis when the stack starts
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -149,6 +151,7 @@ class Stack:
                 self.redis_server = RedisServer(appendonly=self.redis_appendonly).start()
                 self.redis_url = self.redis_server.url
             self.client.ping()
+            self.api_token = self._make_token()
             for _ in range(self.initial_workers):
                 self.add_worker(wait=False)
             for _ in range(self.initial_schedulers):
@@ -260,6 +263,8 @@ class Stack:
         lines = [f"{'redis':<10}{self.redis_url}"]
         if self.api_url:
             lines.append(f"{'api':<10}{self.api_url}  docs {self.api_url}/docs  pid {self.api.pid}")  # type: ignore[union-attr]
+            lines.append(f"{'dashboard':<10}{self.dashboard_url}")
+            lines.append(f"{'token':<10}{self.api_token}   (Authorization: Bearer ...)")
         for w in self.workers:
             metrics = f"  metrics :{w.metrics_port}" if w.metrics_port else ""
             state = "running" if w.alive else f"exited {w.popen.returncode}"
@@ -362,7 +367,23 @@ class Stack:
             time.sleep(down_for)  # the outage itself is the point of the call
         server.start()
 
+    @property
+    def api_headers(self) -> dict[str, str]:
+        """What a client sends to this stack's API: its token, which has every scope."""
+        return {"authorization": f"Bearer {self.api_token}"}
+
+    @property
+    def dashboard_url(self) -> str | None:
+        """The dashboard, signed in by the link (the token leaves the URL at once)."""
+        return f"{self.api_url}/dashboard?token={self.api_token}" if self.api_url else None
+
     # ---- internals -------------------------------------------------------------------------
+
+    def _make_token(self) -> str:
+        """A token with every scope for this stack's own use, as ``jobrunner token create``."""
+        token, record = new_token("stack", SCOPES)
+        self.client.hset(tokens_key(), record.id, encode_record(record))
+        return token
 
     def _spawn(
         self, role: Role, argv: list[str], env: Mapping[str, str] | None = None
@@ -391,7 +412,9 @@ class Stack:
 
     def _start_api(self) -> None:
         self.api_port = self.api_port or self._free_port()
-        self.api = self._spawn("api", ["api", "--port", str(self.api_port), *self.api_args])
+        queues = ["--queues", ",".join(self.queues)]
+        self.api = self._spawn("api", ["api", "--port", str(self.api_port), *queues,
+                                       *self.api_args])  # fmt: skip
         api = self.api
         url = f"http://127.0.0.1:{self.api_port}/healthz"
 

@@ -80,8 +80,13 @@ def run_up(stack: Stack, stdin: IO[str], out: Callable[[str], Any]) -> None:
         stack.start()
         out(stack.status())
         if stack.api_url:
-            out(f"\nAPI {stack.api_url}   docs {stack.api_url}/docs   "
+            out(f"\nTo see the dashboard, open this link (it signs you in):\n    "
+                f"{stack.dashboard_url}\nAPI {stack.api_url}   docs {stack.api_url}/docs   "
                 f"metrics {stack.api_url}/metrics")  # fmt: skip
+            out(
+                f"JOBRUNNER_TOKEN={stack.api_token}   "
+                f"(curl -H 'Authorization: Bearer $JOBRUNNER_TOKEN' {stack.api_url}/queues)"
+            )
         out(f"REDIS_URL={stack.redis_url}")
         _serve(Controller(stack), stdin, out)
     except KeyboardInterrupt:

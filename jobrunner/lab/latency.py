@@ -26,11 +26,11 @@ QUANTILES = ("p50", "p90", "p99", "p99.9", "max")
 
 def load(
     api_url: str, redis_url: str, *, loop: Loop, concurrency: int, duration: float,
-    rate: float = 0.0,
+    rate: float = 0.0, token: str = "",
 ) -> LoadResult:  # fmt: skip
     """One HTTP load of ``POST /jobs`` (one no-op job per request) for ``duration`` seconds."""
     spec = LoadSpec(
-        target="http", url=api_url, model="asyncio", concurrency=concurrency,
+        target="http", url=api_url, token=token, model="asyncio", concurrency=concurrency,
         loop=loop, rate=rate, total=None, duration=duration, wait_for_completion=60.0,
     )  # fmt: skip
     return run_load(spec, redis_url=redis_url, progress=False)
@@ -53,7 +53,7 @@ def row(result: LoadResult, **labels: Any) -> dict[str, Any]:
 
 def closed_sweep(
     api_url: str, redis_url: str, concurrencies: Iterable[int], duration: float,
-    repeats: int = 1, log: Callable[[str], None] = print,
+    repeats: int = 1, log: Callable[[str], None] = print, token: str = "",
 ) -> Any:  # fmt: skip
     """Closed loops at rising client counts; one DataFrame row per run."""
     import pandas as pd
@@ -62,7 +62,7 @@ def closed_sweep(
     for repeat in range(repeats):
         for clients in concurrencies:
             result = load(api_url, redis_url, loop="closed", concurrency=clients,
-                          duration=duration)  # fmt: skip
+                          duration=duration, token=token)  # fmt: skip
             rows.append(row(result, loop="closed", clients=clients, offered_rps=math.nan,
                             repeat=repeat))  # fmt: skip
             log(f"closed x{clients:<4} {rows[-1]['achieved_rps']:>8.0f} req/s  "
@@ -72,7 +72,7 @@ def closed_sweep(
 
 def open_sweep(
     api_url: str, redis_url: str, rates: Iterable[float], duration: float, clients: int,
-    repeats: int = 1, log: Callable[[str], None] = print,
+    repeats: int = 1, log: Callable[[str], None] = print, token: str = "",
 ) -> Any:  # fmt: skip
     """Open loops at each rate (requests per second) with up to ``clients`` in flight."""
     import pandas as pd
@@ -81,7 +81,7 @@ def open_sweep(
     for repeat in range(repeats):
         for rate in rates:
             result = load(api_url, redis_url, loop="open", concurrency=clients,
-                          duration=duration, rate=rate)  # fmt: skip
+                          duration=duration, rate=rate, token=token)  # fmt: skip
             rows.append(row(result, loop="open", clients=clients, offered_rps=round(rate, 1),
                             repeat=repeat))  # fmt: skip
             log(f"open {rate:>8.0f}/s -> {rows[-1]['achieved_rps']:>8.0f} req/s  "
@@ -124,7 +124,7 @@ def stalled(pid: int, after: float, seconds: float) -> Iterator[threading.Thread
 
 def omission(
     api_url: str, redis_url: str, api_pid: int, *, rate: float, clients: int, duration: float,
-    stall_at: float, stall_seconds: float, slow_ms: float = 100.0,
+    stall_at: float, stall_seconds: float, slow_ms: float = 100.0, token: str = "",
 ) -> tuple[dict[str, Any], Any]:  # fmt: skip
     """The same API stall under an open and a closed loop. Returns the HDR histograms to
     compare and a table of what each way of measuring recorded."""
@@ -132,9 +132,11 @@ def omission(
 
     with stalled(api_pid, stall_at, stall_seconds):
         opened = load(api_url, redis_url, loop="open", concurrency=clients, duration=duration,
-                      rate=rate)  # fmt: skip
+                      rate=rate, token=token)  # fmt: skip
     with stalled(api_pid, stall_at, stall_seconds):
-        closed = load(api_url, redis_url, loop="closed", concurrency=clients, duration=duration)
+        closed = load(
+            api_url, redis_url, loop="closed", concurrency=clients, duration=duration, token=token
+        )
     curves = {
         "open loop, timed from the intended start (what users saw)": opened.histograms["enqueue"],
         "open loop, timed from the actual send (coordinated omission)":

@@ -96,19 +96,23 @@ def speedscope_top(profile: dict[str, Any], n: int = 15) -> Any:
     return frame
 
 
-def fetch(url: str, timeout: float = 180.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def fetch(url: str, timeout: float = 180.0, token: str = "") -> bytes:
+    auth = {"authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers=auth), timeout=timeout
+    ) as response:
         body: bytes = response.read()
     return body
 
 
-def pyinstrument_api(api_url: str, seconds: float, out: Path) -> Path:
+def pyinstrument_api(api_url: str, seconds: float, out: Path, token: str = "") -> Path:
     """One profile of the API by its own ``/debug/profile`` route, as speedscope JSON (open it
     at speedscope.app; ``speedscope_top`` reads it). The route renders in the event loop, so
     the API answers nothing else meanwhile: keep the window short."""
     out.mkdir(parents=True, exist_ok=True)
     scope = out / "03-api-pyinstrument.speedscope.json"
-    scope.write_bytes(fetch(f"{api_url}/debug/profile?seconds={seconds}&format=speedscope"))
+    url = f"{api_url}/debug/profile?seconds={seconds}&format=speedscope"
+    scope.write_bytes(fetch(url, token=token))
     return scope
 
 
@@ -121,11 +125,11 @@ def py_spy_svg(pid: int, seconds: float, path: Path) -> Path:
     return path
 
 
-def heap_frame(api_url: str, top: int = 15) -> Any:
+def heap_frame(api_url: str, top: int = 15, token: str = "") -> Any:
     """The API's tracemalloc snapshot (``/debug/heap``) as a DataFrame."""
     import pandas as pd
 
-    body = json.loads(fetch(f"{api_url}/debug/heap?top={top}"))
+    body = json.loads(fetch(f"{api_url}/debug/heap?top={top}", token=token))
     frame = pd.DataFrame(body["top"])
     frame["KiB"] = (frame["bytes"] / 1024).round(1)
     return frame[["where", "KiB", "blocks"]], body["traced_bytes"], body["peak_bytes"]

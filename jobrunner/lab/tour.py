@@ -22,12 +22,12 @@ STATE_COLOURS = {
 }
 
 
-def call(url: str, method: str = "GET", body: Any = None, timeout: float = 10.0) -> Any:
-    """One JSON request; returns ``(status, decoded body)`` for any HTTP status."""
+def call(
+    url: str, method: str = "GET", body: Any = None, timeout: float = 10.0, token: str = ""
+) -> Any:
+    """One JSON request with the API token; returns ``(status, decoded body)`` for any status."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"content-type": "application/json"}
-    )
+    request = urllib.request.Request(url, data=data, method=method, headers=headers(token))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, raw = response.status, response.read()
@@ -40,7 +40,18 @@ def call(url: str, method: str = "GET", body: Any = None, timeout: float = 10.0)
         return status, text
 
 
-def follow(api_url: str, ids: Iterable[str], timeout: float = 30.0, interval: float = 0.02) -> Any:
+def headers(token: str) -> dict[str, str]:
+    """JSON, and ``Authorization: Bearer <token>`` (``stack.api_token``) when there is one."""
+    out = {"content-type": "application/json"}
+    if token:
+        out["authorization"] = f"Bearer {token}"
+    return out
+
+
+def follow(
+    api_url: str, ids: Iterable[str], timeout: float = 30.0, interval: float = 0.02,
+    token: str = "",
+) -> Any:  # fmt: skip
     """Poll ``GET /jobs/{id}`` for each job until all are done or dead; returns a DataFrame of
     every state seen (t seconds since the first poll, id, state, attempts, last error)."""
     import pandas as pd
@@ -52,7 +63,7 @@ def follow(api_url: str, ids: Iterable[str], timeout: float = 30.0, interval: fl
     while pending:
         t = time.monotonic() - started
         for job_id in list(pending):
-            status, view = call(f"{api_url}/jobs/{job_id}")
+            status, view = call(f"{api_url}/jobs/{job_id}", token=token)
             if status != 200:
                 raise RuntimeError(f"GET /jobs/{job_id} answered {status}: {view}")
             state, attempts = view["state"], int(view.get("attempts") or 0)
@@ -123,7 +134,8 @@ def metrics_frame(text: str, prefixes: tuple[str, ...] = ("jobs_", "queue_", "jo
     return pd.DataFrame(rows, columns=["metric", "labels", "value"])
 
 
-def fetch_text(url: str, timeout: float = 10.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def fetch_text(url: str, timeout: float = 10.0, token: str = "") -> str:
+    request = urllib.request.Request(url, headers=headers(token))
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         body: bytes = response.read()
     return body.decode()

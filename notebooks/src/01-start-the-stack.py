@@ -45,6 +45,7 @@ stack = running.start_stack(workers=workers, model="asyncio", concurrency=20, ke
 print(f"up in {time.monotonic() - started:.1f}s\n")
 print(stack.status())
 api = stack.api_url
+token = stack.api_token  # every request to the API carries it: Authorization: Bearer ...
 
 # %% [markdown]
 # Every piece is an ordinary process. `psutil` shows what each one is and how much memory it
@@ -80,16 +81,16 @@ for pid in stack.worker_pids():
 thaw = threading.Timer(0.5, lambda: [stack.resume_worker(p) for p in stack.worker_pids()])
 
 status, one = tour.call(f"{api}/jobs", "POST", {"type": "email", "data": {"to": "ada@example.com",
-                        "latency": email_latency}})  # fmt: skip
+                        "latency": email_latency}}, token=token)  # fmt: skip
 print(status, one)
 status, batch = tour.call(f"{api}/jobs", "POST", {"jobs": [
     {"type": "noop"},
     {"type": "resize_image", "data": {"size": 256}},
     {"type": "email", "data": {"latency": email_latency}, "delay": 1.0},  # runs in 1 s, not now
     {"type": "flaky", "data": {"p": 1.0}, "max_retries": 2},  # always fails: retried, then dead
-]})  # fmt: skip
+]}, token=token)  # fmt: skip
 print(status, batch)
-status, bad = tour.call(f"{api}/jobs", "POST", {"type": "no_such_type"})
+status, bad = tour.call(f"{api}/jobs", "POST", {"type": "no_such_type"}, token=token)
 print(status, bad)  # every error has one shape: code, field, detail
 
 client = async_redis(stack.redis_url)
@@ -116,7 +117,7 @@ labels = {
     batch["ids"][3]: "flaky p=1, 2 retries",
     by_library: "email (library)",
 }
-events = tour.follow(api, labels, timeout=60)
+events = tour.follow(api, labels, timeout=60, token=token)
 events.assign(job=events["id"].map(labels)).drop(columns="id")
 
 # %%
@@ -132,7 +133,7 @@ print("saved", path)
 # block a worker. Its last error is kept:
 
 # %%
-status, view = tour.call(f"{api}/jobs/{batch['ids'][3]}")
+status, view = tour.call(f"{api}/jobs/{batch['ids'][3]}", token=token)
 {k: view[k] for k in ("state", "attempts", "max_retries", "last_error")}
 
 # %% [markdown]
@@ -143,15 +144,15 @@ status, view = tour.call(f"{api}/jobs/{batch['ids'][3]}")
 
 # %%
 jobs = [{"type": "email", "data": {"latency": email_latency}} for _ in range(burst)]
-status, _ = tour.call(f"{api}/jobs", "POST", {"jobs": jobs})
+status, _ = tour.call(f"{api}/jobs", "POST", {"jobs": jobs}, token=token)
 assert status == 202, status
 time.sleep(0.3)  # let the workers take their first batches, so "in flight" shows
-status, queues = tour.call(f"{api}/queues")
+status, queues = tour.call(f"{api}/queues", token=token)
 pd.DataFrame(queues).drop(columns=["counters", "rates"])
 
 # %%
 stack.wait_idle(timeout=120)
-status, queues = tour.call(f"{api}/queues")
+status, queues = tour.call(f"{api}/queues", token=token)
 pd.Series(queues[0]["counters"], name="lifetime counters of 'default'").to_frame()
 
 # %% [markdown]
@@ -160,7 +161,7 @@ pd.Series(queues[0]["counters"], name="lifetime counters of 'default'").to_frame
 # (`stack.metrics_urls()`). Parsed into a table:
 
 # %%
-api_metrics = tour.metrics_frame(tour.fetch_text(f"{api}/metrics"))
+api_metrics = tour.metrics_frame(tour.fetch_text(f"{api}/metrics", token=token))
 api_metrics[api_metrics["value"] > 0]
 
 # %%

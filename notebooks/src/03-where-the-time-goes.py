@@ -50,10 +50,10 @@ with running.lab_stack(workers=1, api_args=["--debug-routes"]) as stack:
     load_seconds = 2 * seconds + 2
     with profiles.in_background(lambda: latency.load(
             stack.api_url, stack.redis_url, loop="closed", concurrency=clients,
-            duration=load_seconds)) as box:  # fmt: skip
+            duration=load_seconds, token=stack.api_token)) as box:  # fmt: skip
         api_svg = profiles.py_spy_svg(stack.api.pid, seconds, out / "03-api-py-spy.svg")
-        scope = profiles.pyinstrument_api(stack.api_url, seconds, out)
-    heap, traced, peak = profiles.heap_frame(stack.api_url)
+        scope = profiles.pyinstrument_api(stack.api_url, seconds, out, token=stack.api_token)
+    heap, traced, peak = profiles.heap_frame(stack.api_url, token=stack.api_token)
 load_summary = box["result"].summary()
 print(f"load: {load_summary['requests_ok']:,} requests in {load_summary['send_seconds']:.1f}s; "
       f"wrote {scope.name}, {api_svg.name}")  # fmt: skip

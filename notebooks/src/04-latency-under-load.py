@@ -48,12 +48,13 @@ print(f"{psutil.cpu_count()} CPUs; load average now {psutil.getloadavg()[0]:.1f}
 # %%
 with running.lab_stack(workers=1, model="asyncio") as stack:
     started = time.monotonic()
-    closed = latency.closed_sweep(stack.api_url, stack.redis_url, clients, duration, repeats)
+    closed = latency.closed_sweep(stack.api_url, stack.redis_url, clients, duration, repeats,
+                                  token=stack.api_token)  # fmt: skip
     capacity = float(closed.groupby("clients")["achieved_rps"].mean().max())
     rates = latency.rates_around(capacity, shares)
     print(f"capacity ~ {capacity:.0f} requests/s; open-loop rates: {rates}")
     opened = latency.open_sweep(stack.api_url, stack.redis_url, rates, duration,
-                                open_clients, repeats)  # fmt: skip
+                                open_clients, repeats, token=stack.api_token)  # fmt: skip
     print(f"{len(closed) + len(opened)} runs in {time.monotonic() - started:.0f}s")
 closed[["clients", "repeat", "achieved_rps", "ms_p50", "ms_p99", "ms_p99.9", "e2e_ms_p99"]]
 
@@ -99,7 +100,7 @@ with running.lab_stack(workers=1, model="asyncio") as stack:
     curves, recorded = latency.omission(
         stack.api_url, stack.redis_url, stack.api.pid, rate=stall_rate, clients=16,
         duration=max(duration, 2 * stall_seconds + 1), stall_at=1.0,
-        stall_seconds=stall_seconds,
+        stall_seconds=stall_seconds, token=stack.api_token,
     )  # fmt: skip
 recorded.round(2)
 

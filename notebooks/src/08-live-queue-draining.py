@@ -43,7 +43,8 @@ with running.lab_stack(workers=1, model="asyncio", concurrency=concurrency,
     def send() -> None:
         for start in range(0, len(burst), post_batch):
             status, body = tour.call(f"{stack.api_url}/jobs", "POST",
-                                     {"jobs": burst[start : start + post_batch]})  # fmt: skip
+                                     {"jobs": burst[start : start + post_batch]},
+                                     token=stack.api_token)  # fmt: skip
             assert status == 202, (status, body)
 
     samples, added_at, fig = live.drain(stack, send, jobs, add_worker_at=add_worker_at,

@@ -22,6 +22,15 @@
   };
   const $ = (id) => document.getElementById(id);
 
+  // Changes made with the session cookie carry the CSRF token only this page can read.
+  let csrf = null;
+  const session = fetch("dashboard/session").then((r) => (r.ok ? r.json() : {}))
+    .then((s) => { csrf = s.csrf || null; return s; }).catch(() => ({}));
+  async function post(url) {
+    await session;
+    return fetch(url, { method: "POST", headers: csrf ? { "X-CSRF-Token": csrf } : {} });
+  }
+
   // ------------------------------------------------------------------ charts
 
   function makeChart(el, series) {
@@ -202,7 +211,7 @@
       ? `failed/${encodeURIComponent(jobId)}/requeue?queue=${encodeURIComponent(queue)}`
       : `failed/requeue?queue=${encodeURIComponent(queue)}`;
     try {
-      const response = await fetch(url, { method: "POST" });
+      const response = await post(url);
       const body = await response.json();
       $("dead-message").textContent = response.ok
         ? `requeued ${body.requeued} job${body.requeued === 1 ? "" : "s"}`

@@ -66,8 +66,9 @@ class Sender(Protocol):
 class HttpSender:
     """POST /jobs, one batch per request."""
 
-    def __init__(self, api_url: str, timeout: float = 5.0) -> None:
+    def __init__(self, api_url: str, timeout: float = 5.0, token: str = "") -> None:
         self.url = api_url.rstrip("/") + "/jobs"
+        self.token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -76,6 +77,8 @@ class HttpSender:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         body = io.BytesIO(msgspec.json.encode({"jobs": [_http_item(job) for job in jobs]}))
         headers = {"content-type": "application/json"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
         try:
             async with self._session.post(self.url, data=body, headers=headers) as response:
                 payload = await response.json(content_type=None)

@@ -81,7 +81,7 @@ class ChaosSession:
         sender: Sender
         if self.via == "api":
             assert self.stack.api_url is not None
-            sender = HttpSender(self.stack.api_url)
+            sender = HttpSender(self.stack.api_url, token=self.stack.api_token)
         else:
             sender = LibrarySender(self.stack.redis_url, self.kind)
         self._producer = Producer(self.ledger_dir, sender)

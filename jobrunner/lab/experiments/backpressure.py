@@ -152,7 +152,8 @@ def run_one(setup: Setup, kind: str, repeat: int, log_dir: Path) -> Run:
     with Stack(workers=1, model="asyncio", concurrency=setup.concurrency, api_args=api_args,
                env=env, log_dir=logs, worker_metrics=False) as stack:  # fmt: skip
         assert stack.api_url is not None
-        spec = LoadSpec(target="http", url=stack.api_url, model="asyncio", loop="open",
+        spec = LoadSpec(target="http", url=stack.api_url, token=stack.api_token,
+                        model="asyncio", loop="open",
                         rate=setup.rate, duration=setup.seconds, total=None,
                         concurrency=setup.clients, mix={"email": 1.0},
                         payload_bytes=setup.payload_bytes, seed=repeat)  # fmt: skip

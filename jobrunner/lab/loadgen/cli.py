@@ -20,6 +20,8 @@ if TYPE_CHECKING:
               "REDIS_URL")  # fmt: skip
 @click.option("--redis-url", envvar=["JOBRUNNER_REDIS_URL", "REDIS_URL"],
               help="where to read finish times for end-to-end latency (http target)")  # fmt: skip
+@click.option("--token", envvar="JOBRUNNER_TOKEN", default="",
+              help="the API token (enqueue scope); JOBRUNNER_TOKEN")  # fmt: skip
 @click.option("--model", type=click.Choice(["asyncio", "thread", "process"]), default="asyncio",
               show_default=True)  # fmt: skip
 @click.option("--concurrency", "-c", default=16, show_default=True, help="clients in all")

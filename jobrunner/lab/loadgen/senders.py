@@ -51,7 +51,7 @@ class AsyncHttpSender:
         self._factory = factory
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=connections, force_close=False),
-            headers={"content-type": "application/json"},
+            headers=spec.http_headers(),
             timeout=aiohttp.ClientTimeout(total=30),
         )
 
@@ -73,13 +73,14 @@ class SyncHttpSender:
 
     def __init__(self, spec: LoadSpec, connections: int) -> None:
         self._url = spec.url.rstrip("/") + "/jobs"
+        self._headers = spec.http_headers()
         self._pool = urllib3.PoolManager(maxsize=connections, block=True, retries=False)
 
     def send(self, factory: JobFactory, types: list[str]) -> list[str]:
         try:
             response = self._pool.request(
                 "POST", self._url, body=http_body(factory, types),
-                headers={"content-type": "application/json"}, timeout=30.0,
+                headers=self._headers, timeout=30.0,
             )  # fmt: skip
         except urllib3.exceptions.HTTPError as exc:
             raise SendError(0, type(exc).__name__) from exc

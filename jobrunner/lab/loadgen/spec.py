@@ -42,6 +42,7 @@ class LoadSpec:
 
     target: Target = "http"
     url: str = "http://127.0.0.1:8000"  # the API for http, a redis:// URL for queue
+    token: str = field(default="", repr=False)  # the API's bearer token (enqueue scope)
     model: Model = "asyncio"
     concurrency: int = 16
     processes: int = 2  # the process model's process count; concurrency is split across them
@@ -55,6 +56,12 @@ class LoadSpec:
     queue: str = "default"
     seed: int = 1
     wait_for_completion: float = 60.0  # seconds to wait for jobs to finish, for e2e latency
+
+    def http_headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        return headers
 
     def check(self) -> LoadSpec:
         """Raise ValueError naming the first inconsistent field."""
@@ -94,7 +101,9 @@ class LoadSpec:
         return self.batch / self.rate if self.rate else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("token")  # a credential: never written into a result file
+        return out
 
 
 class JobFactory:
