@@ -65,6 +65,10 @@ class Settings(msgspec.Struct, kw_only=True):
     token_cache_seconds: NonNeg = 5.0  # how long a checked token is trusted without Redis
     session_ttl: Positive = 43_200.0  # seconds a dashboard login lasts
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024  # request body bound
+    header_timeout: Positive = 10.0  # seconds a client has to send a request's headers
+    body_timeout: Positive = 30.0  # seconds it may wait between two pieces of a request's body
+    keep_alive_timeout: Positive = 5.0  # seconds an idle kept-alive connection stays open
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000  # beyond: 503 and closed
     debug_routes: bool = False  # serve /debug/profile and /debug/heap
     ingress_rate: str = ""  # per-client request limit on the API, e.g. '100/s'; '' = off
     ingress_client_header: str = "X-Client-Id"  # header naming the client; else its IP address

@@ -6,10 +6,14 @@ has every scope (``base.headers``), made in Redis as ``jobrunner token create`` 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import httpx
 import redis
 import uvicorn
 from fastapi import FastAPI
@@ -64,3 +68,33 @@ def running_api(settings: Settings, app: FastAPI | None = None) -> Iterator[ApiU
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+@contextmanager
+def api_process(
+    redis_url: str, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``jobrunner api`` as a real process on a free port; yields its URL and the process."""
+    port = free_port()
+    argv = [sys.executable, "-m", "jobrunner.cli", "api", "--redis-url", redis_url,
+            "--port", str(port), "--log-format", "json", *args]  # fmt: skip
+    proc = subprocess.Popen(argv, env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(answers, 30, what="the API process to answer")
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -71,7 +71,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     # outermost last: the Host check, then the body bound, then credentials, then the routes
     app.add_middleware(AuthMiddleware, authenticator=authenticator, refuse=send_problem,
                        enabled=settings.auth)  # fmt: skip
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_payload_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_payload_bytes,
+                       body_timeout=settings.body_timeout)  # fmt: skip
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts or default_hosts(""),
                        refuse=send_problem)  # fmt: skip
     app.include_router(jobs_router(settings, registry, metrics, queues))

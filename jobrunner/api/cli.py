@@ -76,4 +76,4 @@ def api(host: str, port: int, no_auth: bool, force: bool, **options: Any) -> Non
     shown = f"[{host}]" if ":" in host else host
     log.info("api listening", url=f"http://{shown}:{port}", docs=f"http://{shown}:{port}/docs",
              dashboard=f"http://{shown}:{port}/dashboard", auth=settings.auth)  # fmt: skip
-    run_api(app, host=host, port=port)
+    run_api(app, host=host, port=port, settings=settings)

@@ -18,7 +18,8 @@ from jobrunner.errors import RedisFull, RedisUnavailable
 from jobrunner.logs import get_logger
 
 RETRY_AFTER_SECONDS = 1
-HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+              413: "payload_too_large"}  # fmt: skip
 
 
 class ApiError(Exception):
