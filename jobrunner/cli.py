@@ -373,6 +373,16 @@ def token_revoke(redis_url: str | None, token_id: str) -> None:
     click.echo(f"revoked {token_id}")
 
 
+@main.command("redis-acl")
+@click.option("--user", default="jobrunner", show_default=True)
+@click.option("--prefix", default="jr", show_default=True, help="the key prefix (JOBRUNNER_PREFIX)")
+def redis_acl(user: str, prefix: str) -> None:
+    """Print the ACL SETUSER command for a Redis user that can run jobrunner and nothing else."""
+    from jobrunner.acl import acl_rule
+
+    click.echo("ACL SETUSER " + " ".join(acl_rule(user, "<password>", prefix)))
+
+
 @main.command()
 @redis_option
 @click.option("--import", "imports", multiple=True,

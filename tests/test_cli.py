@@ -25,8 +25,9 @@ Q = "jr:{default}"
 
 # Every command, each tested here or in its own file (up: test_stack.py, loadgen: test_loadgen.py).
 COMMANDS = ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis", "profile",
-            "up", "demo", "loadgen", "scheduler", "chaos", "experiment", "token"]  # fmt: skip
-PRODUCTION = ["worker", "enqueue", "stats", "requeue", "scheduler", "token"]
+            "up", "demo", "loadgen", "scheduler", "chaos", "experiment", "token",
+            "redis-acl"]  # fmt: skip
+PRODUCTION = ["worker", "enqueue", "stats", "requeue", "scheduler", "token", "redis-acl"]
 
 
 @pytest.fixture(autouse=True)
