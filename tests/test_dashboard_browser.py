@@ -27,6 +27,7 @@ from jobrunner.connection import async_redis
 from jobrunner.job import make_job
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import load_handlers
+from tests.api_server import make_token
 from tests.conftest import wait_until
 from tests.test_dashboard import serving
 from tests.workers import WorkerProcess
@@ -115,7 +116,7 @@ def test_the_dashboard_lives_under_load_and_requeues_dead_jobs(
         worker.wait_ready()
         with serving(app) as base:
             # The page loads, goes live, and lists the worker with its model and pid.
-            page.goto(f"{base}/dashboard")
+            page.goto(f"{base}/dashboard?token={make_token(redis_url)}")  # signs in, then on
             page.wait_for_selector("#status.live", timeout=15_000)
             page.wait_for_selector(f"#workers td:text-is('{worker.pid}')", timeout=15_000)
             assert page.inner_text("#no-scheduler") == "no scheduler"
@@ -193,7 +194,7 @@ def test_the_schedules_table_follows_the_schedules_route(
     app = create_app(Settings(redis_url=redis_url), load_handlers(["tests.jobs"]))
     with serving(app) as base:
         page.route("**/schedules", lambda route: route.fulfill(json=schedules))
-        page.goto(f"{base}/dashboard")
+        page.goto(f"{base}/dashboard?token={make_token(redis_url)}")
         page.wait_for_selector("#schedules tbody tr >> nth=1")
         assert page.is_hidden("#no-scheduler")
         first = page.locator("#schedules tbody tr").first.inner_text()

@@ -113,6 +113,7 @@ def test_counts_in_the_results_match_what_the_workers_processed(
     before = processed(stack)
     url = stack.api_url if target == "http" else stack.redis_url
     spec = LoadSpec(target=target, url=url, model=model, concurrency=4, total=300, batch=3,  # type: ignore[arg-type]
+                    token=stack.api_token,
                     mix=parse_mix("noop=3,email=1"), payload_bytes=32)  # fmt: skip
     result = run_load(spec, redis_url=stack.redis_url, progress=False)
     paths = result.write(tmp_path, "run")
@@ -136,7 +137,7 @@ def test_counts_in_the_results_match_what_the_workers_processed(
 @pytest.mark.slow
 def test_open_loop_holds_its_rate(stack: Stack) -> None:
     spec = LoadSpec(url=stack.api_url or "", loop="open", rate=100, total=None, duration=5.0,
-                    concurrency=8)  # fmt: skip
+                    concurrency=8, token=stack.api_token)  # fmt: skip
     summary = run_load(spec, redis_url=stack.redis_url, progress=False).summary()
     assert summary["requests_ok"] == 500
     assert summary["send_rate_rps"] == pytest.approx(100, rel=0.05)
@@ -144,7 +145,9 @@ def test_open_loop_holds_its_rate(stack: Stack) -> None:
 
 @pytest.mark.slow
 def test_refused_requests_are_counted_not_fatal(stack: Stack) -> None:
-    spec = LoadSpec(url=stack.api_url or "", total=20, mix={"no_such_type": 1.0})
+    spec = LoadSpec(
+        url=stack.api_url or "", total=20, mix={"no_such_type": 1.0}, token=stack.api_token
+    )
     summary = run_load(spec, redis_url=stack.redis_url, progress=False).summary()
     assert summary["statuses"] == {"422": 20}
     assert summary["jobs_acknowledged"] == 0

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobrunner.keys import PREFIX
@@ -173,7 +174,15 @@ class AuthMiddleware:
         method, path = scope["method"], scope["path"]
         need = need_of(method, path)
         headers = dict(scope.get("headers") or ())
-        principal = await self._principal(scope["app"].state.queue.redis, headers)
+        try:
+            principal = await self._principal(scope["app"].state.queue.redis, headers)
+        except RedisError:  # cannot check the credentials: refuse, and say why
+            if need == PUBLIC:
+                principal = None
+            else:
+                detail = "Redis cannot be reached to check the token; try again shortly"
+                await self.refuse(send, 503, "redis_unavailable", detail)
+                return
         state["principal"] = principal
         if need == PUBLIC:
             await self.app(scope, receive, send)

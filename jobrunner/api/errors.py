@@ -57,6 +57,8 @@ def problem(
 async def send_problem(send: Send, status: int, code: str, detail: str) -> None:
     """A Problem answer written straight to the ASGI channel (for middleware)."""
     headers = [(b"content-type", b"application/json")]
+    if status == 503:
+        headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="jobrunner"'))
     body = json.dumps({"code": code, "field": None, "detail": detail}).encode()

@@ -32,7 +32,7 @@ import redis
 from jobrunner.dev.redis_server import RedisServer, free_port
 from jobrunner.errors import JobrunnerError
 from jobrunner.keys import PREFIX, QueueKeys, worker_key, workers_key
-from jobrunner.tokens import SCOPES, encode_record, new_token, tokens_key
+from jobrunner.tokens import SCOPES, TokenRecord, encode_record, new_token, tokens_key
 
 Role = Literal["api", "worker", "scheduler"]
 
@@ -140,6 +140,7 @@ class Stack:
         self._ports: set[int] = set()  # handed out: two free_port() calls may agree otherwise
         self._client: redis.Redis | None = None
         self.api_token = ""  # every scope; made in Redis when the stack starts
+        self._token_record: TokenRecord | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -357,7 +358,8 @@ class Stack:
         """SIGKILL the embedded Redis and start it again on the same port and data directory.
 
         What survives depends on persistence: with ``redis_appendonly=True`` everything fsynced
-        (each second) comes back; without it the queue starts empty.
+        (each second) comes back; without it the queue starts empty (the stack's own token is
+        written again, as an operator would after losing Redis).
         """
         server = self.redis_server
         if server is None:
@@ -366,6 +368,12 @@ class Stack:
         if down_for:
             time.sleep(down_for)  # the outage itself is the point of the call
         server.start()
+        self.restore_token()
+
+    def restore_token(self) -> None:
+        """Write the stack's token record again (a Redis that lost its data lost it too)."""
+        if self._token_record is not None:
+            self.client.hset(tokens_key(), self._token_record.id, encode_record(self._token_record))
 
     @property
     def api_headers(self) -> dict[str, str]:
@@ -382,7 +390,8 @@ class Stack:
     def _make_token(self) -> str:
         """A token with every scope for this stack's own use, as ``jobrunner token create``."""
         token, record = new_token("stack", SCOPES)
-        self.client.hset(tokens_key(), record.id, encode_record(record))
+        self._token_record = record
+        self.restore_token()
         return token
 
     def _spawn(
