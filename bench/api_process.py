@@ -21,7 +21,7 @@ class ApiProcess:
 
 
 @contextmanager
-def serving_api(redis_url: str, start_timeout: float = 30.0) -> Iterator[ApiProcess]:
+def serving_api(redis_url: str, *args: str, start_timeout: float = 30.0) -> Iterator[ApiProcess]:
     """Start the API, wait until /healthz answers, stop it (SIGTERM) when the block ends."""
     port = free_port()
     api = ApiProcess(
@@ -29,7 +29,7 @@ def serving_api(redis_url: str, start_timeout: float = 30.0) -> Iterator[ApiProc
         subprocess.Popen(
             [sys.executable, "-m", "jobrunner.cli", "api", "--port", str(port),
              "--redis-url", redis_url, "--log-level", "warning",
-             "--import", "jobrunner.lab.handlers.demo"],
+             "--import", "jobrunner.lab.handlers.demo", *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ),
     )  # fmt: skip

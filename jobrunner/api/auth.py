@@ -57,9 +57,18 @@ NOBODY = TokenRecord(id="", name="anonymous", scopes=())
 SCRAPER = TokenRecord(id="metrics", name="metrics token", scopes=("metrics",))
 
 
+_EXACT: dict[tuple[str, str], frozenset[str] | str] = {}  # (method, path) seen, for exact rules
+
+
 def need_of(method: str, path: str) -> frozenset[str] | str:
+    """What a request needs; exact paths are remembered (job ids make the rest unbounded)."""
+    found = _EXACT.get((method, path))
+    if found is not None:
+        return found
     for methods, pattern, need in ROUTES:
         if (methods == "*" or method == methods) and pattern.fullmatch(path):
+            if "[" not in pattern.pattern and len(_EXACT) < 256:  # no variable part
+                _EXACT[(method, path)] = need
             return need
     return ADMIN
 
@@ -173,9 +182,18 @@ class AuthMiddleware:
             return
         method, path = scope["method"], scope["path"]
         need = need_of(method, path)
-        headers = dict(scope.get("headers") or ())
+        authorization = cookies = b""
+        csrf = None
+        for name, value in scope.get("headers") or ():
+            if name == b"authorization":
+                authorization = value
+            elif name == b"cookie":
+                cookies = value
+            elif name == CSRF_HEADER:
+                csrf = value
         try:
-            principal = await self._principal(scope["app"].state.queue.redis, headers)
+            principal = await self._principal(scope["app"].state.queue.redis, authorization,
+                                              cookies)  # fmt: skip
         except RedisError:  # cannot check the credentials: refuse, and say why
             if need == PUBLIC:
                 principal = None
@@ -196,7 +214,7 @@ class AuthMiddleware:
             await self.refuse(send, 403, "forbidden", detail)
             return
         if principal.session is not None and method not in SAFE_METHODS:
-            sent = headers.get(CSRF_HEADER, b"").decode(errors="replace")
+            sent = (csrf or b"").decode(errors="replace")
             if not secrets.compare_digest(sent, principal.session.csrf):
                 await self.refuse(send, 403, "csrf",
                                   "a change made with the session cookie needs the "
@@ -204,13 +222,14 @@ class AuthMiddleware:
                 return
         await self.app(scope, receive, send)
 
-    async def _principal(self, redis: Redis, headers: dict[bytes, bytes]) -> Principal | None:
-        authorization = headers.get(b"authorization", b"").decode(errors="replace")
-        scheme, _, token = authorization.partition(" ")
+    async def _principal(
+        self, redis: Redis, authorization: bytes, cookies: bytes
+    ) -> Principal | None:
+        scheme, _, token = authorization.decode(errors="replace").partition(" ")
         if scheme.lower() == "bearer" and token:
             record = await self.auth.bearer(redis, token.strip())
             return Principal(record) if record is not None else None
-        session_id = cookie(headers, SESSION_COOKIE)
+        session_id = cookie({b"cookie": cookies}, SESSION_COOKIE) if cookies else None
         if session_id:
             return await self.auth.session(redis, session_id)
         return None
@@ -241,6 +260,7 @@ class TrustedHosts:
         # address ranges ("10.0.0.0/8"): a scraper that addresses each container by IP
         self.networks = [ipaddress.ip_network(n, strict=False) for n in allowed if "/" in n]
         self.refuse = refuse
+        self._seen: dict[bytes, bool] = {}
 
     def allows(self, host: str) -> bool:
         if host in self.allowed:
@@ -251,16 +271,26 @@ class TrustedHosts:
             return False
         return any(address in network for network in self.networks)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self.any:
-            raw = dict(scope.get("headers") or ()).get(b"host", b"").decode(errors="replace")
-            host = raw.lower()
+    def allows_header(self, raw: bytes) -> bool:
+        """Whether a Host header value names an allowed host (remembered: few distinct ones)."""
+        known = self._seen.get(raw)
+        if known is None:
+            host = raw.decode(errors="replace").lower()
             host = host[1 : host.index("]")] if host.startswith("[") and "]" in host else (
                 host.rsplit(":", 1)[0] if host.count(":") == 1 else host
             )  # fmt: skip
-            if not self.allows(host):
+            known = self.allows(host)
+            if len(self._seen) < 1024:
+                self._seen[raw] = known
+        return known
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.any:
+            raw = next((v for k, v in scope.get("headers") or () if k == b"host"), b"")
+            if not self.allows_header(raw):
+                raw_text = raw.decode(errors="replace")
                 await self.refuse(send, 400, "bad_host",
-                                  f"host {raw!r} is not one this API answers to "
+                                  f"host {raw_text!r} is not one this API answers to "
                                   "(JOBRUNNER_ALLOWED_HOSTS)")  # fmt: skip
                 return
         await self.app(scope, receive, send)
