@@ -53,6 +53,7 @@ class Settings(msgspec.Struct, kw_only=True):
     idle_poll_max: Positive = 0.05
     grace: NonNeg = 10.0
     result_ttl: NonNeg = 600.0
+    idempotency_ttl: Positive = 86_400.0  # seconds an idempotency key keeps naming its job
     imports: list[str] = msgspec.field(default_factory=list)
     per_child_prefetch: Annotated[int, msgspec.Meta(ge=1)] = 16
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0  # 0: no metrics server

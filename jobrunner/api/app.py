@@ -43,8 +43,9 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         redis = async_redis(settings.redis_url, max_connections=64)
         await warn_about_redis(redis, process="api")
         app.state.queue = ReliableQueue(
-            redis, prefix=settings.prefix, result_ttl=settings.result_ttl, registry=registry
-        )
+            redis, prefix=settings.prefix, result_ttl=settings.result_ttl, registry=registry,
+            idempotency_ttl=settings.idempotency_ttl,
+        )  # fmt: skip
         app.state.queues = queues
         app.state.rates = RateTracker(app.state.queue, queues)
         app.state.rates.start()
