@@ -49,6 +49,10 @@ class JobTimeout(JobrunnerError):
     """A job ran past its deadline."""
 
 
+class JobCancelled(JobrunnerError):
+    """Raised by ``JobContext.check()`` once the job's cancellation was asked for."""
+
+
 class Retry(JobrunnerError):
     """Raised by a handler to ask for another attempt, optionally after a given delay."""
 

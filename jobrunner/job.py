@@ -34,6 +34,7 @@ class JobState(StrEnum):
     RESERVED = "reserved"
     DONE = "done"
     DEAD = "dead"
+    CANCELLED = "cancelled"
 
 
 class Job(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
@@ -57,6 +58,8 @@ class JobRecord(msgspec.Struct, kw_only=True):
     enqueued_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    result: Any = None  # the handler's return value, once done (kept ``result_ttl``)
+    has_result: bool = False  # whether one was kept (a handler may return None)
 
 
 def make_job(

@@ -15,7 +15,8 @@ class QueueKeys:
     """The keys of one named queue."""
 
     __slots__ = (
-        "dead", "fence", "job_prefix", "name", "ready", "reserved", "scheduled", "stats", "wake",
+        "cancel", "dead", "fence", "job_prefix", "name", "notify_prefix", "paused", "ready",
+        "reserved", "scheduled", "stats", "wake",
     )  # fmt: skip
 
     def __init__(self, name: str, prefix: str = PREFIX) -> None:
@@ -31,9 +32,16 @@ class QueueKeys:
         # instead of polling, so a job posted to an idle queue starts within a round trip
         self.wake = f"{tag}:wake"
         self.job_prefix = f"{tag}:job:"  # HASH per job: job_prefix + id
+        # LIST per job someone waits on (client.result): a terminal transition pushes to it
+        self.notify_prefix = f"{tag}:notify:"
+        self.cancel = f"{tag}:cancel"  # SET of running jobs asked to stop; their worker acts
+        self.paused = f"{tag}:paused"  # STRING: present while the queue is paused
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
+
+    def notify(self, job_id: str) -> str:
+        return self.notify_prefix + job_id
 
 
 def queues_key(prefix: str = PREFIX) -> str:

@@ -32,6 +32,10 @@ class JobMetrics:
             "jobs_retried", "Failed attempts scheduled again.", LABELS, registry=r
         )
         self.dead = Counter("jobs_dead", "Jobs dead-lettered by this process.", LABELS, registry=r)
+        self.cancelled = Counter(
+            "jobs_cancelled", "Jobs this worker ended cancelled (stopped, or never started).",
+            LABELS, registry=r,
+        )  # fmt: skip
         self.stale = Counter(
             "jobs_stale_completions", "Completions rejected: the lease was taken over.", ("queue",),
             registry=r,

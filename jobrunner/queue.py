@@ -19,52 +19,37 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobrunner.errors import PayloadDecodeError, QueueFull, RedisFull, RedisUnavailable
-from jobrunner.job import (
-    Job,
-    JobRecord,
-    JobState,
-    check_job,
-    decode_job,
-    encode_job,
-    make_job,
-    queue_of,
+from jobrunner.calls import (
+    BATCH_LIMIT,
+    Call,
+    Enqueued,
+    NewJob,
+    QueueStats,
+    cancel_call,
+    enqueue_call,
+    enqueue_result,
+    ms,
+    pause_call,
+    record_of,
+    requeue_call,
+    stats_commands,
+    stats_of,
+    text,
+    watch_call,
 )
-from jobrunner.keys import (
-    PREFIX,
-    QueueKeys,
-    idempotency_key,
-    queues_key,
-    worker_key,
-    workers_key,
-)
+from jobrunner.errors import RedisFull, RedisUnavailable
+from jobrunner.job import Job, JobRecord, make_job, queue_of
+from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
 from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
 from jobrunner.scripts import Scripts
 
-# Jobs per enqueue script call, the API's batch limit too: one call writes them all or nothing,
-# and a batch this size holds Redis for a few milliseconds.
-BATCH_LIMIT = 10_000
-
-
-class NewJob(msgspec.Struct, frozen=True):
-    """A job to enqueue, when it becomes ready, and the client's idempotency key, if any."""
-
-    job: Job
-    delay: float = 0.0
-    idempotency_key: str | None = None
-
-
-class Enqueued(msgspec.Struct, frozen=True):
-    """Per job: the id it goes by (an idempotency key may name an earlier job), and whether
-    this call added it."""
-
-    ids: list[str]
-    created: list[bool]
+__all__ = ["BATCH_LIMIT", "Enqueued", "NewJob", "QueueStats", "ReliableQueue", "Reservation"]
 
 
 class Reservation(msgspec.Struct, frozen=True):
@@ -80,23 +65,7 @@ class Reservation(msgspec.Struct, frozen=True):
     last_delay: float | None
 
 
-class QueueStats(msgspec.Struct, frozen=True):
-    """Depths now, and the queue's lifetime counters."""
-
-    name: str
-    ready: int
-    scheduled: int
-    reserved: int
-    dead: int
-    counters: dict[str, int]
-
-
-def _ms(seconds: float) -> int:
-    return max(0, round(seconds * 1000))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+_ms, _text = ms, text
 
 
 class ReliableQueue:
@@ -187,48 +156,22 @@ class ReliableQueue:
         Raises ``QueueFull``, ``RedisFull`` or ``RedisUnavailable``, each a certain refusal
         except ``RedisUnavailable`` after the request left (its reply may have been lost).
         """
-        if len(items) > BATCH_LIMIT:
-            raise ValueError(f"a batch holds at most {BATCH_LIMIT} jobs, not {len(items)}")
-        queues: dict[str, int] = {}
-        keys: list[str] = []
-        for item in items:
-            if not checked:
-                check_job(item.job)
-            if item.delay < 0:
-                raise ValueError("delay must not be negative")
-            if item.job.queue not in queues:
-                queues[item.job.queue] = len(queues) + 1
-                qkeys = self.keys(item.job.queue)
-                keys += (qkeys.ready, qkeys.scheduled, qkeys.stats, qkeys.wake)
-        args: list[Any] = [len(queues), max_depth, _ms(self.idempotency_ttl)]
-        args += [self.keys(name).job_prefix for name in queues]
-        for item in items:
-            job = item.job
-            idem = 0
-            if item.idempotency_key is not None:
-                keys.append(idempotency_key(item.idempotency_key, self.prefix))
-                idem = len(keys)
-            args += (queues[job.queue], job.id, encode_job(job),
-                     self.registry.max_retries_for(job), _ms(item.delay), idem)  # fmt: skip
+        call, queues = enqueue_call(
+            items, self.keys, self.registry, prefix=self.prefix, max_depth=max_depth,
+            idempotency_ttl=self.idempotency_ttl, checked=checked,
+        )  # fmt: skip
         try:
             await self._remember_queues(queues)
-            reply = await self._scripts.enqueue(keys=keys, args=args)
+            reply = await self._call(call)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
         except OutOfMemoryError as exc:  # refused at its first write: nothing was written
             raise RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})") from exc
-        if int(reply[0]) == -1:
-            name = list(queues)[int(reply[1]) - 1]
-            raise QueueFull(name, int(reply[2]), max_depth)
-        ids, created = [], []
-        for item, flag in zip(items, reply[1:], strict=True):
-            if isinstance(flag, bytes):  # its idempotency key names another job
-                ids.append(flag.decode())
-                created.append(False)
-            else:
-                ids.append(item.job.id)
-                created.append(flag == 1)
-        return Enqueued(ids=ids, created=created)
+        return enqueue_result(items, queues, reply, max_depth)
+
+    async def _call(self, call: Call) -> Any:
+        script: AsyncScript = getattr(self._scripts, call.script)
+        return await script(keys=call.keys, args=call.args)
 
     async def _remember_queues(self, names: Iterable[str]) -> None:
         new = [name for name in names if name not in self._known_queues]
@@ -242,8 +185,16 @@ class ReliableQueue:
         """Lease up to ``count`` ready jobs for ``lease`` seconds, in one round trip."""
         keys = self.keys(queue)
         reply = await self._scripts.reserve(
-            keys=[keys.ready, keys.reserved, keys.fence, keys.wake],
-            args=[keys.job_prefix, count, _ms(lease)],
+            keys=[
+                keys.ready,
+                keys.reserved,
+                keys.fence,
+                keys.wake,
+                keys.paused,
+                keys.cancel,
+                keys.stats,
+            ],
+            args=[keys.job_prefix, count, _ms(lease), keys.notify_prefix, _ms(self.result_ttl)],
         )
         now_ms = int(reply[0])
         out: list[Reservation] = []
@@ -274,16 +225,42 @@ class ReliableQueue:
         wake_keys = [self.keys(name).wake for name in queues]
         return await self.redis.blpop(wake_keys, timeout=timeout) is not None
 
-    async def ack(self, queue: str, done: Sequence[tuple[str, int]]) -> list[str]:
-        """Mark jobs done; returns the ids rejected because their lease was taken over."""
+    async def ack(
+        self, queue: str, done: Sequence[tuple[str, int] | tuple[str, int, bytes | None]]
+    ) -> list[str]:
+        """Mark jobs done, each with its result (JSON bytes, or None); returns the ids rejected
+        because their lease was taken over. ``(id, token)`` pairs mean no result."""
         if not done:
             return []
         keys = self.keys(queue)
-        args: list[Any] = [keys.job_prefix, _ms(self.result_ttl)]
-        for job_id, token in done:
-            args += (job_id, token)
-        stale = await self._scripts.ack(keys=[keys.reserved, keys.stats], args=args)
+        args: list[Any] = [keys.job_prefix, _ms(self.result_ttl), keys.notify_prefix]
+        for item in done:
+            args += (item[0], item[1], (item[2] if len(item) > 2 else None) or b"")
+        stale = await self._scripts.ack(keys=[keys.reserved, keys.stats, keys.cancel], args=args)
         return [_text(s) for s in stale]
+
+    async def start(self, queue: str, items: Sequence[tuple[str, int]]) -> list[str]:
+        """Mark leased jobs as started (charging their attempt) before their handlers run;
+        returns the ids no longer held under that token, which must not be started."""
+        if not items:
+            return []
+        keys = self.keys(queue)
+        args: list[Any] = [keys.job_prefix]
+        for job_id, token in items:
+            args += (job_id, token)
+        lost = await self._scripts.start(keys=[keys.reserved], args=args)
+        return [_text(i) for i in lost]
+
+    async def finish_cancelled(self, queue: str, items: Sequence[tuple[str, int, str]]) -> int:
+        """End leased jobs as cancelled: ``(id, token, what happened)`` each."""
+        if not items:
+            return 0
+        keys = self.keys(queue)
+        args: list[Any] = [keys.job_prefix, _ms(self.result_ttl), keys.notify_prefix]
+        for job_id, token, why in items:
+            args += (job_id, token, why)
+        return int(await self._scripts.cancelled(keys=[keys.reserved, keys.stats, keys.cancel],
+                                                 args=args))  # fmt: skip
 
     async def fail(
         self,
@@ -295,12 +272,14 @@ class ReliableQueue:
         delay: float = 0.0,
         dead: bool = False,
     ) -> str:
-        """Record a failed attempt: retry after ``delay`` or dead-letter; "stale" if not ours."""
+        """Record a failed attempt: retry after ``delay`` or dead-letter ("cancelled" when a
+        cancellation was asked for while it ran); "stale" if not ours."""
         keys = self.keys(queue)
         reply = await self._scripts.fail(
-            keys=[keys.reserved, keys.scheduled, keys.dead, keys.stats],
-            args=[keys.job_prefix, job_id, token, error, _ms(delay), repr(delay), int(dead)],
-        )
+            keys=[keys.reserved, keys.scheduled, keys.dead, keys.stats, keys.cancel],
+            args=[keys.job_prefix, job_id, token, error, _ms(delay), repr(delay), int(dead),
+                  keys.notify_prefix, _ms(self.result_ttl)],
+        )  # fmt: skip
         return _text(reply)
 
     async def release(self, queue: str, items: Sequence[tuple[str, int, bool]]) -> int:
@@ -355,35 +334,39 @@ class ReliableQueue:
             )
         )
 
-    async def reap(self, queue: str, limit: int = 1000) -> tuple[int, int]:
-        """Return expired leases to ready (or dead); returns (requeued, dead)."""
+    async def reap(self, queue: str, limit: int = 1000) -> tuple[int, int, list[str]]:
+        """Return expired leases to ready (or dead, or cancelled); returns (requeued, dead, the
+        ids whose cancellation is asked for: the worker holding one stops it)."""
         keys = self.keys(queue)
-        requeued, dead = await self._scripts.reap(
-            keys=[keys.reserved, keys.ready, keys.dead, keys.stats, keys.wake],
-            args=[keys.job_prefix, limit],
+        requeued, dead, cancel = await self._scripts.reap(
+            keys=[keys.reserved, keys.ready, keys.dead, keys.stats, keys.wake, keys.cancel],
+            args=[keys.job_prefix, limit, keys.notify_prefix, _ms(self.result_ttl)],
         )
-        return int(requeued), int(dead)
+        return int(requeued), int(dead), [_text(i) for i in cancel]
 
     async def requeue(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Send dead jobs back to ready: the given ids, or every dead job when ``ids`` is None."""
         keys = self.keys(queue)
-        script_keys = [keys.dead, keys.ready, keys.stats, keys.wake]
         if ids is not None:
-            if not ids:
-                return 0
-            return int(
-                await self._scripts.requeue(keys=script_keys, args=[keys.job_prefix, "ids", *ids])
-            )
+            return int(await self._call(requeue_call(keys, ids))) if ids else 0
         total = 0
-        while True:
-            n = int(
-                await self._scripts.requeue(
-                    keys=script_keys, args=[keys.job_prefix, "oldest", 1000]
-                )
-            )
+        while n := int(await self._call(requeue_call(keys, None))):
             total += n
-            if n == 0:
-                return total
+        return total
+
+    async def cancel(self, job_id: str, queue: str | None = None) -> str:
+        """Cancel a job: 'cancelled' (it will not run), 'cancelling' (running; its worker
+        stops it), its final state if it had ended, or '' if unknown."""
+        keys = self.keys(queue or queue_of(job_id))
+        return _text(await self._call(cancel_call(keys, job_id, self.result_ttl)))
+
+    async def pause(self, queue: str, paused: bool = True) -> bool:
+        """Stop (or resume) handing out the queue's jobs; True if that changed anything."""
+        return bool(await self._call(pause_call(self.keys(queue), paused)))
+
+    async def watch(self, job_id: str, queue: str | None = None) -> str:
+        """Flag a job as waited for (its end is then pushed to its notify list); its state."""
+        return _text(await self._call(watch_call(self.keys(queue or queue_of(job_id)), job_id)))
 
     # ---------------------------------------------------------------- reading
 
@@ -395,30 +378,14 @@ class ReliableQueue:
         return (await self.stats_many([queue]))[0]
 
     async def stats_many(self, queues: Sequence[str]) -> list[QueueStats]:
-        """Depths and counters of several queues in one round trip."""
+        """Depths, counters and the paused flag of several queues in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for queue in queues:
-                keys = self.keys(queue)
-                pipe.llen(keys.ready)
-                pipe.zcard(keys.scheduled)
-                pipe.zcard(keys.reserved)
-                pipe.zcard(keys.dead)
-                pipe.hgetall(keys.stats)
+                for command, key in stats_commands(self.keys(queue)):
+                    getattr(pipe, command)(key)
             replies = await pipe.execute()
-        out = []
-        for i, queue in enumerate(queues):
-            ready, scheduled, reserved, dead, counters = replies[5 * i : 5 * i + 5]
-            out.append(
-                QueueStats(
-                    name=queue,
-                    ready=ready,
-                    scheduled=scheduled,
-                    reserved=reserved,
-                    dead=dead,
-                    counters={_text(k): int(v) for k, v in counters.items()},
-                )
-            )
-        return out
+        width = len(replies) // len(queues) if queues else 0
+        return [stats_of(q, replies[i * width : (i + 1) * width]) for i, q in enumerate(queues)]
 
     async def get_job(self, job_id: str, queue: str | None = None) -> JobRecord | None:
         """A job with its state, or None when it is unknown (or its result expired).
@@ -427,7 +394,7 @@ class ReliableQueue:
         """
         name = queue or queue_of(job_id)
         fields = await self.redis.hgetall(self.keys(name).job(job_id))
-        return _record(job_id, name, fields) if fields else None
+        return record_of(job_id, name, fields) if fields else None
 
     async def dead_jobs(self, queue: str, offset: int = 0, limit: int = 50) -> list[JobRecord]:
         """Dead jobs, most recent first."""
@@ -437,7 +404,7 @@ class ReliableQueue:
             for job_id in ids:
                 pipe.hgetall(keys.job(_text(job_id)))
             rows = await pipe.execute()
-        return [_record(_text(i), queue, row) for i, row in zip(ids, rows, strict=True) if row]
+        return [record_of(_text(i), queue, row) for i, row in zip(ids, rows, strict=True) if row]
 
     # ---------------------------------------------------------------- workers
 
@@ -473,32 +440,3 @@ class ReliableQueue:
             if info:
                 out[worker_id] = {_text(k): _text(v) for k, v in info.items()}
         return out
-
-
-UNDECODABLE = "<undecodable>"
-
-
-def _record(job_id: str, queue: str, raw_fields: dict[Any, Any]) -> JobRecord:
-    """A JobRecord from a job hash; a spec that cannot be decoded is shown, not raised."""
-    fields = {_text(k): v for k, v in raw_fields.items()}
-
-    def seconds(name: str) -> float | None:
-        value = fields.get(name)
-        return int(value) / 1000 if value is not None else None
-
-    error = fields.get("e")
-    try:
-        job = decode_job(fields.get("d", b""))
-    except PayloadDecodeError:
-        raw = fields.get("d", b"")
-        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-        job = Job(id=job_id, type=UNDECODABLE, payload=text, queue=queue)
-    return JobRecord(
-        job=job,
-        state=JobState(_text(fields["s"])),
-        attempts=int(fields.get("a", 0)),
-        last_error=_text(error) if error is not None else None,
-        enqueued_at=seconds("eq"),
-        started_at=seconds("st"),
-        finished_at=seconds("fi"),
-    )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from jobrunner.backoff import DEFAULT_BACKOFF, Backoff
-from jobrunner.errors import JobTimeout
+from jobrunner.errors import JobCancelled, JobTimeout
 from jobrunner.job import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_QUEUE,
@@ -52,6 +52,17 @@ class JobContext:
         event: threading.Event = self.__dict__.setdefault("_cancelled", threading.Event())
         return event
 
+    def cancel(self, reason: str) -> None:
+        """Ask the handler to stop (``check()`` then raises ``JobCancelled``)."""
+        self.__dict__["cancel_reason"] = reason
+        self.cancelled.set()
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the job was asked to stop on request; None when it was not (or it timed out)."""
+        reason: str | None = self.__dict__.get("cancel_reason")
+        return reason
+
     def is_cancelled(self) -> bool:
         """Like ``cancelled.is_set()``, without making the Event when nobody cancelled."""
         event = self.__dict__.get("_cancelled")
@@ -60,6 +71,8 @@ class JobContext:
     def check(self) -> None:
         import time
 
+        if self.cancel_reason is not None:
+            raise JobCancelled(f"job {self.job_id}: {self.cancel_reason}")
         if self.is_cancelled() or (self.deadline and time.monotonic() > self.deadline):
             self.cancelled.set()
             raise JobTimeout(f"job {self.job_id} passed its {self.timeout}s timeout")

@@ -37,6 +37,11 @@ class Scripts:
             return redis.register_script(script_source(name))
 
         self.enqueue = load("enqueue")
+        self.start = load("start")
+        self.cancel = load("cancel")
+        self.cancelled = load("cancelled")
+        self.watch = load("watch")
+        self.pause = load("pause")
         self.reserve = load("reserve")
         self.ack = load("ack")
         self.fail = load("fail")

@@ -30,6 +30,13 @@ async def enqueue(queue: ReliableQueue, job_id: str = "j1", delay: float = 0.0) 
     await queue.enqueue("noop", job_id=job_id, delay=delay)
 
 
+async def started(queue: ReliableQueue, lease: float = 20, count: int = 1) -> list[Any]:
+    """Reserve, then mark started (as the worker does before a handler runs)."""
+    batch = await queue.reserve("default", count, lease=lease)
+    assert await queue.start("default", [(r.id, r.token) for r in batch]) == []
+    return batch
+
+
 async def test_enqueue_writes_job_hash_ready_list_and_counter(
     queue: ReliableQueue, sync_redis: redis.Redis
 ) -> None:
@@ -76,9 +83,20 @@ async def test_reserve_leases_with_a_fencing_token(
         "jr:queues": ["default"],
         f"{Q}:reserved": {"j1": 20},
         f"{Q}:fence": "1",
-        f"{Q}:job:j1": job_hash(a="1", s="reserved", t="1", st="T"),
+        f"{Q}:job:j1": job_hash(a="1", s="reserved", t="1"),
         f"{Q}:stats": {"enqueued": "1"},
     }
+
+
+async def test_start_marks_the_lease_it_started_under_and_refuses_a_lost_one(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue)
+    [r] = await queue.reserve("default", 1, lease=20)
+    assert await queue.start("default", [(r.id, r.token), ("ghost", 7)]) == ["ghost"]
+    assert snapshot(sync_redis)[f"{Q}:job:j1"] == job_hash(a="1", s="reserved", t="1", sg="1",
+                                                           st="T")  # fmt: skip
+    assert await queue.start("default", [(r.id, r.token + 1)]) == ["j1"]  # not its lease
 
 
 async def test_reserve_takes_oldest_first_and_at_most_the_count(queue: ReliableQueue) -> None:
@@ -94,18 +112,23 @@ async def test_ack_marks_done_and_keeps_the_result_for_its_ttl(
     queue: ReliableQueue, sync_redis: redis.Redis
 ) -> None:
     await enqueue(queue)
-    [r] = await queue.reserve("default", 1, lease=20)
-    assert await queue.ack("default", [(r.id, r.token)]) == []
+    [r] = await started(queue)
+    assert await queue.ack("default", [(r.id, r.token, b'{"sent": 3}')]) == []
     assert snapshot(sync_redis) == {
         **WAKE,
         "jr:queues": ["default"],
         f"{Q}:fence": "1",
-        f"{Q}:job:j1": job_hash(a="1", s="done", t="1", st="T", fi="T", fu="T"),
+        f"{Q}:job:j1": job_hash(
+            a="1", s="done", t="1", sg="1", st="T", fi="T", fu="T", r='{"sent": 3}'
+        ),
         f"{Q}:stats": {"enqueued": "1", "processed": "1"},
     }
     assert 599 <= sync_redis.ttl(f"{Q}:job:j1") <= 600
     finished_ms, finished_us = sync_redis.hmget(f"{Q}:job:j1", "fi", "fu")
     assert int(finished_us) // 1000 == int(finished_ms)  # one clock reading, two resolutions
+    record = await queue.get_job("j1")
+    assert record is not None
+    assert (record.result, record.has_result) == ({"sent": 3}, True)
 
 
 async def test_ack_with_zero_ttl_deletes_the_job(aredis: Any, sync_redis: redis.Redis) -> None:
@@ -125,14 +148,14 @@ async def test_fail_schedules_a_retry_with_the_error(
     queue: ReliableQueue, sync_redis: redis.Redis
 ) -> None:
     await enqueue(queue)
-    [r] = await queue.reserve("default", 1, lease=20)
+    [r] = await started(queue)
     assert await queue.fail("default", r.id, r.token, "boom", delay=10.0) == "scheduled"
     assert snapshot(sync_redis) == {
         **WAKE,
         "jr:queues": ["default"],
         f"{Q}:scheduled": {"j1": 10},
         f"{Q}:fence": "1",
-        f"{Q}:job:j1": job_hash(a="1", s="scheduled", t="1", st="T", e="boom", ld="10.0"),
+        f"{Q}:job:j1": job_hash(a="1", s="scheduled", t="1", sg="1", st="T", e="boom", ld="10.0"),
         f"{Q}:stats": {"enqueued": "1", "retried": "1", "failed": "1"},
     }
 
@@ -141,7 +164,7 @@ async def test_fail_after_the_last_retry_dead_letters(
     queue: ReliableQueue, sync_redis: redis.Redis
 ) -> None:
     await queue.enqueue("noop", job_id="j1", max_retries=0)
-    [r] = await queue.reserve("default", 1, lease=20)
+    [r] = await started(queue)
     assert await queue.fail("default", r.id, r.token, "boom", delay=10.0) == "dead"
     assert snapshot(sync_redis) == {
         **WAKE,
@@ -155,6 +178,7 @@ async def test_fail_after_the_last_retry_dead_letters(
             "eq": "T",
             "s": "dead",
             "t": "1",
+            "sg": "1",
             "st": "T",
             "fi": "T",
             "e": "boom",
@@ -190,16 +214,22 @@ async def test_reap_returns_an_expired_lease_to_the_front(
 ) -> None:
     await enqueue(queue, "j1")
     await enqueue(queue, "j2")
-    [r] = await queue.reserve("default", 1, lease=0)  # expires at once
+    [r] = await started(queue, lease=0)  # expires at once
     assert r.id == "j1"
-    assert await queue.reap("default") == (1, 0)
+    assert await queue.reap("default") == (1, 0, [])
     assert snapshot(sync_redis) == {
         **WAKE,
         "jr:queues": ["default"],
         f"{Q}:ready": ["j2", "j1"],  # RPOP takes from the right: j1 is next again
         f"{Q}:fence": "1",
         f"{Q}:job:j1": job_hash(
-            "j1", a="1", s="ready", t="1", st="T", e="lease expired (worker died or stalled)"
+            "j1",
+            a="1",
+            s="ready",
+            t="1",
+            sg="1",
+            st="T",
+            e="lease expired (worker died or stalled)",
         ),
         f"{Q}:job:j2": job_hash("j2"),
         f"{Q}:stats": {"enqueued": "2", "reaped": "1"},
@@ -210,29 +240,44 @@ async def test_reap_leaves_live_leases_alone(queue: ReliableQueue, sync_redis: r
     await enqueue(queue)
     await queue.reserve("default", 1, lease=30)
     before = snapshot(sync_redis)
-    assert await queue.reap("default") == (0, 0)
+    assert await queue.reap("default") == (0, 0, [])
     assert snapshot(sync_redis) == before
+
+
+async def test_reap_refunds_a_job_that_never_started(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    """A delivery is charged when a job starts: one its worker held but never started (the
+    worker died with it prefetched) goes back with its attempt refunded, whatever its count."""
+    await queue.enqueue("noop", job_id="j1", max_retries=0)
+    for _ in range(3):  # more often than max_retries + 1 allows a job to start
+        await queue.reserve("default", 1, lease=0)
+        assert await queue.reap("default") == (1, 0, [])
+    state = snapshot(sync_redis)
+    assert state[f"{Q}:ready"] == ["j1"]
+    assert state[f"{Q}:job:j1"]["a"] == "0"
+    assert state[f"{Q}:job:j1"]["s"] == "ready"
 
 
 async def test_a_job_that_keeps_losing_its_worker_goes_dead(queue: ReliableQueue) -> None:
     await queue.enqueue("noop", job_id="j1", max_retries=2)
     for delivery in range(1, 4):
-        [r] = await queue.reserve("default", 1, lease=0)
+        [r] = await started(queue, lease=0)
         assert r.attempts == delivery
-        expected = (1, 0) if delivery < 3 else (0, 1)
+        expected = (1, 0, []) if delivery < 3 else (0, 1, [])
         assert await queue.reap("default") == expected
     record = await queue.get_job("j1")
     assert record is not None
     assert record.state == "dead"
     assert record.last_error is not None
-    assert "lease expired on delivery 3" in record.last_error
+    assert "lease expired on start 3" in record.last_error
 
 
 async def test_stale_completion_is_rejected_and_counted(
     queue: ReliableQueue, sync_redis: redis.Redis
 ) -> None:
     await enqueue(queue)
-    [first] = await queue.reserve("default", 1, lease=0)
+    [first] = await started(queue, lease=0)
     await queue.reap("default")
     [second] = await queue.reserve("default", 1, lease=30)
     assert second.token > first.token
@@ -252,19 +297,19 @@ async def test_extend_renews_the_lease(queue: ReliableQueue, sync_redis: redis.R
     assert snapshot(sync_redis)[f"{Q}:reserved"] == {"j1": 40}
 
 
-@pytest.mark.parametrize(("started", "attempts"), [(False, "0"), (True, "1")])
+@pytest.mark.parametrize(("began", "attempts"), [(False, "0"), (True, "1")])
 async def test_release_returns_the_job_and_refunds_an_unstarted_attempt(
-    queue: ReliableQueue, sync_redis: redis.Redis, started: bool, attempts: str
+    queue: ReliableQueue, sync_redis: redis.Redis, began: bool, attempts: str
 ) -> None:
     await enqueue(queue)
     [r] = await queue.reserve("default", 1, lease=30)
-    assert await queue.release("default", [(r.id, r.token, started)]) == 1
+    assert await queue.release("default", [(r.id, r.token, began)]) == 1
     assert snapshot(sync_redis) == {
         **WAKE,
         "jr:queues": ["default"],
         f"{Q}:ready": ["j1"],
         f"{Q}:fence": "1",
-        f"{Q}:job:j1": job_hash(a=attempts, s="ready", t="1", st="T"),
+        f"{Q}:job:j1": job_hash(a=attempts, s="ready", t="1"),
         f"{Q}:stats": {"enqueued": "1", "released": "1"},
     }
 
@@ -284,7 +329,7 @@ async def test_requeue_one_dead_job_resets_attempts_and_keeps_the_error(
     state = snapshot(sync_redis)
     assert state[f"{Q}:ready"] == ["j1"]
     assert state[f"{Q}:dead"] == {"j2": 0}
-    assert state[f"{Q}:job:j1"] == job_hash(a="0", s="ready", t="1", st="T", fi="T", e="j1 failed")
+    assert state[f"{Q}:job:j1"] == job_hash(a="0", s="ready", t="1", fi="T", e="j1 failed")
     assert state[f"{Q}:stats"]["requeued"] == "1"
 
 
@@ -362,3 +407,102 @@ def _blocked(client: redis.Redis) -> Callable[[], Awaitable[bool]]:
         return int(client.info("clients")["blocked_clients"]) > 0
 
     return check
+
+
+# ---------------------------------------------------------------- results, cancel, pause
+
+
+async def test_a_waiter_is_told_when_its_job_ends_and_nobody_else_costs_a_push(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue, "j1")
+    await enqueue(queue, "j2")
+    assert await queue.watch("j1") == "ready"
+    [a, b] = await started(queue, count=2)
+    await queue.ack("default", [(a.id, a.token, b"7"), (b.id, b.token, None)])
+    state = snapshot(sync_redis)
+    assert state[f"{Q}:notify:j1"] == ["1"]
+    assert f"{Q}:notify:j2" not in state  # no waiter, no push
+    assert state[f"{Q}:job:j1"]["w"] == "1"
+    assert "r" not in state[f"{Q}:job:j2"]  # it returned None: no result kept
+    assert 59 <= sync_redis.ttl(f"{Q}:notify:j1") <= 600
+    assert await queue.watch("j1") == "done"  # ended already: nothing to wait for
+
+
+async def test_cancel_a_ready_job_ends_it_and_reserve_drops_its_id(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue, "j1")
+    await enqueue(queue, "j2", delay=30)
+    assert await queue.cancel("j1") == "cancelled"
+    assert await queue.cancel("j2") == "cancelled"
+    assert await queue.cancel("j1") == "cancelled"  # final: again is a no-op
+    assert await queue.cancel("nope") == ""
+    state = snapshot(sync_redis)
+    assert state[f"{Q}:job:j1"]["s"] == state[f"{Q}:job:j2"]["s"] == "cancelled"
+    assert f"{Q}:scheduled" not in state
+    assert state[f"{Q}:stats"]["cancelled"] == "2"
+    assert await queue.reserve("default", 10, lease=30) == []  # the stale id is skipped
+    assert sync_redis.llen(f"{Q}:ready") == 0
+
+
+async def test_cancel_a_running_job_flags_it_for_its_worker(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue, "j1")
+    [r] = await started(queue)
+    assert await queue.cancel("j1") == "cancelling"
+    assert sync_redis.smembers(f"{Q}:cancel") == {b"j1"}
+    assert await queue.reap("default") == (0, 0, ["j1"])  # the worker learns it here
+    assert await queue.finish_cancelled("default", [(r.id, r.token, "stopped")]) == 1
+    state = snapshot(sync_redis)
+    assert f"{Q}:cancel" not in state
+    assert state[f"{Q}:job:j1"]["s"] == "cancelled"
+    assert state[f"{Q}:job:j1"]["e"] == "stopped"
+    assert f"{Q}:reserved" not in state
+    assert await queue.cancel("j1") == "cancelled"
+
+
+async def test_a_flagged_job_that_fails_ends_cancelled_not_retried(queue: ReliableQueue) -> None:
+    await enqueue(queue, "j1")
+    [r] = await started(queue)
+    await queue.cancel("j1")
+    assert await queue.fail("default", r.id, r.token, "JobCancelled") == "cancelled"
+
+
+async def test_a_flagged_job_whose_worker_died_ends_cancelled(queue: ReliableQueue) -> None:
+    await enqueue(queue, "j1")
+    await started(queue, lease=0)
+    await queue.cancel("j1")
+    assert await queue.reap("default") == (0, 0, [])
+    record = await queue.get_job("j1")
+    assert record is not None
+    assert record.state == "cancelled"
+
+
+async def test_a_flagged_job_handed_back_ends_cancelled_when_next_reserved(
+    queue: ReliableQueue,
+) -> None:
+    await enqueue(queue, "j1")
+    [r] = await queue.reserve("default", 1, lease=30)
+    await queue.cancel("j1")
+    await queue.release("default", [(r.id, r.token, False)])  # shutdown, never started
+    assert await queue.reserve("default", 1, lease=30) == []
+    record = await queue.get_job("j1")
+    assert record is not None
+    assert record.state == "cancelled"
+
+
+async def test_a_paused_queue_hands_out_nothing_until_resumed(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue, "j1")
+    sync_redis.delete(f"{Q}:wake")
+    assert await queue.pause("default") is True
+    assert await queue.pause("default") is False  # already paused
+    assert (await queue.stats("default")).paused
+    assert await queue.reserve("default", 10, lease=30) == []
+    assert sync_redis.llen(f"{Q}:ready") == 1  # waiting, not lost
+    assert await queue.pause("default", False) is True
+    assert sync_redis.lrange(f"{Q}:wake", 0, -1) == [b"1"]  # idle workers wake
+    assert [r.id for r in await queue.reserve("default", 10, lease=30)] == ["j1"]

@@ -38,7 +38,7 @@ async def test_defer_schedules_the_job_and_refunds_its_attempt(
         f"{Q}:wake": ["1"],  # left by the enqueue: no worker was waiting to take it
         f"{Q}:scheduled": {"j1": 7},
         f"{Q}:fence": "1",
-        f"{Q}:job:j1": job_hash(a="0", s="scheduled", t="1", st="T"),
+        f"{Q}:job:j1": job_hash(a="0", s="scheduled", t="1"),
         f"{Q}:stats": {"enqueued": "1", "deferred": "1"},
     }
 

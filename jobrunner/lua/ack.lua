@@ -1,27 +1,35 @@
--- ack: mark leased jobs done; a completion whose token is not the current lease is rejected.
--- KEYS[1] reserved ZSET     KEYS[2] stats HASH
+-- ack: mark leased jobs done, each with its result; a completion whose token is not the current
+-- lease is rejected.
+-- KEYS[1] reserved ZSET     KEYS[2] stats HASH     KEYS[3] cancel SET
 -- ARGV[1] job key prefix     ARGV[2] result ttl ms (0 = delete the job hash at once)
--- ARGV[3..] pairs: id, token
+-- ARGV[3] notify key prefix     ARGV[4..] triples: id, token, result (JSON; '' = none)
 -- Returns: the ids whose completion was rejected as stale (their lease was taken over).
 -- Idempotent: a retried ack of the same lease finds its job done under its token and is no-op.
+--#include _notify
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 -- 'fu': the finish time in microseconds, for end-to-end latency finer than a millisecond.
 local now_us = t[1] .. string.format('%06d', tonumber(t[2]))
-local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+local prefix, ttl, notify_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local stale = {}
 local done = 0
-for i = 3, #ARGV, 2 do
-  local id, token = ARGV[i], ARGV[i + 1]
+for i = 4, #ARGV, 3 do
+  local id, token, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 't', 's')
+  local f = redis.call('HMGET', key, 't', 's', 'w', 'c')
   if f[1] == token and redis.call('ZREM', KEYS[1], id) == 1 then
     if ttl > 0 then
-      redis.call('HSET', key, 's', 'done', 'fi', now, 'fu', now_us)
+      if result ~= '' then
+        redis.call('HSET', key, 's', 'done', 'fi', now, 'fu', now_us, 'r', result)
+      else
+        redis.call('HSET', key, 's', 'done', 'fi', now, 'fu', now_us)
+      end
       redis.call('PEXPIRE', key, ttl)
     else
       redis.call('DEL', key)
     end
+    if f[3] then notify(notify_prefix .. id, ttl) end
+    if f[4] then redis.call('SREM', KEYS[3], id) end  -- a cancel asked too late: it finished
     done = done + 1
   elseif f[1] == token and f[2] == 'done' then
     -- the same ack again (its reply was lost and the caller retried): already done, not stale

@@ -29,14 +29,14 @@ class AckBuffer:
         self.metrics = metrics
         self.counts = counts
         self._log = log
-        self._pending: dict[str, list[tuple[str, int]]] = {}
+        self._pending: dict[str, list[tuple[str, int, bytes | None]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._throttle = Throttle()
         self._closing = False
 
-    def add(self, queue: str, job_id: str, token: int) -> None:
-        self._pending.setdefault(queue, []).append((job_id, token))
+    def add(self, queue: str, job_id: str, token: int, result: bytes | None = None) -> None:
+        self._pending.setdefault(queue, []).append((job_id, token, result))
         self._wake.set()
 
     def start(self) -> None:

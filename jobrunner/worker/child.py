@@ -2,11 +2,12 @@
 
 The child first sends ``"ready"`` once its handlers are imported. Then messages are lists over
 a ``multiprocessing`` pipe: in, ``[(job_id, raw_spec, attempt), ...]`` (``None`` asks the child
-to exit); out, one outcome per job in the order the jobs came, ``None`` for a success (the
-cheapest thing to pickle) else ``(kind, error, delay)``. Outcomes are batched too: sent when the
-child runs out of work, when 32 are waiting, or by a flusher thread every few milliseconds, so a
-job that hangs never holds back the outcomes of jobs that finished before it. The child does no
-Redis I/O: the parent holds leases and acks, so killing a child never strands a job.
+to exit); out, one outcome per job in the order the jobs came, ``None`` for a success that
+returned nothing (the cheapest thing to pickle) else ``(kind, error, delay, result)``. Outcomes
+are batched too: sent when the child runs out of work, when 32 are waiting, or by a flusher
+thread every few milliseconds, so a job that hangs never holds back the outcomes of jobs that
+finished before it. The child does no Redis I/O: the parent holds leases and acks, so killing a
+child never strands a job.
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ class _Outbox:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.items: list[tuple[str, str, float | None] | None] = []
+        self.items: list[tuple[str, str, float | None, bytes | None] | None] = []
         self.lock = threading.Lock()
 
     def add(self, outcome: Outcome) -> int:
         with self.lock:
-            self.items.append(
-                None if outcome.ok else (outcome.kind.value, outcome.error, outcome.delay)
-            )
+            plain = outcome.ok and outcome.result is None  # the common case: cheapest to pickle
+            report = (outcome.kind.value, outcome.error, outcome.delay, outcome.result)
+            self.items.append(None if plain else report)
             return len(self.items)
 
     def flush(self) -> None:

@@ -13,7 +13,7 @@ import functools
 import os
 import socket
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -36,19 +36,29 @@ from jobrunner.worker.acks import AckBuffer
 from jobrunner.worker.components import Periodic
 from jobrunner.worker.outcome import Kind, Outcome
 from jobrunner.worker.runner import Runner
+from jobrunner.worker.starts import StartBuffer
 
 T = TypeVar("T")
 LOG_FLUSH_INTERVAL = 0.2  # seconds an info line may wait in the log buffer
 UNKNOWN_TYPE = "<unknown>"  # the type label of jobs no handler here serves
 
 
-@dataclass
+@dataclass(eq=False)
 class _InFlight:
     reservation: Reservation
-    started: bool = False
+    started: bool = False  # its handler began (the runner said so)
+    job: Job | None = None
+    spec: HandlerSpec | None = None
+    ctx: JobContext | None = None
+    future: asyncio.Future[Outcome] | None = None  # once handed to the runner
+    cancel_requested: bool = False
 
     def mark_started(self) -> None:
         self.started = True
+
+    def lease(self) -> tuple[str, str, int]:
+        r = self.reservation
+        return r.queue, r.id, r.token
 
 
 def new_worker_id() -> str:
@@ -81,6 +91,7 @@ class Worker:
         self._inflight: dict[str, _InFlight] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # failures being recorded
         self._running: set[asyncio.Future[Outcome]] = set()  # jobs the runner has
+        self._waiting: deque[_InFlight] = deque()  # admitted, waiting for room in the runner
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
@@ -93,6 +104,9 @@ class Worker:
             Periodic("log-flush", LOG_FLUSH_INTERVAL, self._flush_logs),
         ]
         self._acks = AckBuffer(queue, self.counts, self._log, self.metrics)
+        self._starts: StartBuffer[_InFlight] = StartBuffer(
+            queue, self._log, _InFlight.lease, started=self._submit, lost=self._lost
+        )
         # Execution limits: a job over its type's limit is deferred, not run (ratelimit.gate).
         self._gate: ExecutionGate[tuple[Reservation, str]] = ExecutionGate(
             queue.redis, parse_limits(settings.limits), defer=self._defer, spawn=self._spawn,
@@ -121,6 +135,7 @@ class Worker:
         """Run until stopped; returns the shutdown summary counts."""
         await self.runner.start()
         self._acks.start()
+        self._starts.start()
         for component in self._components:
             component.start()
         self._log.info(
@@ -146,6 +161,7 @@ class Worker:
         await asyncio.gather(*pending, return_exceptions=True)
         if self._tasks:  # jobs that failed in the last instant: let their failure be recorded
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._starts.stop()  # jobs not marked yet were never started: released below
         await self._release_unfinished()
         with contextlib.suppress(RedisError):
             await self._gate.close()
@@ -259,12 +275,69 @@ class Worker:
         self._run(entry, job, spec, ctx)
 
     def _run(self, entry: _InFlight, job: Job, spec: HandlerSpec, ctx: JobContext) -> None:
+        """Admitted: wait for room in the runner, then for the start mark (``StartBuffer``)."""
+        entry.job, entry.spec, entry.ctx = job, spec, ctx
+        self._waiting.append(entry)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send waiting jobs to be marked started while the runner has room for them."""
+        room = self.runner.capacity - len(self._running) - len(self._starts)
+        while room > 0 and self._waiting and not self._stopping.is_set():
+            entry = self._waiting.popleft()
+            if entry.cancel_requested:
+                self._spawn(self._cancelled(entry.reservation, "cancelled before it started"))
+                continue
+            self._starts.add(entry)
+            room -= 1
+
+    def _submit(self, entry: _InFlight) -> None:
+        """Its start mark is in Redis: hand the job to the runner."""
+        if self._stopping.is_set():
+            return  # never started: handed back by the drain, its attempt refunded
+        if entry.cancel_requested:
+            self._spawn(self._cancelled(entry.reservation, "cancelled before it started"))
+            return
+        job, spec, ctx, r = entry.job, entry.spec, entry.ctx, entry.reservation
+        assert job is not None
+        assert spec is not None
+        assert ctx is not None
         started = self.clock.monotonic()
-        future = self.runner.submit(job, spec, ctx, entry.mark_started, entry.reservation.raw)
+        future = self.runner.submit(job, spec, ctx, entry.mark_started, r.raw)
+        entry.future = future
         self._running.add(future)
         future.add_done_callback(
             lambda f: self._finished(entry, job.type, spec.backoff, started, f)
         )
+
+    def _lost(self, entry: _InFlight) -> None:
+        """Its lease was taken over before it started: someone else has the job now."""
+        self.counts["leases_lost"] += 1
+        self._forget(entry.reservation)
+
+    def request_cancel(self, queue: str, job_ids: list[str]) -> None:
+        """Stop the jobs held here whose cancellation was asked for (seen by the reaper)."""
+        for job_id in job_ids:
+            entry = self._inflight.get(job_id)
+            if entry is None or entry.reservation.queue != queue or entry.cancel_requested:
+                continue
+            entry.cancel_requested = True
+            if entry.future is not None:
+                self.runner.cancel(entry.future)
+            # not handed over yet: _pump and _submit end it cancelled when its turn comes
+
+    async def _cancelled(self, r: Reservation, why: str) -> None:
+        """End a job cancelled: never started, or stopped on request."""
+        done = await self._write("cancel", self.queue.finish_cancelled, r.queue,
+                                 [(r.id, r.token, why)])  # fmt: skip
+        if done:
+            self.counts["cancelled"] += 1
+            entry = self._inflight.get(r.id)
+            job_type = entry.job.type if entry is not None and entry.job else UNKNOWN_TYPE
+            self.metrics.cancelled.labels(job_type, r.queue).inc()
+            self._log.info("job", job_id=r.id, type=job_type, attempt=r.attempts,
+                           outcome="cancelled", result="cancelled", error=why)  # fmt: skip
+        self._forget(r)
 
     def _finished(
         self,
@@ -276,6 +349,7 @@ class Worker:
     ) -> None:
         """A runner is done with a job: ack it here and now, or start recording a failure."""
         self._running.discard(future)
+        self._pump()  # its room in the runner goes to the next job waiting
         if future.cancelled():
             return  # abandoned at shutdown: still in flight, released by the drain
         r = entry.reservation
@@ -287,7 +361,7 @@ class Worker:
             outcome = future.result()
         run_seconds = self.clock.monotonic() - started
         if outcome.ok:  # the hot path: no task, no await
-            self._acks.add(r.queue, r.id, r.token)
+            self._acks.add(r.queue, r.id, r.token, outcome.result)
             self.counts["completed"] += 1
             wait = (r.reserved_ms - r.enqueued_ms) / 1000
             self.metrics.succeeded(job_type, r.queue, wait, run_seconds)
@@ -295,6 +369,8 @@ class Worker:
             self._log_outcome(r, job_type, outcome, "done", run_seconds)
         elif outcome.kind is Kind.NOT_RUN:
             self._spawn(self._give_back(r))
+        elif outcome.kind is Kind.CANCELLED:
+            self._spawn(self._cancelled(r, outcome.error or "cancelled"))
         else:
             self._spawn(self._settle(r, outcome, job_type, backoff, run_seconds))
 
@@ -450,7 +526,9 @@ class Worker:
     async def _maintain(self) -> None:
         for name in self.settings.queues:
             promoted = await self.queue.promote(name)
-            requeued, dead = await self.queue.reap(name)
+            requeued, dead, cancel = await self.queue.reap(name)
+            if cancel:
+                self.request_cancel(name, cancel)
             if promoted or requeued or dead:
                 self.counts["reaped"] += requeued
                 if requeued or dead:
@@ -459,4 +537,4 @@ class Worker:
                     )
 
 
-SUMMARY_KEYS = ("completed", "failed", "retried", "dead", "requeued", "stale")
+SUMMARY_KEYS = ("completed", "failed", "retried", "dead", "cancelled", "requeued", "stale")

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from jobrunner.registry import HandlerSpec, JobContext
-from jobrunner.worker.outcome import OK, Outcome, outcome_from_exception
+from jobrunner.worker.outcome import Outcome, outcome_from_exception, succeeded
 
 
 def serve_on_own_loop(serve: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -39,13 +39,13 @@ async def call_handler(spec: HandlerSpec, payload: Any, ctx: JobContext) -> Outc
     args = (payload, ctx) if spec.takes_context else (payload,)
     try:
         if spec.is_async:
-            await spec.fn(*args)
+            value = await spec.fn(*args)
         else:
             with _no_running_loop():
-                spec.fn(*args)
+                value = spec.fn(*args)
     except Exception as exc:
         return outcome_from_exception(exc)
-    return _overran(ctx) or OK
+    return _overran(ctx) or succeeded(value)
 
 
 def call_sync(spec: HandlerSpec, payload: Any, ctx: JobContext) -> Outcome:
@@ -53,10 +53,10 @@ def call_sync(spec: HandlerSpec, payload: Any, ctx: JobContext) -> Outcome:
     ctx.deadline = time.monotonic() + ctx.timeout
     args = (payload, ctx) if spec.takes_context else (payload,)
     try:
-        spec.fn(*args)
+        value = spec.fn(*args)
     except Exception as exc:
         return outcome_from_exception(exc)
-    return _overran(ctx) or OK
+    return _overran(ctx) or succeeded(value)
 
 
 def _overran(ctx: JobContext) -> Outcome | None:

@@ -21,6 +21,7 @@ from jobrunner.worker.outcome import Outcome
 class Runner(Protocol):
     model: str
     concurrency: int
+    capacity: int  # jobs it takes at once; the core submits no more (the rest wait unstarted)
 
     async def start(self) -> None: ...
 
@@ -37,6 +38,11 @@ class Runner(Protocol):
         ``raw`` is the job as Redis stored it: the process model hands these bytes to a child
         as they are, rather than encoding the decoded job again.
         """
+        ...
+
+    def cancel(self, future: asyncio.Future[Outcome]) -> None:
+        """Stop the job behind ``future`` if this model can: its future then ends with
+        ``Kind.CANCELLED`` (a job it cannot stop ends with its own outcome)."""
         ...
 
     async def stop(self) -> None:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from jobrunner.job import Job
 from jobrunner.registry import HandlerSpec, JobContext
 from jobrunner.worker.invoke import call_sync
-from jobrunner.worker.outcome import OK, Outcome, outcome_from_exception
+from jobrunner.worker.outcome import Kind, Outcome, outcome_from_exception, succeeded
 from jobrunner.worker.slots import Slots
 
 
@@ -30,12 +30,15 @@ class AsyncioRunner:
         self, concurrency: int, sync_threads: int = 8, watchdog_interval: float = 0.05
     ) -> None:
         self.concurrency = concurrency
+        self.capacity = concurrency
         self.watchdog_interval = watchdog_interval
         self._slots = Slots(concurrency)
         self._pool = ThreadPoolExecutor(sync_threads, thread_name_prefix="jobrunner-sync")
         self._running: dict[asyncio.Task[object], JobContext] = {}
         self._overdue: set[asyncio.Task[object]] = set()
+        self._cancelled: set[asyncio.Future[Outcome]] = set()  # stopped on request
         self._watchdog: asyncio.Task[None] | None = None
+        self._contexts: dict[asyncio.Future[Outcome], JobContext] = {}
 
     async def start(self) -> None:
         self._watchdog = asyncio.create_task(self._watch_deadlines(), name="asyncio-watchdog")
@@ -48,26 +51,59 @@ class AsyncioRunner:
         on_start: Callable[[], None],
         raw: bytes,
     ) -> asyncio.Future[Outcome]:
-        return asyncio.ensure_future(self._run(job, spec, ctx, on_start))
+        future = asyncio.ensure_future(self._run(job, spec, ctx, on_start))
+        self._contexts[future] = ctx
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: asyncio.Future[Outcome]) -> None:
+        self._contexts.pop(future, None)
+        self._cancelled.discard(future)
+
+    def cancel(self, future: asyncio.Future[Outcome]) -> None:
+        """Cancel its task: the handler sees CancelledError (a sync one in the pool only its
+        context's ``cancelled`` flag), and the job ends cancelled."""
+        ctx = self._contexts.get(future)
+        if ctx is None or future.done():
+            return
+        self._cancelled.add(future)
+        ctx.cancel("cancelled on request")
+        future.cancel()
 
     async def _run(
         self, job: Job, spec: HandlerSpec, ctx: JobContext, on_start: Callable[[], None]
+    ) -> Outcome:
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            return await self._run_in_slot(task, job, spec, ctx, on_start)
+        except asyncio.CancelledError:
+            if task not in self._cancelled:
+                raise  # the worker is shutting down: not ours to swallow
+            task.uncancel()
+            return Outcome(Kind.CANCELLED, "cancelled while running")
+
+    async def _run_in_slot(
+        self,
+        task: asyncio.Task[object],
+        job: Job,
+        spec: HandlerSpec,
+        ctx: JobContext,
+        on_start: Callable[[], None],
     ) -> Outcome:
         await self._slots.acquire()
         try:
             on_start()
             if not spec.is_async:
                 return await _run_sync_in_pool(self._pool, spec, job, ctx)
-            task = asyncio.current_task()
-            assert task is not None
             ctx.deadline = time.monotonic() + ctx.timeout
             args = (job.payload, ctx) if spec.takes_context else (job.payload,)
             self._running[task] = ctx
             try:
-                await spec.fn(*args)
+                value = await spec.fn(*args)
             except asyncio.CancelledError:
                 if task not in self._overdue:
-                    raise  # the worker is shutting down: not ours to swallow
+                    raise
                 task.uncancel()
                 return outcome_from_exception(
                     TimeoutError(f"cancelled after its {ctx.timeout}s timeout")
@@ -77,7 +113,7 @@ class AsyncioRunner:
             finally:
                 del self._running[task]
                 self._overdue.discard(task)
-            return OK
+            return succeeded(value)
         finally:
             self._slots.release()
 

@@ -54,6 +54,7 @@ class _Child:
     pipeline: deque[_Dispatched] = field(default_factory=deque)
     outbox: list[tuple[str, bytes, int]] = field(default_factory=list)
     timed_out: bool = False
+    cancelled: bool = False  # killed to stop the job it was running, on request
 
     def running_index(self) -> int:
         """Index in ``pipeline`` of the job the child is running now (-1: none)."""
@@ -83,6 +84,7 @@ class ProcessRunner:
         watchdog_interval: float = 0.05,
     ) -> None:
         self.concurrency = concurrency
+        self.capacity = concurrency * per_child_prefetch  # what the children's pipelines hold
         self.imports = imports
         self.worker_id = worker_id
         self.per_child_prefetch = per_child_prefetch
@@ -139,6 +141,23 @@ class ProcessRunner:
         self._backlog.append(entry)
         self._dispatch()
         return entry.future
+
+    def cancel(self, future: asyncio.Future[Outcome]) -> None:
+        """A job still in the backlog ends cancelled; the one a child is running ends with its
+        child, which is killed and replaced. One queued in a child's pipeline behind another
+        has been sent already: it runs."""
+        entry = next((e for e in self._backlog if e.future is future), None)
+        if entry is not None:
+            self._backlog.remove(entry)
+            future.set_result(Outcome(Kind.CANCELLED, "cancelled before it started"))
+            return
+        for child in list(self.children):
+            running = child.mark_started(time.monotonic())
+            if running is not None and running.future is future:
+                child.cancelled = True
+                child.process.kill()
+                self._child_gone(child)
+                return
 
     def _dispatch(self) -> None:
         """Move jobs from the backlog into the least busy children's pipelines, while room."""
@@ -200,7 +219,9 @@ class ProcessRunner:
         for index, entry in enumerate(child.pipeline):
             if entry.future.done():
                 continue
-            if index == running and child.timed_out:
+            if index == running and child.cancelled:
+                result = Outcome(Kind.CANCELLED, "cancelled while running (its process killed)")
+            elif index == running and child.timed_out:
                 result = Outcome(Kind.TIMEOUT, f"killed after its {entry.ctx.timeout}s timeout")
             elif index == running:
                 result = Outcome(Kind.CRASHED, f"worker process died (exit code {code})")
@@ -270,8 +291,3 @@ def _stop_child(child: _Child, timeout: float = 5.0) -> None:
         child.process.kill()
         child.process.join()
     child.conn.close()
-
-
-def _outcome(report: tuple[str, str, float | None]) -> Outcome:
-    kind, error, delay = report
-    return Outcome(Kind(kind), error, delay)

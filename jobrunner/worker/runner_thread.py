@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from jobrunner.job import Job
 from jobrunner.registry import HandlerSpec, JobContext
 from jobrunner.worker.invoke import call_handler, serve_on_own_loop
-from jobrunner.worker.outcome import Outcome, outcome_from_exception
+from jobrunner.worker.outcome import Kind, Outcome, outcome_from_exception
 
 
 @dataclass(eq=False)
@@ -41,6 +41,7 @@ class ThreadRunner:
 
     def __init__(self, concurrency: int, watchdog_interval: float = 0.05) -> None:
         self.concurrency = concurrency
+        self.capacity = concurrency
         self.watchdog_interval = watchdog_interval
         self._work: deque[_Work] = deque()
         self._cv = threading.Condition(threading.Lock())
@@ -83,6 +84,20 @@ class ThreadRunner:
                 self._searching += 1
                 self._cv.notify()
         return work.future
+
+    def cancel(self, future: asyncio.Future[Outcome]) -> None:
+        """A job not begun ends cancelled at once; a running one has its context's
+        ``cancelled`` flag set (``ctx.check()`` raises ``JobCancelled``): a thread cannot be
+        interrupted, so a handler that never looks runs to its end."""
+        with self._cv:
+            waiting = next((w for w in self._work if w.future is future), None)
+            running = next((w for w in list(self._running) if w.future is future), None)
+        work = waiting or running
+        if work is None or future.done():
+            return
+        work.ctx.cancel("cancelled on request")
+        if waiting is not None:
+            future.set_result(Outcome(Kind.CANCELLED, "cancelled before it started"))
 
     def _thread_main(self) -> None:
         serve_on_own_loop(self._serve_jobs)
