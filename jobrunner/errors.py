@@ -37,6 +37,22 @@ class QueueFull(JobrunnerError):
         self.queue, self.waiting, self.bound = queue, waiting, bound
 
 
+class UnknownJobType(JobrunnerError, ValueError):
+    """A producer that knows the handlers was asked to enqueue a type none of them serves."""
+
+
+class UnknownJob(JobrunnerError, LookupError):
+    """No job has that id (or its record expired)."""
+
+
+class JobFailed(JobrunnerError):
+    """A job ended dead: retrying did not help. ``error`` is its last error."""
+
+    def __init__(self, job_id: str, error: str | None) -> None:
+        super().__init__(f"job {job_id} is dead: {error or 'no error recorded'}")
+        self.job_id, self.error = job_id, error
+
+
 class EmbeddedRedisError(JobrunnerError):
     """The private redis-server could not be found or started."""
 

@@ -43,7 +43,7 @@ from jobrunner.calls import (
     watch_call,
 )
 from jobrunner.errors import RedisFull, RedisUnavailable
-from jobrunner.job import Job, JobRecord, make_job, queue_of
+from jobrunner.job import Job, JobRecord, queue_of
 from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
 from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
@@ -119,14 +119,8 @@ class ReliableQueue:
         registered with (when this process imported it), else to the default queue, 3 retries
         and 30 seconds. The id names the queue (``<id>@<queue>``, bare on the default queue).
         """
-        job = make_job(
-            type,
-            payload,
-            queue=queue or self.registry.queue_for(type),
-            job_id=job_id,
-            max_retries=max_retries,
-            timeout=timeout,
-        )
+        job = self.registry.new_job(type, payload, queue=queue, job_id=job_id,
+                                    max_retries=max_retries, timeout=timeout)  # fmt: skip
         await self.enqueue_jobs([job], delay=delay)
         return job.id
 

@@ -7,26 +7,30 @@ backoff) apply to every job of the type unless the job was enqueued with its own
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import inspect
 import math
 import threading
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
+
+import msgspec
 
 from jobrunner.backoff import DEFAULT_BACKOFF, Backoff
-from jobrunner.errors import JobCancelled, JobTimeout
+from jobrunner.errors import JobCancelled, JobTimeout, UnknownJobType
 from jobrunner.job import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_QUEUE,
     DEFAULT_TIMEOUT,
     Job,
     check_queue_name,
+    make_job,
 )
 from jobrunner.ratelimit.spec import LimitSpec, parse_limit
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -91,6 +95,7 @@ class HandlerSpec:
     backoff: Backoff = DEFAULT_BACKOFF
     limit: LimitSpec | None = None  # execution limit: over it, a job is deferred, not run
     queue: str | None = None  # where jobs of the type go unless enqueued to another queue
+    payload_type: type | None = None  # a msgspec Struct or dataclass the payload must fit
 
     def timeout_for(self, job: Job) -> float:
         """The job's own timeout when it was enqueued with one, else this type's."""
@@ -112,8 +117,13 @@ class Registry:
         backoff: Backoff = DEFAULT_BACKOFF,
         limit: LimitSpec | str | None = None,
         queue: str | None = None,
-    ) -> Callable[[F], F]:
+    ) -> Callable[[Callable[..., Any]], Handler]:
         """Decorator: ``@registry.handler("email", timeout=10, limit="50/s", queue="emails")``.
+
+        It returns a ``Handler``: the function, still called as before, with ``.enqueue(...)``
+        (and ``.enqueue_sync(...)``) to make jobs of the type. A first parameter annotated with
+        a msgspec ``Struct`` or a dataclass types the payload: it is checked where the job is
+        made and the handler receives an instance.
 
         ``limit`` (``"gcra:50/s"``, ``"concurrency:4"``, see ``jobrunner.ratelimit``) caps how
         often or how many jobs of the type run across all workers; a job over it is deferred.
@@ -129,21 +139,21 @@ class Registry:
         if max_retries < 0:
             raise ValueError("max_retries must not be negative")
 
-        def register(fn: F) -> F:
-            self.add(
-                HandlerSpec(
-                    name=name,
-                    fn=fn,
-                    is_async=inspect.iscoroutinefunction(fn),
-                    takes_context=_takes_context(fn),
-                    timeout=timeout,
-                    max_retries=max_retries,
-                    backoff=backoff,
-                    limit=limit,
-                    queue=queue,
-                )
+        def register(fn: Callable[..., Any]) -> Handler:
+            spec = HandlerSpec(
+                name=name,
+                fn=fn,
+                is_async=inspect.iscoroutinefunction(fn),
+                takes_context=_takes_context(fn),
+                timeout=timeout,
+                max_retries=max_retries,
+                backoff=backoff,
+                limit=limit,
+                queue=queue,
+                payload_type=_payload_type(fn),
             )
-            return fn
+            self.add(spec)
+            return Handler(spec, self)
 
         return register
 
@@ -175,8 +185,90 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._handlers)
 
+    def new_job(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        queue: str | None = None,
+        job_id: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+    ) -> Job:
+        """The job a producer asks for, with its handler's defaults. An unknown type is refused
+        when this process imported handlers (it knows the registry); one that imported none
+        cannot tell, and a worker dead-letters the job instead."""
+        if self._handlers and type not in self._handlers:
+            raise UnknownJobType(f"no handler for {type!r}; known: {', '.join(self.names())}")
+        return make_job(type, payload, queue=queue or self.queue_for(type), job_id=job_id,
+                        max_retries=max_retries, timeout=timeout)  # fmt: skip
+
     def __contains__(self, name: object) -> bool:
         return name in self._handlers
+
+
+class Handler:
+    """What ``@handler`` returns: the function (calling it calls the function), its options,
+    and the producer's idiom: ``await send_email.enqueue({...})`` or ``.enqueue_sync({...})``.
+
+    The payload is checked here, where the job is made: it must be JSON as it is, and fit the
+    handler's payload type if it has one. Without ``client=`` the job goes through a client on
+    ``REDIS_URL``, made on first use (one per event loop for ``enqueue``).
+    """
+
+    def __init__(self, spec: HandlerSpec, registry: Registry) -> None:
+        self.spec = spec
+        self.registry = registry
+        functools.update_wrapper(self, spec.fn)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.spec.fn(*args, **kwargs)
+
+    def payload(self, value: Any) -> Any:
+        """The payload as stored: a typed payload checked against (and turned into) JSON."""
+        kind = self.spec.payload_type
+        if kind is None:
+            return value
+        try:
+            checked = value if isinstance(value, kind) else msgspec.convert(value, kind)
+        except msgspec.ValidationError as exc:
+            raise TypeError(f"payload does not fit {kind.__name__}: {exc}") from None
+        return msgspec.to_builtins(checked)
+
+    async def enqueue(self, payload: Any = None, *, client: Any = None, **options: Any) -> str:
+        """Enqueue a job of this type (options as ``Client.enqueue``); returns its id."""
+        from jobrunner.client import default_client
+
+        target = client if client is not None else default_client()
+        job_id: str = await target.enqueue(self.name, self.payload(payload), **options)
+        return job_id
+
+    def enqueue_sync(self, payload: Any = None, *, client: Any = None, **options: Any) -> str:
+        """The same from blocking code (``SyncClient``)."""
+        from jobrunner.sync_client import default_sync_client
+
+        target = client if client is not None else default_sync_client()
+        job_id: str = target.enqueue(self.name, self.payload(payload), **options)
+        return job_id
+
+
+def _payload_type(fn: Callable[..., Any]) -> type | None:
+    """The first parameter's annotation, when it is a msgspec Struct or a dataclass."""
+    params = list(inspect.signature(fn).parameters)
+    if not params:
+        return None
+    try:
+        hint = typing.get_type_hints(fn).get(params[0])
+    except (NameError, TypeError):  # an annotation that does not resolve: no typed payload
+        return None
+    is_struct = isinstance(hint, type) and issubclass(hint, msgspec.Struct)
+    if is_struct or (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+        return hint
+    return None
 
 
 def _takes_context(fn: Callable[..., Any]) -> bool:

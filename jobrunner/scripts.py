@@ -13,8 +13,9 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+from redis.commands.core import AsyncScript, Script
 
 INCLUDE = "--#include "
 
@@ -55,3 +56,17 @@ class Scripts:
         self.leader_acquire = load("leader_acquire")
         self.leader_release = load("leader_release")
         self.schedule_fire = load("schedule_fire")
+
+
+class SyncScripts:
+    """The scripts a blocking producer calls (``SyncClient``), on a redis-py client."""
+
+    def __init__(self, redis: SyncRedis) -> None:
+        def load(name: str) -> Script:
+            return redis.register_script(script_source(name))
+
+        self.enqueue = load("enqueue")
+        self.cancel = load("cancel")
+        self.watch = load("watch")
+        self.pause = load("pause")
+        self.requeue = load("requeue")

@@ -13,6 +13,7 @@ import time
 from functools import cache
 from typing import Any
 
+import msgspec
 import redis
 
 import jobrunner.lab.handlers.demo  # noqa: F401  (the tests enqueue the demo's noop, email...)
@@ -119,3 +120,46 @@ async def async_uses_timeout_and_tasks(payload: dict[str, Any], ctx: JobContext)
             second = group.create_task(asyncio.sleep(0.02, result=2))
     if first.result() + second.result() == 3:
         record(payload, ctx)
+
+
+@handler("test.echo", backoff=FAST_RETRY)
+def echo(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Returns a result: the payload, and the attempt it ran on."""
+    return {"echo": payload, "attempt": ctx.attempt}
+
+
+@handler("test.echo_async", backoff=FAST_RETRY)
+async def echo_async(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"echo": payload}
+
+
+@handler("test.returns_a_set", backoff=FAST_RETRY)
+def returns_a_set(payload: Any) -> set[int]:
+    return {1, 2}
+
+
+@handler("test.stoppable", backoff=FAST_RETRY, timeout=600)
+def stoppable(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Runs until cancelled, looking at its context as a long thread-model job should."""
+    record(payload, ctx)
+    while True:
+        ctx.check()  # raises JobCancelled once its cancellation was asked for
+        time.sleep(0.01)
+
+
+@handler("test.stoppable_async", backoff=FAST_RETRY, timeout=600)
+async def stoppable_async(payload: dict[str, Any], ctx: JobContext) -> None:
+    record(payload, ctx)
+    await asyncio.sleep(3600)
+
+
+class Invoice(msgspec.Struct):
+    order: int
+    total: float
+
+
+@handler("test.invoice", backoff=FAST_RETRY)
+def invoice(payload: Invoice) -> str:
+    """A typed payload: the handler receives an Invoice, not a dict."""
+    assert isinstance(payload, Invoice)
+    return f"order {payload.order}: {payload.total:.2f}"

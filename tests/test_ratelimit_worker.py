@@ -87,6 +87,7 @@ async def test_a_rate_limited_type_is_deferred_and_all_its_jobs_complete_within_
     queue: ReliableQueue, redis_url: str, model: str
 ) -> None:
     registry = Registry()
+    queue.registry = registry  # the producer knows the worker's handlers
     started: list[float] = []
 
     @registry.handler("limited", limit="gcra:20/s")
@@ -117,6 +118,7 @@ async def test_a_concurrency_limit_caps_jobs_at_once_and_frees_slots(
     queue: ReliableQueue, redis_url: str
 ) -> None:
     registry = Registry()
+    queue.registry = registry  # the producer knows the worker's handlers
     lock = threading.Lock()
     running_now = [0]
     peak = [0]
@@ -144,6 +146,7 @@ async def test_a_limit_in_the_settings_overrides_the_handlers_own(
     queue: ReliableQueue, redis_url: str
 ) -> None:
     registry = Registry()
+    queue.registry = registry  # the producer knows the worker's handlers
     lock = threading.Lock()
     running_now, peak = [0], [0]
 

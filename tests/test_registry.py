@@ -46,14 +46,15 @@ def test_a_sync_handler_is_registered_with_its_options() -> None:
     spec = reg.get("resize")
     assert spec == HandlerSpec(
         name="resize",
-        fn=resize,
+        fn=resize.__wrapped__,
         is_async=False,
         takes_context=False,
         timeout=12.5,
         max_retries=7,
         backoff=backoff,
     )
-    assert resize("x") == "resized x"  # the decorator hands the function back unchanged
+    assert resize("x") == "resized x"  # the Handler it hands back calls the function
+    assert (resize.name, resize.__name__, resize.spec) == ("resize", "resize", spec)
     assert "resize" in reg
     assert reg.names() == ["resize"]
 

@@ -140,7 +140,10 @@ async def test_handler_exceptions_are_retried_with_backoff(
 async def test_unknown_types_and_undecodable_payloads_go_dead_and_the_worker_goes_on(
     model: str, queue: ReliableQueue, redis_url: str, aredis: AsyncRedis
 ) -> None:
-    unknown = await queue.enqueue("no.such.type", {})
+    # a producer that knows no handlers cannot refuse the type; the worker dead-letters it
+    unknown = make_job("no.such.type", {})
+    await queue.enqueue_jobs([unknown])
+    unknown_id = unknown.id
     garbled = await queue.enqueue("noop", {})
     await aredis.hset(queue.keys("default").job(garbled), "d", b"\xff{not json")
     fine = await queue.enqueue("noop", {})
@@ -152,7 +155,7 @@ async def test_unknown_types_and_undecodable_payloads_go_dead_and_the_worker_goe
 
         await eventually(two_dead, what="two dead jobs")
     errors = {r.job.id: r.last_error or "" for r in await queue.dead_jobs("default")}
-    assert "unknown job type 'no.such.type'" in errors[unknown]
+    assert "unknown job type 'no.such.type'" in errors[unknown_id]
     assert "cannot decode job" in errors[garbled]
     fine_record = await queue.get_job(fine)
     assert fine_record is not None

@@ -20,8 +20,10 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import msgspec
+
 from jobrunner.registry import HandlerSpec, JobContext
-from jobrunner.worker.outcome import Outcome, outcome_from_exception, succeeded
+from jobrunner.worker.outcome import Kind, Outcome, outcome_from_exception, succeeded
 
 
 def serve_on_own_loop(serve: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -33,9 +35,19 @@ def serve_on_own_loop(serve: Callable[[], Coroutine[Any, Any, None]]) -> None:
         loop.close()
 
 
+def typed_payload(spec: HandlerSpec, payload: Any) -> Any:
+    """The payload as the handler declared it: an instance of its payload type, if it has one
+    (a ValidationError when the stored payload does not fit it)."""
+    return payload if spec.payload_type is None else msgspec.convert(payload, spec.payload_type)
+
+
 async def call_handler(spec: HandlerSpec, payload: Any, ctx: JobContext) -> Outcome:
     """Run one handler to completion from a serving coroutine and classify the result."""
     ctx.deadline = time.monotonic() + ctx.timeout
+    try:
+        payload = typed_payload(spec, payload)
+    except msgspec.ValidationError as exc:
+        return Outcome(Kind.DEAD, f"the payload does not fit {spec.payload_type}: {exc}")
     args = (payload, ctx) if spec.takes_context else (payload,)
     try:
         if spec.is_async:
@@ -51,6 +63,10 @@ async def call_handler(spec: HandlerSpec, payload: Any, ctx: JobContext) -> Outc
 def call_sync(spec: HandlerSpec, payload: Any, ctx: JobContext) -> Outcome:
     """Run a *sync* handler on this (loop-less) thread and classify the result."""
     ctx.deadline = time.monotonic() + ctx.timeout
+    try:
+        payload = typed_payload(spec, payload)
+    except msgspec.ValidationError as exc:
+        return Outcome(Kind.DEAD, f"the payload does not fit {spec.payload_type}: {exc}")
     args = (payload, ctx) if spec.takes_context else (payload,)
     try:
         value = spec.fn(*args)

@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import msgspec
+
 from jobrunner.job import Job
 from jobrunner.registry import HandlerSpec, JobContext
-from jobrunner.worker.invoke import call_sync
+from jobrunner.worker.invoke import call_sync, typed_payload
 from jobrunner.worker.outcome import Kind, Outcome, outcome_from_exception, succeeded
 from jobrunner.worker.slots import Slots
 
@@ -97,7 +99,11 @@ class AsyncioRunner:
             if not spec.is_async:
                 return await _run_sync_in_pool(self._pool, spec, job, ctx)
             ctx.deadline = time.monotonic() + ctx.timeout
-            args = (job.payload, ctx) if spec.takes_context else (job.payload,)
+            try:
+                payload = typed_payload(spec, job.payload)
+            except msgspec.ValidationError as exc:
+                return Outcome(Kind.DEAD, f"the payload does not fit {spec.payload_type}: {exc}")
+            args = (payload, ctx) if spec.takes_context else (payload,)
             self._running[task] = ctx
             try:
                 value = await spec.fn(*args)

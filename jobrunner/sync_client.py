@@ -1,0 +1,187 @@
+"""``SyncClient``: ``Client`` for blocking code (Django, Flask, scripts), on redis-py's sync client.
+
+It sends the same script calls as the asyncio side (``jobrunner.calls``) and reads job records
+the same way, so a job enqueued here is indistinguishable from one enqueued by ``Client``, the
+API or the CLI.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from jobrunner.calls import (
+    FINAL_STATES,
+    Call,
+    NewJob,
+    cancel_call,
+    enqueue_call,
+    enqueue_result,
+    pause_call,
+    record_of,
+    requeue_call,
+    text,
+    watch_call,
+)
+from jobrunner.client import WAIT_SLICE, JobSpec, new_jobs, outcome_of
+from jobrunner.config import Settings
+from jobrunner.connection import sync_redis
+from jobrunner.errors import RedisFull, RedisUnavailable, UnknownJob
+from jobrunner.job import JobRecord, JobState, queue_of
+from jobrunner.keys import PREFIX, QueueKeys, queues_key
+from jobrunner.registry import Registry
+from jobrunner.registry import registry as default_registry
+from jobrunner.scripts import SyncScripts
+
+
+class SyncClient:
+    """Enqueue and follow jobs from blocking code. ``with SyncClient.from_url() as c: ...``"""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = PREFIX,
+        registry: Registry | None = None,
+        result_ttl: float = 600.0,
+        idempotency_ttl: float = 86_400.0,
+        owns_connection: bool = False,
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.registry = registry if registry is not None else default_registry
+        self.result_ttl = result_ttl
+        self.idempotency_ttl = idempotency_ttl
+        self._scripts = SyncScripts(redis)
+        self._owns = owns_connection
+        self._known_queues: set[str] = set()
+
+    @classmethod
+    def from_url(cls, url: str | None = None, **options: Any) -> SyncClient:
+        """A client on ``url`` (default: ``REDIS_URL`` / ``JOBRUNNER_REDIS_URL``) that closes
+        its connections with ``close()`` or the ``with`` block."""
+        settings = Settings.from_env(None, **({"redis_url": url} if url else {}))
+        return cls(sync_redis(settings.redis_url), prefix=settings.prefix,
+                   result_ttl=settings.result_ttl, idempotency_ttl=settings.idempotency_ttl,
+                   owns_connection=True, **options)  # fmt: skip
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns:
+            self.redis.close()
+
+    def keys(self, queue: str) -> QueueKeys:
+        return QueueKeys(queue, self.prefix)
+
+    def _call(self, call: Call) -> Any:
+        return getattr(self._scripts, call.script)(keys=call.keys, args=call.args)
+
+    # ---------------------------------------------------------------- producing
+
+    def enqueue(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        queue: str | None = None,
+        delay: float = 0.0,
+        job_id: str | None = None,
+        idempotency_key: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Enqueue one job; returns its id (see ``Client.enqueue``)."""
+        job = self.registry.new_job(type, payload, queue=queue, job_id=job_id,
+                                    max_retries=max_retries, timeout=timeout)  # fmt: skip
+        return self._enqueue([NewJob(job, delay, idempotency_key)])[0]
+
+    def enqueue_many(self, jobs: Iterable[JobSpec]) -> list[str]:
+        """Enqueue jobs given as dicts, all of them or none; returns their ids in order."""
+        return self._enqueue(new_jobs(self.registry, jobs))
+
+    def _enqueue(self, items: list[NewJob]) -> list[str]:
+        call, queues = enqueue_call(items, self.keys, self.registry, prefix=self.prefix,
+                                    max_depth=0, idempotency_ttl=self.idempotency_ttl,
+                                    checked=False)  # fmt: skip
+        try:
+            new = [q for q in queues if q not in self._known_queues]
+            if new:
+                self.redis.sadd(queues_key(self.prefix), *new)
+                self._known_queues.update(new)
+            reply = self._call(call)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
+        except OutOfMemoryError as exc:
+            raise RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})") from exc
+        return enqueue_result(items, queues, reply, 0).ids
+
+    # ---------------------------------------------------------------- following
+
+    def get(self, job_id: str) -> JobRecord | None:
+        queue = queue_of(job_id)
+        fields = self.redis.hgetall(self.keys(queue).job(job_id))
+        return record_of(job_id, queue, fields) if fields else None
+
+    def result(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait for a job to end and return its result (see ``Client.result``)."""
+        keys = self.keys(queue_of(job_id))
+        state = text(self._call(watch_call(keys, job_id)))
+        if not state:
+            raise UnknownJob(f"no job {job_id!r} (or its record expired)")
+        if JobState(state) not in FINAL_STATES:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = WAIT_SLICE if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"job {job_id} did not end within {timeout}s")
+                if self.redis.blpop([keys.notify(job_id)], timeout=min(left, WAIT_SLICE)):
+                    break
+        return outcome_of(job_id, self.get(job_id))
+
+    # ---------------------------------------------------------------- operating
+
+    def cancel(self, job_id: str) -> str:
+        keys = self.keys(queue_of(job_id))
+        return text(self._call(cancel_call(keys, job_id, self.result_ttl)))
+
+    def requeue(self, queue: str, ids: list[str] | None = None) -> int:
+        keys = self.keys(queue)
+        if ids is not None:
+            return int(self._call(requeue_call(keys, ids))) if ids else 0
+        total = 0
+        while n := int(self._call(requeue_call(keys, None))):
+            total += n
+        return total
+
+    def pause(self, queue: str) -> bool:
+        return bool(self._call(pause_call(self.keys(queue), True)))
+
+    def resume(self, queue: str) -> bool:
+        return bool(self._call(pause_call(self.keys(queue), False)))
+
+
+_default: list[SyncClient] = []  # made on first use
+_default_lock = threading.Lock()
+
+
+def default_sync_client() -> SyncClient:
+    """The client ``Handler.enqueue_sync`` uses without ``client=``: one, on ``REDIS_URL``."""
+    with _default_lock:
+        if not _default:
+            _default.append(SyncClient.from_url())
+        return _default[0]
