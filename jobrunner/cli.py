@@ -1,10 +1,11 @@
 """The ``jobrunner`` command: the production commands here, the rest loaded only when called.
 
-``worker``, ``scheduler``, ``enqueue``, ``stats`` and ``requeue`` need nothing beyond the core
-install. ``api`` and the lab and development commands live beside the code they drive
-(``jobrunner/api/cli.py``, ``jobrunner/dev/cli.py``, ``jobrunner/lab/cli.py``) and are imported
-by name when invoked, so ``jobrunner --help`` works on a bare install and a command whose
-extra is missing says which one to install instead of failing with a traceback.
+``worker``, ``scheduler``, ``enqueue``, ``job``, ``result``, ``cancel``, ``pause``, ``resume``,
+``stats``, ``requeue`` and ``token`` need nothing beyond the core install. ``api`` and the lab
+and development commands live beside the code they drive (``jobrunner/api/cli.py``,
+``jobrunner/dev/cli.py``, ``jobrunner/lab/cli.py``) and are imported by name when invoked, so
+``jobrunner --help`` works on a bare install and a command whose extra is missing says which
+one to install instead of failing with a traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from jobrunner.config import Settings
-from jobrunner.errors import RedisUnavailable
+from jobrunner.errors import ConfigError, RedisUnavailable, UnknownJobType
 from jobrunner.logs import configure_logging
 from jobrunner.tokens import SCOPES, TokenStore
 
@@ -140,6 +141,18 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(module, attribute)
         return command
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Errors a user can fix (a setting, a URL, an ``--import``, an unknown job type, an
+        unreachable Redis) end as one line and exit status 1, not a traceback."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, UnknownJobType, RedisUnavailable) as exc:
+            raise click.ClickException(str(exc)) from None
+        except RedisConnectionError as exc:
+            raise click.ClickException(f"Redis is unreachable: {exc}") from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Two sections, without importing any lazy command's module."""
         core = [(name, cmd.get_short_help_str(60)) for name, cmd in sorted(self.commands.items())]
@@ -170,6 +183,7 @@ def main() -> None:
 @click.option("--queues", help="comma-separated, highest priority first (default: default)")
 @imports_option
 @click.option("--batch-size", type=int, help="jobs per reserve round trip")
+@click.option("--prefetch", type=int, help="jobs reserved beyond concurrency (0: none; -1: auto)")
 @click.option("--lease", type=float, help="seconds a reservation lasts unless renewed")
 @click.option("--grace", type=float, help="seconds to finish in-flight jobs on shutdown")
 @click.option("--metrics-port", type=int, help="serve Prometheus metrics on this port")
@@ -177,9 +191,11 @@ def main() -> None:
 @log_format_option
 def worker(**options: Any) -> None:
     """Process jobs until SIGINT/SIGTERM; a second signal forces a fast, lossless exit."""
+    from jobrunner.registry import load_handlers
     from jobrunner.worker.entry import run_event_loop, serve
 
     settings = settings_from(**options)
+    load_handlers(settings.imports)  # an --import that fails is one line, before anything starts
     configure_logging(settings.log_level, settings.log_format, buffered=True)
     run_event_loop(serve(settings))
 
@@ -234,8 +250,11 @@ def enqueue(
     timeout: float | None,
     imports: tuple[str, ...],
 ) -> None:
-    """Enqueue JOB_TYPE with a JSON PAYLOAD; prints the job ids."""
-    from jobrunner.job import Job, check_job, new_job_id
+    """Enqueue JOB_TYPE with a JSON PAYLOAD; prints the job ids.
+
+    With ``--import`` an unknown JOB_TYPE is refused here, as the API refuses it; without, the
+    command cannot tell and says so (a worker would dead-letter a job no handler serves)."""
+    from jobrunner.job import check_job
 
     try:
         data = json.loads(payload)
@@ -243,12 +262,16 @@ def enqueue(
         raise click.BadParameter(f"not JSON: {exc}", param_hint="PAYLOAD") from exc
     if delay < 0:
         raise click.UsageError("delay must not be negative")
+    if count < 1:
+        raise click.UsageError("count must be at least 1")
 
     async def send(q: ReliableQueue) -> list[str]:
-        name = queue or q.registry.queue_for(job_type)
+        if not imports:
+            click.echo(f"warning: without --import, {job_type!r} is not checked against the "
+                       "handlers; a job no handler serves ends dead", err=True)  # fmt: skip
         jobs = [
-            Job(id=new_job_id(name), type=job_type, payload=data, queue=name,
-                max_retries=max_retries, timeout=timeout)
+            q.registry.new_job(job_type, data, queue=queue, max_retries=max_retries,
+                               timeout=timeout)
             for _ in range(count)
         ]  # fmt: skip
         try:
@@ -314,6 +337,100 @@ def requeue(redis_url: str | None, ids: tuple[str, ...], queue: str, everything:
         raise click.UsageError("give job ids or --all")
     count = run_with_queue(redis_url, lambda q: q.requeue(queue, None if everything else list(ids)))
     click.echo(f"requeued {count}")
+
+
+@main.command()
+@redis_option
+@click.argument("ids", nargs=-1, required=True)
+def cancel(redis_url: str | None, ids: tuple[str, ...]) -> None:
+    """Cancel jobs: a waiting one never runs, a running one is stopped by its worker."""
+
+    async def go(q: ReliableQueue) -> list[str]:
+        return [await q.cancel(job_id) for job_id in ids]
+
+    unknown = []
+    for job_id, state in zip(ids, run_with_queue(redis_url, go), strict=True):
+        click.echo(f"{job_id}\t{state or 'unknown'}")
+        unknown += [job_id] if not state else []
+    if unknown:
+        raise click.ClickException(f"no such job: {', '.join(unknown)}")
+
+
+@main.command()
+@redis_option
+@click.argument("queues", nargs=-1, required=True)
+def pause(redis_url: str | None, queues: tuple[str, ...]) -> None:
+    """Workers stop taking these queues' jobs (those running finish); enqueues still work."""
+    set_paused(redis_url, queues, True)
+
+
+@main.command()
+@redis_option
+@click.argument("queues", nargs=-1, required=True)
+def resume(redis_url: str | None, queues: tuple[str, ...]) -> None:
+    """Workers take these queues' jobs again."""
+    set_paused(redis_url, queues, False)
+
+
+def set_paused(redis_url: str | None, queues: tuple[str, ...], paused: bool) -> None:
+    from jobrunner.job import check_queue_name
+
+    for name in queues:
+        try:
+            check_queue_name(name)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="QUEUES") from None
+
+    async def go(q: ReliableQueue) -> list[bool]:
+        return [await q.pause(name, paused) for name in queues]
+
+    word = "paused" if paused else "resumed"
+    for name, changed in zip(queues, run_with_queue(redis_url, go), strict=True):
+        click.echo(
+            f"{name}: {word}"
+            if changed
+            else f"{name}: already {word.replace('resumed', 'running')}"
+        )
+
+
+@main.command()
+@redis_option
+@click.argument("job_id")
+@click.option("--wait", "timeout", type=float, default=None,
+              help="seconds to wait for the job to end (default: do not wait)")  # fmt: skip
+def result(redis_url: str | None, job_id: str, timeout: float | None) -> None:
+    """Print a job's result as JSON (its state and last error if it has none)."""
+    from jobrunner.calls import FINAL_STATES
+    from jobrunner.client import Client, outcome_of
+    from jobrunner.errors import JobCancelled, JobFailed, UnknownJob
+
+    async def go(q: ReliableQueue) -> Any:
+        client = Client(q.redis, prefix=q.prefix, registry=q.registry)
+        if timeout is None:
+            record = await client.get(job_id)
+            if record is not None and record.state not in FINAL_STATES:
+                raise click.ClickException(f"job {job_id} is {record.state}: no result yet")
+            return outcome_of(job_id, record)
+        return await client.result(job_id, timeout=timeout)
+
+    try:
+        value = run_with_queue(redis_url, go)
+    except (JobFailed, JobCancelled, UnknownJob, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(value))
+
+
+@main.command("job")
+@redis_option
+@click.argument("job_id")
+def show_job(redis_url: str | None, job_id: str) -> None:
+    """Print a job's record as JSON: state, attempts, last error, timestamps, payload, result."""
+    import msgspec
+
+    record = run_with_queue(redis_url, lambda q: q.get_job(job_id))
+    if record is None:
+        raise click.ClickException(f"no job {job_id!r} (or its record expired)")
+    click.echo(msgspec.json.format(msgspec.json.encode(record)).decode())
 
 
 @main.group()

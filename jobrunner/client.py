@@ -22,7 +22,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from jobrunner.calls import FINAL_STATES, NewJob
+from jobrunner.calls import FINAL_STATES, NewJob, QueueStats
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
 from jobrunner.errors import JobCancelled, JobFailed, UnknownJob
@@ -136,6 +136,10 @@ class Client:
     async def get(self, job_id: str) -> JobRecord | None:
         """A job's state, attempts, last error, timestamps and result; None when unknown."""
         return await self._queue.get_job(job_id)
+
+    async def stats(self, queue: str) -> QueueStats:
+        """The queue's depths, lifetime counters and whether it is paused, in one round trip."""
+        return await self._queue.stats(queue)
 
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait for a job to end and return its result (what its handler returned).

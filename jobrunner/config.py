@@ -22,6 +22,7 @@ from jobrunner.errors import ConfigError
 
 Model = Literal["asyncio", "thread", "process"]
 ENV_PREFIX = "JOBRUNNER_"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -90,6 +91,12 @@ class Settings(msgspec.Struct, kw_only=True):
                 raise SettingsError(name, f"{getattr(self, name)!r}: {exc}") from None
         if not self.queues:
             raise SettingsError("queues", "at least one queue is needed")
+        if self.redis_url is not None and not self.redis_url.startswith(REDIS_SCHEMES):
+            shown = self.redis_url.split("@")[-1]  # never echo a password
+            raise SettingsError(
+                "redis_url",
+                f"{shown!r} is not a Redis URL (redis://host:port/db, rediss://, unix://)",
+            )
         from jobrunner.job import check_queue_name
 
         try:

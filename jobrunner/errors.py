@@ -15,6 +15,10 @@ class ConfigError(JobrunnerError):
     """A setting is missing or invalid."""
 
 
+class HandlerImportError(ConfigError):
+    """A module named with ``--import`` could not be imported (the message says where)."""
+
+
 class RedisUnavailable(JobrunnerError):
     """Redis could not be reached; nothing was written."""
 

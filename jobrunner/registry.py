@@ -12,7 +12,10 @@ import functools
 import importlib
 import inspect
 import math
+import os
+import sys
 import threading
+import traceback
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ from typing import Any
 import msgspec
 
 from jobrunner.backoff import DEFAULT_BACKOFF, Backoff
-from jobrunner.errors import JobCancelled, JobTimeout, UnknownJobType
+from jobrunner.errors import HandlerImportError, JobCancelled, JobTimeout, UnknownJobType
 from jobrunner.job import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_QUEUE,
@@ -291,8 +294,31 @@ def load_handlers(modules: Iterable[str]) -> Registry:
 
     Nothing else is registered: a production worker or API knows only the job types its
     operator named, so no client can enqueue the lab's ``cpu_burn`` or ``sleep`` unless
-    ``jobrunner.lab.handlers.demo`` was imported on purpose.
+    ``jobrunner.lab.handlers.demo`` was imported on purpose. The current directory is on the
+    path, as Celery, RQ and uvicorn have it, so ``--import myapp.jobs`` works from the folder
+    that holds ``myapp``. A module that cannot be imported is a ``HandlerImportError`` whose
+    message is one line (where the failure happened, not the whole traceback).
     """
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
     for name in modules:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name.startswith(exc.name):  # the module named is absent
+                raise HandlerImportError(
+                    f"cannot import {name!r} (--import): no module named {exc.name!r} "
+                    f"in {here} or on PYTHONPATH"
+                ) from exc
+            raise HandlerImportError(f"importing {name!r} failed: {_where(exc)}") from exc
+        except Exception as exc:
+            raise HandlerImportError(f"importing {name!r} failed: {_where(exc)}") from exc
     return registry
+
+
+def _where(exc: BaseException) -> str:
+    """``File:line: Kind: message`` of the innermost frame: the line to look at first."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+    return f"{place}{type(exc).__name__}: {exc}"

@@ -22,12 +22,15 @@ from jobrunner.calls import (
     FINAL_STATES,
     Call,
     NewJob,
+    QueueStats,
     cancel_call,
     enqueue_call,
     enqueue_result,
     pause_call,
     record_of,
     requeue_call,
+    stats_commands,
+    stats_of,
     text,
     watch_call,
 )
@@ -136,6 +139,13 @@ class SyncClient:
         queue = queue_of(job_id)
         fields = self.redis.hgetall(self.keys(queue).job(job_id))
         return record_of(job_id, queue, fields) if fields else None
+
+    def stats(self, queue: str) -> QueueStats:
+        """The queue's depths, lifetime counters and whether it is paused, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for command, key in stats_commands(self.keys(queue)):
+            getattr(pipe, command)(key)
+        return stats_of(queue, pipe.execute())
 
     def result(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait for a job to end and return its result (see ``Client.result``)."""
