@@ -147,6 +147,11 @@ def requeue_call(keys: QueueKeys, ids: Sequence[str] | None) -> Call:
     return Call("requeue", [keys.dead, keys.ready, keys.stats, keys.wake], [keys.job_prefix, *mode])
 
 
+def delete_call(keys: QueueKeys, ids: Sequence[str]) -> Call:
+    """Dead jobs removed for good (ids not in dead are left alone)."""
+    return Call("delete", [keys.dead, keys.stats], [keys.job_prefix, *ids])
+
+
 def stats_commands(keys: QueueKeys) -> list[tuple[str, str]]:
     """The reads of one queue's stats, for a pipeline: (command, key)."""
     return [("llen", keys.ready), ("zcard", keys.scheduled), ("zcard", keys.reserved),

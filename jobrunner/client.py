@@ -173,6 +173,10 @@ class Client:
         """Dead jobs back to ready, with fresh attempts: the ids given, or all of the queue's."""
         return await self._queue.requeue(queue, ids)
 
+    async def delete(self, queue: str, ids: list[str]) -> int:
+        """Remove dead jobs for good (only dead ones: a live job is never deleted)."""
+        return await self._queue.delete_dead(queue, ids)
+
     async def pause(self, queue: str) -> bool:
         """Workers stop taking the queue's jobs (those running finish); enqueues still work."""
         return await self._queue.pause(queue, True)

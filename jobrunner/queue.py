@@ -31,6 +31,7 @@ from jobrunner.calls import (
     NewJob,
     QueueStats,
     cancel_call,
+    delete_call,
     enqueue_call,
     enqueue_result,
     ms,
@@ -392,13 +393,44 @@ class ReliableQueue:
 
     async def dead_jobs(self, queue: str, offset: int = 0, limit: int = 50) -> list[JobRecord]:
         """Dead jobs, most recent first."""
+        return [record for record, _ in await self._listed(queue, "dead", offset, limit)]
+
+    async def scheduled_jobs(
+        self, queue: str, offset: int = 0, limit: int = 50
+    ) -> list[tuple[JobRecord, float]]:
+        """Jobs waiting for a time, soonest first, with that time: delayed ones (attempts 0)
+        and ones waiting to be retried (attempts > 0)."""
+        return await self._listed(queue, "scheduled", offset, limit)
+
+    async def running_jobs(
+        self, queue: str, offset: int = 0, limit: int = 50
+    ) -> list[tuple[JobRecord, float]]:
+        """Reserved jobs, with the time their lease ends, soonest first."""
+        return await self._listed(queue, "reserved", offset, limit)
+
+    async def delete_dead(self, queue: str, ids: Sequence[str]) -> int:
+        """Remove dead jobs for good; ids not in dead are left alone. Returns how many."""
+        return int(await self._call(delete_call(self.keys(queue), ids))) if ids else 0
+
+    async def _listed(
+        self, queue: str, where: str, offset: int, limit: int
+    ) -> list[tuple[JobRecord, float]]:
+        """A page of one of the queue's sorted sets, read in two round trips."""
         keys = self.keys(queue)
-        ids = await self.redis.zrevrange(keys.dead, offset, offset + limit - 1)
+        key = getattr(keys, where)
+        end = offset + limit - 1
+        entries: list[Any] = await self.redis.zrange(
+            key, offset, end, desc=where == "dead", withscores=True
+        )
         async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
+            for job_id, _ in entries:
                 pipe.hgetall(keys.job(_text(job_id)))
             rows = await pipe.execute()
-        return [record_of(_text(i), queue, row) for i, row in zip(ids, rows, strict=True) if row]
+        return [
+            (record_of(_text(job_id), queue, row), float(score))
+            for (job_id, score), row in zip(entries, rows, strict=True)
+            if row
+        ]
 
     # ---------------------------------------------------------------- workers
 

@@ -51,6 +51,7 @@ class Scripts:
         self.promote = load("promote")
         self.reap = load("reap")
         self.requeue = load("requeue")
+        self.delete = load("delete")
         self.defer = load("defer")
         # the scheduler (jobrunner/scheduler): leader lock and fenced, once-per-slot enqueue
         self.leader_acquire = load("leader_acquire")
@@ -70,3 +71,4 @@ class SyncScripts:
         self.watch = load("watch")
         self.pause = load("pause")
         self.requeue = load("requeue")
+        self.delete = load("delete")

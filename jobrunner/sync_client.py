@@ -24,6 +24,7 @@ from jobrunner.calls import (
     NewJob,
     QueueStats,
     cancel_call,
+    delete_call,
     enqueue_call,
     enqueue_result,
     pause_call,
@@ -177,6 +178,10 @@ class SyncClient:
         while n := int(self._call(requeue_call(keys, None))):
             total += n
         return total
+
+    def delete(self, queue: str, ids: list[str]) -> int:
+        """Remove dead jobs for good (only dead ones: a live job is never deleted)."""
+        return int(self._call(delete_call(self.keys(queue), ids))) if ids else 0
 
     def pause(self, queue: str) -> bool:
         return bool(self._call(pause_call(self.keys(queue), True)))

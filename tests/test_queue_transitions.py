@@ -506,3 +506,37 @@ async def test_a_paused_queue_hands_out_nothing_until_resumed(
     assert await queue.pause("default", False) is True
     assert sync_redis.lrange(f"{Q}:wake", 0, -1) == [b"1"]  # idle workers wake
     assert [r.id for r in await queue.reserve("default", 10, lease=30)] == ["j1"]
+
+
+async def test_delete_removes_a_dead_job_and_never_a_live_one(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue, "j1")
+    await enqueue(queue, "j2")
+    [r1, _] = await started(queue, count=2)
+    assert await queue.fail("default", r1.id, r1.token, "boom", dead=True) == "dead"
+    assert await queue.delete_dead("default", ["j1", "j2", "nope"]) == 1  # j2 runs: untouched
+    state = snapshot(sync_redis)
+    assert f"{Q}:job:j1" not in state
+    assert f"{Q}:dead" not in state
+    assert state[f"{Q}:job:j2"]["s"] == "reserved"
+    assert state[f"{Q}:stats"]["deleted"] == "1"
+    assert await queue.delete_dead("default", ["j1"]) == 0
+
+
+async def test_scheduled_and_running_jobs_are_listed_with_their_times(
+    queue: ReliableQueue,
+) -> None:
+    await enqueue(queue, "soon", delay=10)
+    await enqueue(queue, "later", delay=60)
+    await enqueue(queue, "now")
+    [r] = await started(queue)
+    assert [rec.job.id for rec, _ in await queue.running_jobs("default")] == ["now"]
+    await queue.fail("default", r.id, r.token, "flaky", delay=30)
+    listed = await queue.scheduled_jobs("default")
+    assert [(rec.job.id, rec.attempts) for rec, _ in listed] == [
+        ("soon", 0), ("now", 1), ("later", 0)
+    ]  # fmt: skip
+    due = [when for _, when in listed]
+    assert due == sorted(due)
+    assert await queue.running_jobs("default") == []

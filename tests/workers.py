@@ -77,6 +77,13 @@ class WorkerProcess:
         finally:
             self._log.close()
 
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, and the clean exit (status 0) a drained worker owes."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+        status = self.wait(timeout)
+        assert status == 0, self.log_text()
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

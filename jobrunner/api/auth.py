@@ -45,7 +45,12 @@ _RULES: list[tuple[str, str, frozenset[str] | str]] = [
     ("*", r"/dashboard/(session|logout)", SIGNED_IN),
     ("POST", r"/jobs", frozenset({"enqueue"})),
     ("GET", r"/jobs/[^/]+", frozenset({"read"})),
-    ("GET", r"/failed|/queues|/schedules|/dashboard/(events|snapshot)", frozenset({"read"})),
+    (
+        "GET",
+        r"/failed|/queues|/schedules|/scheduled|/running|/dashboard/(events|snapshot)",
+        frozenset({"read"}),
+    ),
+    # cancel, pause, resume, requeue and delete are not listed: they need admin
     ("GET", r"/metrics", frozenset({"metrics", "read"})),
     ("GET", r"/docs|/docs/oauth2-redirect|/redoc|/openapi\.json", frozenset({"read"})),
 ]

@@ -1,4 +1,5 @@
-"""Job routes: ``POST /jobs``, ``GET /jobs/{id}``, and the dead letters (``/failed``)."""
+"""Job routes: ``POST /jobs``, ``GET /jobs/{id}``, cancel, the scheduled and running lists, and
+the dead letters (``/failed``: list, requeue, delete)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from jobrunner.api.bodies import JobIn, decode_jobs
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError
 from jobrunner.api.openapi import JOB_BODIES
 from jobrunner.api.responses import ERRORS, NOT_FOUND
-from jobrunner.api.schemas import Enqueued, FailedPage, JobView, Requeued
+from jobrunner.api.schemas import (
+    Cancelled,
+    Deleted,
+    Enqueued,
+    FailedPage,
+    JobList,
+    JobView,
+    Requeued,
+)
 from jobrunner.config import Settings
 from jobrunner.errors import QueueFull
 from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job_id
@@ -21,6 +30,9 @@ from jobrunner.metrics import JobMetrics
 from jobrunner.payload import PayloadLimitError
 from jobrunner.queue import NewJob, ReliableQueue
 from jobrunner.registry import Registry
+
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
+Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 def queue_of(request: Request) -> ReliableQueue:
@@ -112,12 +124,43 @@ def jobs_router(
             raise ApiError(404, "not_found", f"no job {job_id!r} (or its result expired)")
         return JobView.of(record)
 
+    @router.post("/jobs/{job_id}/cancel", response_model=Cancelled, responses=NOT_FOUND)
+    async def cancel(request: Request, job_id: str, queue: str | None = None) -> Cancelled:
+        """Cancel a job: a ready or scheduled one ends `cancelled` and never runs; a running one
+        is `cancelling` until its worker stops it. An ended job is left as it is."""
+        name = queue or queue_of_id(job_id)
+        visible = name in accepted and principal_of(request.state).allows(name)
+        state = await queue_of(request).cancel(job_id, name) if visible else ""
+        if not state:
+            raise ApiError(404, "not_found", f"no job {job_id!r} (or its result expired)")
+        return Cancelled(id=job_id, state=state)
+
+    @router.get("/scheduled", response_model=JobList)
+    async def scheduled(request: Request, queue: str = DEFAULT_QUEUE, offset: Offset = 0,
+                        limit: Limit = 50) -> JobList:  # fmt: skip
+        """Jobs waiting for a time, soonest first: delayed ones (attempts 0) and retries
+        waiting out their back-off (attempts > 0); `due_at` is when each becomes ready."""
+        return await listed(request, "scheduled", queue, offset, limit)
+
+    @router.get("/running", response_model=JobList)
+    async def running(request: Request, queue: str = DEFAULT_QUEUE, offset: Offset = 0,
+                      limit: Limit = 50) -> JobList:  # fmt: skip
+        """Jobs a worker holds, with `due_at` the end of their lease (renewed while they run)."""
+        return await listed(request, "running", queue, offset, limit)
+
+    async def listed(request: Request, state: str, queue: str, offset: int, limit: int) -> JobList:
+        permitted(request, queue)
+        q = queue_of(request)
+        read = q.scheduled_jobs if state == "scheduled" else q.running_jobs
+        page = await read(queue, offset, limit)
+        stats = await q.stats(queue)
+        total = stats.scheduled if state == "scheduled" else stats.reserved
+        return JobList(queue=queue, state=state, offset=offset, limit=limit, total=total,
+                       jobs=[JobView.of(record, due) for record, due in page])  # fmt: skip
+
     @router.get("/failed", response_model=FailedPage)
     async def failed(
-        request: Request,
-        queue: str = DEFAULT_QUEUE,
-        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        request: Request, queue: str = DEFAULT_QUEUE, offset: Offset = 0, limit: Limit = 50
     ) -> FailedPage:
         """Dead jobs of a queue, most recent first."""
         permitted(request, queue)
@@ -136,6 +179,15 @@ def jobs_router(
         if n == 0:
             raise ApiError(404, "not_found", f"no dead job {job_id!r} in queue {queue!r}")
         return Requeued(requeued=n)
+
+    @router.delete("/failed/{job_id}", response_model=Deleted, responses=NOT_FOUND)
+    async def delete_one(request: Request, job_id: str, queue: str | None = None) -> Deleted:
+        """Remove one dead job for good (only a dead job: a live one is never deleted)."""
+        queue = permitted(request, queue or queue_of_id(job_id))
+        n = await queue_of(request).delete_dead(queue, [job_id])
+        if n == 0:
+            raise ApiError(404, "not_found", f"no dead job {job_id!r} in queue {queue!r}")
+        return Deleted(deleted=n)
 
     @router.post("/failed/requeue", response_model=Requeued)
     async def requeue_all(request: Request, queue: str = DEFAULT_QUEUE) -> Requeued:

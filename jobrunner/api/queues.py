@@ -1,4 +1,5 @@
-"""Queue and operations routes: ``/queues``, ``/metrics``, ``/healthz`` and ``/readyz``."""
+"""Queue and operations routes: ``/queues`` (with pause and resume), ``/metrics``, ``/healthz``
+and ``/readyz``."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from redis.exceptions import RedisError
 from jobrunner.api.auth import principal_of
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError
 from jobrunner.api.jobs import queue_of
-from jobrunner.api.responses import UNAVAILABLE
-from jobrunner.api.schemas import QueueView
+from jobrunner.api.responses import NOT_FOUND, UNAVAILABLE
+from jobrunner.api.schemas import Paused, QueueView
 from jobrunner.metrics import JobMetrics
 
 READY_MAX_HEARTBEAT_AGE = 30.0  # seconds: a worker that beat more recently counts as alive
@@ -34,11 +35,27 @@ def queues_router(metrics: JobMetrics, declared: Sequence[str]) -> APIRouter:
             depths = {"ready": s.ready, "scheduled": s.scheduled, "dead": s.dead}
             rates = request.app.state.rates.rates(s.name)
             out.append(
-                QueueView(
-                    name=s.name, in_flight=s.reserved, counters=s.counters, rates=rates, **depths
-                )
-            )
+                QueueView(name=s.name, in_flight=s.reserved, paused=s.paused,
+                          counters=s.counters, rates=rates, **depths)
+            )  # fmt: skip
         return out
+
+    @router.post("/queues/{name}/pause", response_model=Paused, responses=NOT_FOUND)
+    async def pause(request: Request, name: str) -> Paused:
+        """Workers stop taking the queue's jobs; those running finish. Enqueues are still
+        accepted (they wait), so producers need not know: resume to drain them."""
+        return await set_paused(request, name, True)
+
+    @router.post("/queues/{name}/resume", response_model=Paused, responses=NOT_FOUND)
+    async def resume(request: Request, name: str) -> Paused:
+        """Workers take the queue's jobs again."""
+        return await set_paused(request, name, False)
+
+    async def set_paused(request: Request, name: str, paused: bool) -> Paused:
+        if name not in declared or not principal_of(request.state).allows(name):
+            raise ApiError(404, "not_found", f"no declared queue {name!r}")
+        changed = await queue_of(request).pause(name, paused)
+        return Paused(queue=name, paused=paused, changed=changed)
 
     @router.get("/metrics", response_class=PlainTextResponse)
     async def prometheus_metrics(request: Request) -> Response:

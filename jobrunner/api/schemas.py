@@ -64,9 +64,15 @@ class JobView(BaseModel):
     enqueued_at: float | None
     started_at: float | None
     finished_at: float | None
+    result: Any = Field(default=None, description="what the handler returned (once done)")
+    has_result: bool = Field(default=False, description="a result was kept (it may be null)")
+    due_at: float | None = Field(
+        default=None, description="in lists of scheduled or running jobs: when it is due, or "
+        "when its lease ends",
+    )  # fmt: skip
 
     @classmethod
-    def of(cls, record: JobRecord) -> JobView:
+    def of(cls, record: JobRecord, due_at: float | None = None) -> JobView:
         job = record.job
         return cls(
             id=job.id,
@@ -81,6 +87,9 @@ class JobView(BaseModel):
             enqueued_at=record.enqueued_at,
             started_at=record.started_at,
             finished_at=record.finished_at,
+            result=record.result,
+            has_result=record.has_result,
+            due_at=due_at,
         )
 
 
@@ -96,12 +105,41 @@ class Requeued(BaseModel):
     requeued: int
 
 
+class Deleted(BaseModel):
+    deleted: int
+
+
+class JobList(BaseModel):
+    """A page of a queue's scheduled (soonest first) or running jobs, with ``due_at``."""
+
+    queue: str
+    state: str
+    offset: int
+    limit: int
+    total: int
+    jobs: list[JobView]
+
+
+class Cancelled(BaseModel):
+    id: str
+    state: str = Field(description="cancelled (it will not run), cancelling (its worker is "
+                       "stopping it), or the state it had ended in already")  # fmt: skip
+
+
+class Paused(BaseModel):
+    queue: str
+    paused: bool
+    changed: bool
+
+
 class QueueView(BaseModel):
     name: str
     ready: int
     scheduled: int
     in_flight: int
     dead: int
+    paused: bool = Field(default=False, description="workers take none of its jobs; enqueues "
+                         "are still accepted")  # fmt: skip
     counters: dict[str, int]
     rates: dict[str, float] = Field(
         default_factory=dict,
