@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 TIME_FIELDS = {"eq", "st", "fi", "fu"}
+DURATION_SUMS = {"run_ms", "turnaround_ms"}  # stats: milliseconds summed on Redis's clock
 
 
 def snapshot(client: redis.Redis) -> dict[str, Any]:
@@ -34,6 +35,8 @@ def snapshot(client: redis.Redis) -> dict[str, Any]:
         elif kind == "hash":
             fields = {k.decode(): v.decode() for k, v in client.hgetall(raw_key).items()}
             out[key] = {k: ("T" if k in TIME_FIELDS else v) for k, v in fields.items()}
+            for name in DURATION_SUMS & set(fields):  # a duration: shown "D" when sane
+                out[key][name] = "D" if 0 <= int(fields[name]) < 3_600_000 else fields[name]
         else:  # pragma: no cover - jobrunner writes no other type
             out[key] = f"<{kind}>"
     return out

@@ -24,9 +24,10 @@ from playwright.sync_api import Page, sync_playwright
 from jobrunner.api import create_app
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
-from jobrunner.job import make_job
+from jobrunner.job import make_job, queue_of
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import load_handlers
+from jobrunner.sync_client import SyncClient
 from tests.api_server import make_token
 from tests.conftest import wait_until
 from tests.test_dashboard import serving
@@ -209,3 +210,96 @@ def test_the_schedules_table_follows_the_schedules_route(
         page.reload()
         page.wait_for_selector("#no-scheduler:visible")
         assert page.is_hidden("#schedules")
+
+
+def test_an_operator_finds_a_job_cancels_pauses_deletes_and_reads_per_queue_latency(
+    page: Page, redis_url: str, sync_redis: redis.Redis, tmp_path: Path
+) -> None:
+    """The operator's table stakes (Flower, rq-dashboard, Sidekiq Web, asynqmon), each by a
+    click in the page, each checked in Redis."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    app = create_app(Settings(redis_url=redis_url, queues=["default", "parked"]),
+                     load_handlers(["tests.jobs"]))  # fmt: skip
+    worker = WorkerProcess(redis_url, tmp_path, "--model", "thread", "--concurrency", "4",
+                           "--log-level", "warning")  # fmt: skip
+    client = SyncClient.from_url(redis_url)
+    try:
+        worker.wait_ready()
+        echoed = client.enqueue("test.echo", {"to": "ada"})
+        assert client.result(echoed, timeout=20) == {"echo": {"to": "ada"}, "attempt": 1}
+        with serving(app) as base:
+            page.goto(f"{base}/dashboard?token={make_token(redis_url)}")
+            page.wait_for_selector("#status.live", timeout=15_000)
+
+            # Find a job by id: its payload, result and timeline.
+            page.fill("#find-id", echoed)
+            page.click("#find button")
+            page.wait_for_selector("#job-state:text-is('done')")
+            assert '"to": "ada"' in page.inner_text("#job-payload")
+            assert '"attempt": 1' in page.inner_text("#job-result")
+            assert "enqueued" in page.inner_text("#job-timeline")
+            assert page.is_hidden("#job-cancel")
+
+            # Cancel a running job from its detail: the worker stops it.
+            running = client.enqueue("test.stoppable", {"ledger": redis_url})
+            wait_until(lambda: state_of(sync_redis, running) == "reserved", what="it to run")
+            page.fill("#find-id", running)
+            page.click("#find button")
+            page.wait_for_selector("#job-cancel:visible")
+            page.click("#job-cancel")
+            wait_until(lambda: state_of(sync_redis, running) == "cancelled", what="it to stop")
+            page.wait_for_selector("#job-state:text-is('cancelled')")  # the panel follows it
+            assert "JobCancelled" in page.inner_text("#job-error")
+
+            # A delayed job, listed as scheduled, cancelled from the list.
+            delayed = client.enqueue("noop", {}, queue="parked", delay=600)
+            page.select_option("#list-queue", "parked")
+            row = page.locator(f"#list button.cancel[data-job='{delayed}']")
+            row.wait_for(timeout=10_000)
+            assert "delayed" in page.inner_text("#list tbody tr >> nth=0")
+            row.click()
+            wait_until(lambda: state_of(sync_redis, delayed) == "cancelled", what="the cancel")
+
+            # Delete a dead job for good.
+            [dead] = make_dead(redis_url, "parked", 1)
+            page.select_option("#dead-queue", "parked")
+            page.locator(f"#dead button.delete[data-job='{dead}']").click()
+            wait_until(lambda: not sync_redis.exists(f"jr:{{parked}}:job:{dead}"), what="delete")
+            assert sync_redis.zcard("jr:{parked}:dead") == 0
+
+            # Pause the queue the worker serves: jobs wait; resume: they run.
+            page.locator("#queues button.pause[data-queue='default']").click()
+            wait_until(lambda: sync_redis.exists("jr:{default}:paused"), what="the pause")
+            page.wait_for_selector("#queues button.resume[data-queue='default']")
+            held = client.enqueue("test.echo", {"held": True})
+            assert client.stats("default").paused
+            assert state_of(sync_redis, held) == "ready"
+            page.locator("#queues button.resume[data-queue='default']").click()
+            assert client.result(held, timeout=20)["echo"] == {"held": True}
+
+            # The per-queue charts show the default queue's throughput and latency.
+            for _ in range(20):
+                client.enqueue("test.echo", {})
+
+            def latency_drawn() -> bool:
+                points = page.evaluate("window.jobrunnerDashboard.state.queuePoints.default")
+                return any(v is not None for v in points["run_ms_avg"])
+
+            page.select_option("#chart-queue", "default")
+            wait_until(latency_drawn, 20, interval=0.2, what="a latency point for default")
+            assert "Latency of default" in page.inner_text("#caption-queue-latency")
+            shot = tmp_path / "dashboard-operator.png"
+            page.screenshot(path=str(shot), full_page=True)
+            if os.environ.get("JOBRUNNER_UPDATE_SCREENSHOT") == "1":
+                shutil.copyfile(shot, ROOT / "results" / "dashboard-operator.png")
+            page.goto("about:blank")
+    finally:
+        client.close()
+        worker.kill()
+    assert errors == []
+
+
+def state_of(sync_redis: redis.Redis, job_id: str) -> str | None:
+    state = sync_redis.hget(f"jr:{{{queue_of(job_id)}}}:job:{job_id}", "s")
+    return state.decode() if state is not None else None

@@ -121,7 +121,7 @@ async def test_ack_marks_done_and_keeps_the_result_for_its_ttl(
         f"{Q}:job:j1": job_hash(
             a="1", s="done", t="1", sg="1", st="T", fi="T", fu="T", r='{"sent": 3}'
         ),
-        f"{Q}:stats": {"enqueued": "1", "processed": "1"},
+        f"{Q}:stats": {"enqueued": "1", "processed": "1", "run_ms": "D", "turnaround_ms": "D"},
     }
     assert 599 <= sync_redis.ttl(f"{Q}:job:j1") <= 600
     finished_ms, finished_us = sync_redis.hmget(f"{Q}:job:j1", "fi", "fu")
@@ -140,7 +140,7 @@ async def test_ack_with_zero_ttl_deletes_the_job(aredis: Any, sync_redis: redis.
         **WAKE,
         "jr:queues": ["default"],
         f"{Q}:fence": "1",
-        f"{Q}:stats": {"enqueued": "1", "processed": "1"},
+        f"{Q}:stats": {"enqueued": "1", "processed": "1", "run_ms": "D", "turnaround_ms": "D"},
     }
 
 
@@ -540,3 +540,22 @@ async def test_scheduled_and_running_jobs_are_listed_with_their_times(
     due = [when for _, when in listed]
     assert due == sorted(due)
     assert await queue.running_jobs("default") == []
+
+
+async def test_ack_sums_run_and_turnaround_time_on_redis_clock(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue, "j1")
+    await enqueue(queue, "j2")
+    [a, b] = await started(queue, count=2)
+    # the job was enqueued 5 s and started 2 s before now, by Redis's clock
+    sec, usec = sync_redis.time()
+    now_ms = sec * 1000 + usec // 1000
+    sync_redis.hset(f"{Q}:job:j1", mapping={"eq": now_ms - 5000, "st": now_ms - 2000})
+    sync_redis.hdel(f"{Q}:job:j2", "st")  # never started (acked by an old worker): no run time
+    sync_redis.hset(f"{Q}:job:j2", "eq", now_ms - 1000)
+    await queue.ack("default", [(a.id, a.token, None), (b.id, b.token, None)])
+    stats = {k.decode(): int(v) for k, v in sync_redis.hgetall(f"{Q}:stats").items()}
+    assert 2000 <= stats["run_ms"] < 2500
+    assert 6000 <= stats["turnaround_ms"] < 6500
+    assert stats["processed"] == 2

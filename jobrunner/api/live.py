@@ -29,6 +29,7 @@ WORKER_MAX_AGE = 60.0  # seconds: older heartbeats are gone from the table
 # One point of the charts: time, then the totals over every queue.
 POINT_FIELDS = ("t", "ready", "scheduled", "in_flight", "dead",
                 "enqueued_per_s", "processed_per_s", "failed_per_s")  # fmt: skip
+AVERAGED = ("run_ms", "turnaround_ms")  # ack.lua's sums: per-queue latency without a histogram
 RATED = ("enqueued", "processed", "failed")
 RECONNECT_MS = 1000
 
@@ -95,24 +96,26 @@ class LiveFeed:
                 pipe.zcard(keys.reserved)
                 pipe.zcard(keys.dead)
                 pipe.hgetall(keys.stats)
+                pipe.exists(keys.paused)
             for worker_id, _ in live:
                 pipe.hgetall(worker_key(worker_id, prefix))
             replies = await pipe.execute()
-        queues = [self._queue_view(name, now, replies[5 * i : 5 * i + 5])
+        width = 6
+        queues = [self._queue_view(name, now, replies[width * i : width * (i + 1)])
                   for i, name in enumerate(names)]  # fmt: skip
         workers = []
-        for (worker_id, age), info in zip(live, replies[5 * len(names) :], strict=True):
+        for (worker_id, age), info in zip(live, replies[width * len(names) :], strict=True):
             if info:  # the description expired between the two round trips
                 row: dict[str, Any] = {_text(k): _int(v) for k, v in info.items()}
                 workers.append({"id": worker_id, **row, "heartbeat_age": round(age, 2)})
         return {"t": now, "queues": queues, "workers": workers, "error": None}
 
     def _queue_view(self, name: str, now: float, reply: list[Any]) -> dict[str, Any]:
-        ready, scheduled, reserved, dead, raw_counters = reply
+        ready, scheduled, reserved, dead, raw_counters, paused = reply
         counters = {_text(k): int(v) for k, v in raw_counters.items()}
         view: dict[str, Any] = {
             "name": name, "ready": ready, "scheduled": scheduled, "in_flight": reserved,
-            "dead": dead, "counters": counters,
+            "dead": dead, "paused": bool(paused), "counters": counters,
         }  # fmt: skip
         before = self._previous.get(name)
         self._previous[name] = (now, counters)
@@ -122,6 +125,13 @@ class LiveFeed:
                 delta = counters.get(counter, 0) - before[1].get(counter, 0)
                 rate = max(0.0, delta / (now - before[0]))
             view[f"{counter}_per_s"] = round(rate, 1)
+        for total in AVERAGED:  # average milliseconds of the jobs done since the last tick
+            average = None
+            if before is not None:
+                done = counters.get("processed", 0) - before[1].get("processed", 0)
+                spent = counters.get(total, 0) - before[1].get(total, 0)
+                average = round(spent / done, 1) if done > 0 else None
+            view[f"{total}_avg"] = average
         return view
 
     async def tick(self) -> None:

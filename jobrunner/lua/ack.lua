@@ -5,6 +5,8 @@
 -- ARGV[3] notify key prefix     ARGV[4..] triples: id, token, result (JSON; '' = none)
 -- Returns: the ids whose completion was rejected as stale (their lease was taken over).
 -- Idempotent: a retried ack of the same lease finds its job done under its token and is no-op.
+-- Stats: processed, and the sums run_ms (start to done) and turnaround_ms (enqueued to done) of
+-- the jobs acked, on Redis's clock: a reader divides their change by processed's for averages.
 --#include _notify
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -12,11 +14,11 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local now_us = t[1] .. string.format('%06d', tonumber(t[2]))
 local prefix, ttl, notify_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local stale = {}
-local done = 0
+local done, run_ms, turnaround_ms = 0, 0, 0
 for i = 4, #ARGV, 3 do
   local id, token, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 't', 's', 'w', 'c')
+  local f = redis.call('HMGET', key, 't', 's', 'w', 'c', 'eq', 'st')
   if f[1] == token and redis.call('ZREM', KEYS[1], id) == 1 then
     if ttl > 0 then
       if result ~= '' then
@@ -31,12 +33,18 @@ for i = 4, #ARGV, 3 do
     if f[3] then notify(notify_prefix .. id, ttl) end
     if f[4] then redis.call('SREM', KEYS[3], id) end  -- a cancel asked too late: it finished
     done = done + 1
+    if f[5] then turnaround_ms = turnaround_ms + now - tonumber(f[5]) end
+    if f[6] then run_ms = run_ms + now - tonumber(f[6]) end
   elseif f[1] == token and f[2] == 'done' then
     -- the same ack again (its reply was lost and the caller retried): already done, not stale
   else
     stale[#stale + 1] = id
   end
 end
-if done > 0 then redis.call('HINCRBY', KEYS[2], 'processed', done) end
+if done > 0 then
+  redis.call('HINCRBY', KEYS[2], 'processed', done)
+  redis.call('HINCRBY', KEYS[2], 'run_ms', run_ms)
+  redis.call('HINCRBY', KEYS[2], 'turnaround_ms', turnaround_ms)
+end
 if #stale > 0 then redis.call('HINCRBY', KEYS[2], 'stale', #stale) end
 return stale
