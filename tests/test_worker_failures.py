@@ -128,9 +128,11 @@ def test_sigterm_finishes_short_jobs_returns_long_ones_and_exits_zero(
         worker.wait_ready()
         wait_until(lambda: sync_redis.zcard("jr:{default}:reserved") == 2, what="long jobs running")
         short_ids = enqueue(redis_url, 2, "test.record", seconds=0.5)
-        wait_until(
-            lambda: sync_redis.zcard("jr:{default}:reserved") == 4, what="short jobs running"
-        )
+
+        def started(job_id: str) -> bool:  # a start mark: its handler runs (reserved is not)
+            return bool(sync_redis.hexists(f"jr:{{default}}:job:{job_id}", "st"))
+
+        wait_until(lambda: all(started(i) for i in short_ids), what="short jobs running")
         worker.signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
     finally:
