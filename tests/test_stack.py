@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from jobrunner.dev.stack import Stack, StackError
-from jobrunner.dev.up import Controller
+from jobrunner.dev.up import Controller, Supervisor
 from jobrunner.job import Job, encode_job
 from jobrunner.keys import QueueKeys
 from tests.conftest import wait_until
@@ -144,7 +144,8 @@ def test_a_failed_start_keeps_its_logs() -> None:
     with pytest.raises(StackError, match="exited"):
         failed.start()
     try:
-        assert "ModuleNotFoundError" in "".join(p.read_text() for p in failed.log_dir.glob("*.log"))
+        logs = "".join(p.read_text() for p in failed.log_dir.glob("*.log"))
+        assert "cannot import 'no.such.module'" in logs
     finally:
         shutil.rmtree(failed.log_dir)
 
@@ -154,7 +155,7 @@ def test_controller_commands(stack: Stack) -> None:
     assert "worker pid" in (controller.handle("+") or "")
     assert len(stack.worker_pids()) == 3
     assert "SIGKILLed" in (controller.handle("kill") or "")
-    assert len(stack.worker_pids()) == 2
+    wait_until(lambda: len(stack.worker_pids()) == 2, what="the killed worker to be gone")
     assert "1 workers running" in (controller.handle("scale 1") or "")
     assert "usage" in (controller.handle("scale") or "")
     assert "unknown command" in (controller.handle("fly") or "")
@@ -213,6 +214,61 @@ def test_jobrunner_up_takes_commands_and_quits_cleanly(tmp_path: Path) -> None:
         _close(proc)
     assert len(children) >= 4  # Redis, API, two workers
     assert alive(children) == set()
+
+
+def test_jobrunner_up_reports_a_worker_that_died_and_restarts_it(tmp_path: Path) -> None:
+    proc = _up(tmp_path, "--workers", "2")
+    try:
+        text = _read_until(proc, "commands:")
+        assert "To see the dashboard, open this link" in text
+        assert "/dashboard?token=" in text
+        workers = {p.pid for p in psutil.Process(proc.pid).children() if "worker" in p.cmdline()}
+        assert len(workers) == 2
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)  # from outside, as the OOM killer would
+        text = _read_until(proc, "started in its place")
+        assert f"(pid {victim}) died: killed by SIGKILL" in text
+        assert "restarting in 0.5s" in text
+        assert "(2 running)" in text
+        now = {p.pid for p in psutil.Process(proc.pid).children() if "worker" in p.cmdline()}
+        assert victim not in now
+        assert len(now) == 2
+        proc.send_signal(signal.SIGINT)
+        _read_until(proc, "stack stopped")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        _close(proc)
+
+
+def test_the_supervisor_backs_off_while_workers_keep_dying_and_can_only_report(
+    stack: Stack,
+) -> None:
+    said: list[str] = []
+    clock = [1000.0]
+    supervisor = Supervisor(stack, said.append, clock=lambda: clock[0])
+    delays = []
+    for _ in range(4):
+        supervisor.deaths_in_a_row += 1
+        delays.append(supervisor.delay())
+    assert delays == [0.5, 1.0, 2.0, 4.0]
+    supervisor.deaths_in_a_row = 0
+    before = len(stack.worker_pids())
+    pid = stack.crash_worker()
+    wait_until(lambda: pid not in stack.worker_pids(), what="the crash")
+    supervisor.check()
+    assert said[-1].endswith("restarting in 0.5s")
+    assert len(stack.worker_pids()) == before - 1
+    clock[0] += 0.5
+    supervisor.check()  # due now: a new worker, beating, in its place
+    assert "started in its place" in said[-1]
+    assert len(stack.worker_pids()) == before
+    reporter = Supervisor(stack, said.append, restart=False)
+    pid = stack.crash_worker()
+    wait_until(lambda: pid not in stack.worker_pids(), what="the second crash")
+    reporter.check()
+    assert f"(pid {pid}) died: killed by SIGKILL" in said[-1]
+    assert "restarting" not in said[-1]
+    assert len(stack.worker_pids()) == before - 1
 
 
 def test_jobrunner_up_stops_everything_on_sigint(tmp_path: Path) -> None:

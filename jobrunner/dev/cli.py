@@ -84,6 +84,8 @@ def redis_cmd(port: int | None, appendonly: bool) -> None:
               show_default=True, help="module that registers handlers")  # fmt: skip
 @click.option("--queues", default="default", show_default=True)
 @click.option("--appendonly", is_flag=True, help="embedded Redis with AOF (fsync every second)")
+@click.option("--restart/--no-restart", default=True, show_default=True,
+              help="start a new worker, after a back-off, in place of one that dies")  # fmt: skip
 @click.option(
     "--log-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -100,6 +102,7 @@ def up(
     imports: tuple[str, ...],
     queues: str,
     appendonly: bool,
+    restart: bool,
     log_dir: Path | None,
 ) -> None:
     """Run the whole stack here: Redis (embedded unless REDIS_URL), the API, workers,
@@ -114,7 +117,7 @@ def up(
         log_dir=log_dir,
     )  # fmt: skip
     try:
-        run_up(stack, sys.stdin, lambda text: click.echo(text))
+        run_up(stack, sys.stdin, lambda text: click.echo(text), restart=restart)
     except JobrunnerError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -140,6 +141,7 @@ class Stack:
         self._ports: set[int] = set()  # handed out: two free_port() calls may agree otherwise
         self._client: redis.Redis | None = None
         self.api_token = ""  # every scope; made in Redis when the stack starts
+        self._lock = threading.RLock()  # the worker list: `up`'s supervisor thread reads it too
         self._token_record: TokenRecord | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -300,15 +302,17 @@ class Stack:
         argv += [*self.worker_args, *args]
         proc = self._spawn("worker", argv, env=env)
         proc.metrics_port = port
-        self.workers.append(proc)
+        with self._lock:
+            self.workers.append(proc)
         if wait:
             self._wait_worker_ready(proc)
         return proc.pid
 
     def remove_worker(self, pid: int | None = None) -> int:
         """Stop one worker gracefully (the newest unless ``pid``); waits for it to exit."""
-        proc = self._find(self.workers, pid)
-        self.workers.remove(proc)
+        with self._lock:
+            proc = self._find(self.workers, pid)
+            self.workers.remove(proc)
         self._terminate(proc, timeout=self.grace + 10)
         return proc.pid
 
@@ -337,9 +341,30 @@ class Stack:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(timeout=self.grace + 10)
             if not proc.alive:
-                self.workers.remove(proc)
+                with self._lock:
+                    if proc in self.workers:
+                        self.workers.remove(proc)
                 self._reap_descendants(proc)
         return proc.pid
+
+    def crash_worker(self, pid: int | None = None) -> int:
+        """SIGKILL one worker and leave it for whoever watches (``jobrunner up`` restarts it)."""
+        live = [w for w in self.workers if w.alive]
+        if not live:
+            raise StackError("no live worker to kill")
+        proc = self._find(live, pid) if pid else random.choice(live)
+        proc.popen.kill()
+        return proc.pid
+
+    def take_dead_workers(self) -> list[ManagedProcess]:
+        """Workers that exited without being asked to, forgotten (and their leftovers reaped)."""
+        with self._lock:
+            dead = [w for w in self.workers if not w.alive]
+            for proc in dead:
+                self.workers.remove(proc)
+        for proc in dead:
+            self._reap_descendants(proc)
+        return dead
 
     def pause_worker(self, pid: int) -> None:
         """SIGSTOP: alive but silent, as a long GC pause or a stalled VM would look."""
@@ -486,9 +511,7 @@ class Stack:
         return port
 
     def _forget_dead_workers(self) -> None:
-        for proc in [w for w in self.workers if not w.alive]:
-            self.workers.remove(proc)
-            self._reap_descendants(proc)
+        self.take_dead_workers()
 
     @staticmethod
     def _find(procs: list[ManagedProcess], pid: int | None) -> ManagedProcess:
