@@ -119,8 +119,7 @@ def restart_redis(stack: Stack, down_for: float = 1.0) -> FaultRecord:
 
 def replace_dead_workers(stack: Stack, count: int) -> int:
     """Start workers until ``count`` run, as a supervisor would; returns how many it started."""
-    for proc in [w for w in stack.workers if not w.alive]:
-        stack.workers.remove(proc)
+    stack.take_dead_workers()
     started = 0
     while len(stack.workers) < count:
         stack.add_worker(wait=False)
