@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-from jobrunner.errors import DeadLetter, JobrunnerError, Retry
+from jobrunner.client import Client
+from jobrunner.errors import (
+    DeadLetter,
+    JobCancelled,
+    JobFailed,
+    JobrunnerError,
+    Retry,
+    UnknownJob,
+    UnknownJobType,
+)
 from jobrunner.job import Job, JobRecord, JobState
 from jobrunner.queue import ReliableQueue
-from jobrunner.registry import JobContext, Registry, handler, registry
+from jobrunner.registry import Handler, JobContext, Registry, handler, registry
+from jobrunner.sync_client import SyncClient
 
 __all__ = [
+    "Client",
     "DeadLetter",
+    "Handler",
     "Job",
+    "JobCancelled",
     "JobContext",
+    "JobFailed",
     "JobRecord",
     "JobState",
     "JobrunnerError",
     "Registry",
     "ReliableQueue",
     "Retry",
+    "SyncClient",
+    "UnknownJob",
+    "UnknownJobType",
     "handler",
     "registry",
 ]
