@@ -60,6 +60,7 @@ bench: $(DEV)
 	$(PY) -m bench.throughput
 	$(PY) -m bench.api_throughput
 	$(PY) -m bench.compare_queues
+	$(PY) -m bench.results_cost
 
 # JupyterLab refuses to run as root unless told; on a remote host: make lab LAB_IP=0.0.0.0
 lab: $(LAB)

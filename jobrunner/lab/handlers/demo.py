@@ -24,6 +24,12 @@ async def noop(payload: Any) -> None:
     """Nothing at all: measures the job system's own overhead."""
 
 
+@handler("echo", timeout=5)
+async def echo(payload: Any) -> Any:
+    """Returns its payload: ``noop`` with a result to keep (what storing results costs)."""
+    return payload
+
+
 @handler("email", timeout=10)
 async def email(payload: Any) -> dict[str, Any]:
     """A simulated SMTP round trip: waits ``latency`` seconds (default 50 ms) without blocking."""
