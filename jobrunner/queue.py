@@ -64,6 +64,7 @@ class Reservation(msgspec.Struct, frozen=True):
     enqueued_ms: int
     reserved_ms: int
     last_delay: float | None
+    marked: bool = False  # its start mark was written by reserve: run it now, no start call
 
 
 _ms, _text = ms, text
@@ -176,8 +177,11 @@ class ReliableQueue:
 
     # ---------------------------------------------------------------- consuming
 
-    async def reserve(self, queue: str, count: int, lease: float) -> list[Reservation]:
-        """Lease up to ``count`` ready jobs for ``lease`` seconds, in one round trip."""
+    async def reserve(
+        self, queue: str, count: int, lease: float, start: int = 0
+    ) -> list[Reservation]:
+        """Lease up to ``count`` ready jobs for ``lease`` seconds, in one round trip; the first
+        ``start`` of them are marked started too (the caller runs them at once)."""
         keys = self.keys(queue)
         reply = await self._scripts.reserve(
             keys=[
@@ -189,11 +193,12 @@ class ReliableQueue:
                 keys.cancel,
                 keys.stats,
             ],
-            args=[keys.job_prefix, count, _ms(lease), keys.notify_prefix, _ms(self.result_ttl)],
-        )
+            args=[keys.job_prefix, count, _ms(lease), keys.notify_prefix, _ms(self.result_ttl),
+                  start],
+        )  # fmt: skip
         now_ms = int(reply[0])
         out: list[Reservation] = []
-        for i in range(1, len(reply), 6):
+        for n, i in enumerate(range(1, len(reply), 6)):
             last_delay = reply[i + 5]
             out.append(
                 Reservation(
@@ -205,6 +210,7 @@ class ReliableQueue:
                     enqueued_ms=int(reply[i + 4] or now_ms),
                     reserved_ms=now_ms,
                     last_delay=float(last_delay) if last_delay else None,
+                    marked=n < start,
                 )
             )
         return out

@@ -93,16 +93,21 @@ def test_poison_of_every_kind_is_contained_and_nothing_is_lost(model: str, tmp_p
     bound = {**dict.fromkeys(raising, 3), **dict.fromkeys(hanging, 2), **dict.fromkeys(killer, 2)}
     # Dead after a bounded number of deliveries (max_retries + 1).
     assert all(1 <= delivered[j] <= bound[j] for j in bound), (delivered, bound)
-    # A delivery is charged when a job starts: every dead job ran, and as often as it was
-    # charged. It dies of its own fault or of the killer ending the worker it ran beside; a job
-    # prefetched there and never started is handed back uncharged (once it could die unrun).
+    # A delivery is charged when the worker hands a job to its runner, not when it reserves
+    # it: a job prefetched beside the killer is handed back uncharged (once it could die
+    # unrun). One handed over in the same instant as the killer may be charged for a start the
+    # killer cut short (its handler's first line never ran), so a job is charged at least as
+    # often as it ran. Each dies of its own fault, having run, or of the killer's collateral.
     collateral = ("lease expired", "died")
     for group, reason in ((raising, "raised on attempt"), (hanging, "timeout"),
                           (killer, "exit")):  # fmt: skip
         for job in group:
             error = errors[job] or ""
-            assert reason in error or any(c in error for c in collateral), error
-            assert runs_of[job] == delivered[job], (job, error, runs_of, delivered)
+            assert runs_of[job] <= delivered[job], (job, error, runs_of, delivered)
+            if reason in error:
+                assert runs_of[job] >= 1, (job, error, runs_of)
+            else:
+                assert any(c in error for c in collateral), error
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -559,3 +559,17 @@ async def test_ack_sums_run_and_turnaround_time_on_redis_clock(
     assert 2000 <= stats["run_ms"] < 2500
     assert 6000 <= stats["turnaround_ms"] < 6500
     assert stats["processed"] == 2
+
+
+async def test_reserve_marks_started_the_jobs_the_caller_runs_at_once(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    for i in range(3):
+        await enqueue(queue, f"j{i}")
+    batch = await queue.reserve("default", 3, lease=20, start=2)
+    assert [(r.id, r.marked) for r in batch] == [("j0", True), ("j1", True), ("j2", False)]
+    state = snapshot(sync_redis)
+    assert state[f"{Q}:job:j0"] == job_hash("j0", a="1", s="reserved", t="1", sg="1", st="T")
+    assert state[f"{Q}:job:j2"] == job_hash("j2", a="1", s="reserved", t="3")
+    assert await queue.start("default", [("j2", 3)]) == []  # the rest are marked later
+    assert snapshot(sync_redis)[f"{Q}:job:j2"]["sg"] == "3"

@@ -14,7 +14,8 @@ local lost = {}
 for i = 2, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = prefix .. id
-  if redis.call('HGET', key, 't') == token and redis.call('ZSCORE', KEYS[1], id) then
+  local f = redis.call('HMGET', key, 't', 's')
+  if f[1] == token and f[2] == 'reserved' then  -- still held under this lease
     redis.call('HSET', key, 'sg', token, 'st', now)
   else
     lost[#lost + 1] = id

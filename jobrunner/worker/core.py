@@ -107,6 +107,10 @@ class Worker:
         self._starts: StartBuffer[_InFlight] = StartBuffer(
             queue, self._log, _InFlight.lease, started=self._submit, lost=self._lost
         )
+        # Whether an execution limit could hold a reserved job back (then reserve marks none).
+        self._may_hold = bool(settings.limits) or any(
+            spec.limit is not None for spec in map(registry.get, registry.names()) if spec
+        )
         # Execution limits: a job over its type's limit is deferred, not run (ratelimit.gate).
         self._gate: ExecutionGate[tuple[Reservation, str]] = ExecutionGate(
             queue.redis, parse_limits(settings.limits), defer=self._defer, spawn=self._spawn,
@@ -231,7 +235,13 @@ class Worker:
         got = 0
         for name in self.settings.queues:
             want = min(room - got, self.settings.batch_size)
-            batch = await self.queue.reserve(name, want, self.settings.lease)
+            # Jobs that will run at once get their start mark from reserve itself: no start
+            # round trip before them. Not where an execution limit may hold a job back (a job
+            # marked but not run would be charged if this worker died meanwhile).
+            free = self.runner.capacity - len(self._running) - len(self._starts)
+            free -= len(self._waiting)
+            start = 0 if self._may_hold else max(0, min(want, free))
+            batch = await self.queue.reserve(name, want, self.settings.lease, start)
             for reservation in batch:
                 entry = self._inflight[reservation.id] = _InFlight(reservation)
                 self._start(entry)
@@ -288,7 +298,10 @@ class Worker:
             if entry.cancel_requested:
                 self._spawn(self._cancelled(entry.reservation, "cancelled before it started"))
                 continue
-            self._starts.add(entry)
+            if entry.reservation.marked:
+                self._submit(entry)  # reserve wrote its start mark
+            else:
+                self._starts.add(entry)
             room -= 1
 
     def _submit(self, entry: _InFlight) -> None:

@@ -8,6 +8,12 @@ ready to start while the previous mark was on its way goes in the next call, as 
 
 A job whose lease was taken over meanwhile is reported lost and not started. On a Redis error
 the marks are sent again until the worker stops; jobs never marked are handed back unstarted.
+
+Jobs that go straight to free slots get their mark from reserve itself (``reserve(start=n)``),
+so a job sent to an idle worker costs no extra round trip. The mark is written when the job is
+handed to the runner: a job handed over in the same instant as one that kills the process may
+be charged for a start whose first line never ran. What the mark protects is the prefetch: a
+job still waiting for a slot is never charged.
 """
 
 from __future__ import annotations
