@@ -184,6 +184,8 @@ def main() -> None:
 @imports_option
 @click.option("--batch-size", type=int, help="jobs per reserve round trip")
 @click.option("--prefetch", type=int, help="jobs reserved beyond concurrency (0: none; -1: auto)")
+@click.option("--charge-on", type=click.Choice(["start", "reserve"]),
+              help="when a delivery is charged (default: start)")  # fmt: skip
 @click.option("--lease", type=float, help="seconds a reservation lasts unless renewed")
 @click.option("--grace", type=float, help="seconds to finish in-flight jobs on shutdown")
 @click.option("--metrics-port", type=int, help="serve Prometheus metrics on this port")

@@ -48,6 +48,10 @@ class Settings(msgspec.Struct, kw_only=True):
     concurrency: NonNegInt = 0  # 0 = the model's default
     prefetch: Annotated[int, msgspec.Meta(ge=-1)] = -1  # jobs reserved beyond concurrency; -1 auto
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    # when a delivery is charged: "start" (a prefetched job a worker's death strands keeps its
+    # attempt; a start mark costs a round trip per turnover of the runner's slots) or "reserve"
+    # (every job reserved is charged at once: no start round trip)
+    charge_on: Literal["start", "reserve"] = "start"
     lease: Positive = 30.0
     heartbeat_interval: Positive = 5.0
     maintenance_interval: Positive = 0.2

@@ -241,6 +241,8 @@ class Worker:
             free = self.runner.capacity - len(self._running) - len(self._starts)
             free -= len(self._waiting)
             start = 0 if self._may_hold else max(0, min(want, free))
+            if self.settings.charge_on == "reserve":
+                start = want  # every job charged now: no start marks later
             batch = await self.queue.reserve(name, want, self.settings.lease, start)
             for reservation in batch:
                 entry = self._inflight[reservation.id] = _InFlight(reservation)

@@ -1,0 +1,158 @@
+"""A worker of this checkout against an earlier commit's, draining the same jobs in one run.
+
+``python -m bench.drain_versus --base REV [--jobs 20000] [--rounds 5]`` checks REV out into a
+temporary git worktree and starts one asyncio worker from each tree, each on a Redis of its own;
+then, round by round and alternating, parks the same jobs for each (not timed), hands them over
+and times the drain. Besides jobs/s (a rate this noisy machine moves), it records what holds
+across machines: Redis commands per job (``INFO commandstats``) and the worker's CPU time per
+job. Job types: ``noop`` (the job system's own cost) and ``email`` with a 1 ms wait (a handler
+that takes time). Writes ``results/bench-drain-versus.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+from rich.console import Console
+
+from bench.progress import bench_progress
+from jobrunner.dev.redis_server import RedisServer
+from jobrunner.job import Job, encode_job, new_job_id
+from jobrunner.keys import QueueKeys, workers_key
+
+ROOT = Path(__file__).resolve().parents[1]
+QUEUE = QueueKeys("default")
+PARKED = QUEUE.ready + ":parked"
+KINDS = {"noop": ("noop", {}), "email 1 ms": ("email", {"latency": 0.001})}
+
+
+@contextmanager
+def worker_from(tree: Path, redis_url: str) -> Iterator[psutil.Process]:
+    """One asyncio worker run from ``tree``'s code, beating (ready) when this yields."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobrunner.cli", "worker", "--redis-url", redis_url,
+         "--import", "jobrunner.lab.handlers.demo", "--log-level", "warning"],
+        cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + 30
+        while not client.zcard(workers_key()):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"the worker from {tree} did not start")
+            time.sleep(0.05)  # start-up poll: its first heartbeat is the readiness signal
+        yield psutil.Process(proc.pid)
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(30)
+
+
+def park(client: redis.Redis, job_type: str, payload: Any, count: int) -> None:
+    with client.pipeline(transaction=False) as pipe:
+        for _ in range(count):
+            job = Job(id=new_job_id(), type=job_type, payload=payload)
+            pipe.hset(QUEUE.job(job.id), mapping={"d": encode_job(job), "mr": 3, "a": 0,
+                                                  "s": "ready"})  # fmt: skip
+            pipe.lpush(PARKED, job.id)
+        pipe.execute()
+
+
+def drain(client: redis.Redis, worker: psutil.Process, count: int) -> dict[str, float]:
+    """Hand the parked jobs over; the drain's rate, Redis commands and worker CPU per job."""
+    target = int(client.hget(QUEUE.stats, "processed") or 0) + count
+    client.config_resetstat()
+    cpu = sum(worker.cpu_times()[:2])
+    started = time.perf_counter()
+    with client.pipeline(transaction=True) as pipe:
+        pipe.rename(PARKED, QUEUE.ready)
+        pipe.lpush(QUEUE.wake, 1)
+        pipe.execute()
+    deadline = time.monotonic() + 300
+    while int(client.hget(QUEUE.stats, "processed") or 0) < target:
+        if time.monotonic() > deadline:
+            raise SystemExit("a drain did not finish in 300 s")
+        time.sleep(0.002)  # the poll period bounds the timing error (2 ms a round)
+    seconds = time.perf_counter() - started
+    worker_us = (sum(worker.cpu_times()[:2]) - cpu) / count * 1e6
+    ours = ("cmdstat_info", "cmdstat_hget", "cmdstat_config", "cmdstat_rename", "cmdstat_multi",
+            "cmdstat_exec")  # the timer's own commands  # fmt: skip
+    stats = client.info("commandstats")
+    commands = sum(v["calls"] for k, v in stats.items() if k not in ours) / count
+    return {"jobs_per_s": count / seconds, "commands_per_job": commands, "worker_cpu_us": worker_us}
+
+
+def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(statistics.median(r[key] for r in rounds), 2) for key in rounds[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--base", required=True, help="the commit to compare with")
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    args = parser.parse_args(argv)
+    console = Console(stderr=True)
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        k: {"this": [], "base": []} for k in KINDS
+    }
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        base_tree = Path(tmp) / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), args.base],
+                       cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+        stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", str(base_tree)],
+                       cwd=ROOT, check=False, capture_output=True)  # fmt: skip
+        sides = {}
+        for name, tree in (("this", ROOT), ("base", base_tree)):
+            server = stack.enter_context(RedisServer())
+            worker = stack.enter_context(worker_from(tree, server.url))
+            sides[name] = (redis.Redis.from_url(server.url), worker)
+        with bench_progress(console) as progress:
+            task = progress.add_task("draining", total=args.rounds * len(KINDS) * 2)
+            for _ in range(args.rounds):
+                for kind, (job_type, payload) in KINDS.items():
+                    for name, (client, worker) in sides.items():
+                        park(client, job_type, payload, args.jobs)
+                        runs[kind][name].append(drain(client, worker, args.jobs))
+                        progress.advance(task)
+        for client, _ in sides.values():
+            client.close()
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    report: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "this": head, "base": args.base, "jobs_per_round": args.jobs, "rounds": args.rounds,
+        "load_average": os.getloadavg(), "kinds": {},
+    }  # fmt: skip
+    for kind, sides_runs in runs.items():
+        this, base = summary(sides_runs["this"]), summary(sides_runs["base"])
+        ratios = [a["jobs_per_s"] / b["jobs_per_s"]
+                  for a, b in zip(sides_runs["this"], sides_runs["base"], strict=True)]  # fmt: skip
+        report["kinds"][kind] = {"this": this, "base": base,
+                                 "rate_ratio_median": round(statistics.median(ratios), 3),
+                                 "rate_ratio_range": [round(min(ratios), 3),
+                                                      round(max(ratios), 3)]}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench-drain-versus.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
