@@ -246,10 +246,8 @@ class ReliableQueue:
         if not items:
             return []
         keys = self.keys(queue)
-        args: list[Any] = [keys.job_prefix]
-        for job_id, token in items:
-            args += (job_id, token)
-        lost = await self._scripts.start(keys=[keys.reserved], args=args)
+        flat = msgspec.json.encode([x for job_id, token in items for x in (job_id, str(token))])
+        lost = await self._scripts.start(keys=[keys.reserved], args=[keys.job_prefix, flat])
         return [_text(i) for i in lost]
 
     async def finish_cancelled(self, queue: str, items: Sequence[tuple[str, int, str]]) -> int:
