@@ -1,12 +1,14 @@
 """A worker of this checkout against an earlier commit's, draining the same jobs in one run.
 
-``python -m bench.drain_versus --base REV [--jobs 20000] [--rounds 5]`` checks REV out into a
+``python -m bench.drain_versus --base REV [--charge-on start|reserve] [--jobs 20000]
+[--rounds 5]`` checks REV out into a
 temporary git worktree and starts one asyncio worker from each tree, each on a Redis of its own;
 then, round by round and alternating, parks the same jobs for each (not timed), hands them over
 and times the drain. Besides jobs/s (a rate this noisy machine moves), it records what holds
 across machines: Redis commands per job (``INFO commandstats``) and the worker's CPU time per
 job. Job types: ``noop`` (the job system's own cost) and ``email`` with a 1 ms wait (a handler
-that takes time). Writes ``results/bench-drain-versus.json``.
+that takes time). ``--charge-on`` sets this checkout's worker's ``JOBRUNNER_CHARGE_ON``. Writes
+``results/bench-drain-versus-<charge-on>.json``.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ KINDS = {"noop": ("noop", {}), "email 1 ms": ("email", {"latency": 0.001})}
 
 
 @contextmanager
-def worker_from(tree: Path, redis_url: str) -> Iterator[psutil.Process]:
+def worker_from(
+    tree: Path, redis_url: str, extra_env: dict[str, str] | None = None
+) -> Iterator[psutil.Process]:
     """One asyncio worker run from ``tree``'s code, beating (ready) when this yields."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "PYTHONPATH": str(tree), **(extra_env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobrunner.cli", "worker", "--redis-url", redis_url,
          "--import", "jobrunner.lab.handlers.demo", "--log-level", "warning"],
@@ -104,6 +108,7 @@ def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--base", required=True, help="the commit to compare with")
+    parser.add_argument("--charge-on", choices=["start", "reserve"], default="start")
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "results")
@@ -121,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         sides = {}
         for name, tree in (("this", ROOT), ("base", base_tree)):
             server = stack.enter_context(RedisServer())
-            worker = stack.enter_context(worker_from(tree, server.url))
+            extra = {"JOBRUNNER_CHARGE_ON": args.charge_on} if name == "this" else {}
+            worker = stack.enter_context(worker_from(tree, server.url, extra))
             sides[name] = (redis.Redis.from_url(server.url), worker)
         with bench_progress(console) as progress:
             task = progress.add_task("draining", total=args.rounds * len(KINDS) * 2)
@@ -137,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "this": head, "base": args.base, "jobs_per_round": args.jobs, "rounds": args.rounds,
+        "this": head, "base": args.base, "charge_on": args.charge_on,
+        "jobs_per_round": args.jobs, "rounds": args.rounds,
         "load_average": os.getloadavg(), "kinds": {},
     }  # fmt: skip
     for kind, sides_runs in runs.items():
@@ -149,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "rate_ratio_range": [round(min(ratios), 3),
                                                       round(max(ratios), 3)]}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench-drain-versus.json").write_text(json.dumps(report, indent=2) + "\n")
+    name = f"bench-drain-versus-{args.charge_on}.json"
+    (args.out / name).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return 0
 

@@ -160,3 +160,36 @@ async def test_a_paused_queue_lets_running_jobs_finish_and_takes_no_new_ones(
     await eventually(drained, 30, "the queue to drain once resumed")
     for job_id in waiting:
         await client.result(job_id, timeout=30)
+
+
+async def test_pausing_under_load_stops_the_drain_and_resuming_finishes_every_job(
+    client: Client, worker: str, redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """Jobs keep arriving the whole time: paused, the processed counter stops once the jobs in
+    flight finish while the queue grows; resumed, every job completes."""
+
+    def processed() -> int:
+        return int(sync_redis.hget("jr:{default}:stats", "processed") or 0)
+
+    ids = [await client.enqueue("test.echo", {"i": i}) for i in range(300)]
+    await eventually(lambda: _async(processed() >= 50), 30, "the drain to be under way")
+    assert await client.pause("default")
+    settled: list[int] = []
+
+    async def stopped() -> bool:  # in-flight and prefetched jobs finish, then nothing more
+        ids.extend([await client.enqueue("test.echo", {"more": True}) for _ in range(10)])
+        settled.append(processed())
+        return len(settled) >= 5 and len(set(settled[-5:])) == 1
+
+    await eventually(stopped, 30, "the processed counter to stop while paused")
+    assert processed() < len(ids)
+    assert sync_redis.llen("jr:{default}:ready") > 0
+    assert await client.resume("default")
+    await eventually(lambda: _async(processed() >= len(ids)), 60, "every job once resumed")
+    records = [await client.get(i) for i in ids]
+    assert {r.state for r in records if r is not None} == {"done"}
+    assert sum(r is not None for r in records) == len(ids)
+
+
+async def _async(value: bool) -> bool:
+    return value
