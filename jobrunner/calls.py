@@ -184,6 +184,8 @@ def record_of(job_id: str, queue: str, raw_fields: dict[Any, Any]) -> JobRecord:
         raw = fields.get("d", b"")
         shown = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
         job = Job(id=job_id, type=UNDECODABLE, payload=shown, queue=queue)
+    if job.max_retries is None and "mr" in fields:  # what the job was given at enqueue
+        job = msgspec.structs.replace(job, max_retries=int(fields["mr"]))
     result = None
     if "r" in fields:
         try:

@@ -78,6 +78,7 @@ def test_the_readme_quickstart_runs_as_written(redis_url: str, tmp_path: Path) -
         assert shown in output, f"the README shows {shown!r}; the run printed:\n{output}"
     assert "Traceback" not in output, output
     assert '"state":"done"' in output.replace(" ", ""), output
+    assert '"max_retries":5' in output.replace(" ", ""), output  # the handler's, kept at enqueue
 
 
 def stop_group(group: int) -> None:
