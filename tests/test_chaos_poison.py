@@ -99,13 +99,16 @@ def test_poison_of_every_kind_is_contained_and_nothing_is_lost(model: str, tmp_p
     # it: a job prefetched beside the killer is handed back uncharged (once it could die
     # unrun). One handed over in the same instant as the killer may be charged for a start the
     # killer cut short (its handler's first line never ran), so a job is charged at least as
-    # often as it ran. Each dies of its own fault, having run, or of the killer's collateral.
+    # often as it ran (in the thread and asyncio models: in the process model a dead child's
+    # finished but unreported jobs run again uncharged, guarantees.md says so). Each dies of
+    # its own fault, having run, or of the killer's collateral.
     collateral = ("lease expired", "died")
     for group, reason in ((raising, "raised on attempt"), (hanging, "timeout"),
                           (killer, "exit")):  # fmt: skip
         for job in group:
             error = errors[job] or ""
-            assert runs_of[job] <= delivered[job], (job, error, runs_of, delivered)
+            if model != "process":  # there a dead child's finished, unreported jobs rerun
+                assert runs_of[job] <= delivered[job], (job, error, runs_of, delivered)
             if reason in error:
                 assert runs_of[job] >= 1, (job, error, runs_of)
             else:

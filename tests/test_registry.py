@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from jobrunner.backoff import DEFAULT_BACKOFF, Constant, Exponential
-from jobrunner.errors import JobTimeout
+from jobrunner.errors import HandlerImportError, JobTimeout
 from jobrunner.job import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Job
 from jobrunner.lab.handlers import demo
 from jobrunner.registry import HandlerSpec, JobContext, Registry, load_handlers, registry
@@ -228,9 +228,13 @@ def test_load_handlers_again_is_harmless() -> None:
     assert load_handlers(["tests.jobs", "tests.jobs"]).names() == before
 
 
-def test_load_handlers_of_a_missing_module_raises() -> None:
-    with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+def test_load_handlers_of_a_missing_module_raises_one_line_naming_it() -> None:
+    with pytest.raises(
+        HandlerImportError, match=r"cannot import 'tests\.no_such_module'"
+    ) as caught:
         load_handlers(["tests.no_such_module"])
+    assert "\n" not in str(caught.value)
+    assert isinstance(caught.value.__cause__, ModuleNotFoundError)
 
 
 def test_the_backoff_option_may_be_any_strategy() -> None:
