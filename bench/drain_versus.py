@@ -31,14 +31,12 @@ import psutil
 import redis
 from rich.console import Console
 
+from bench.parked import drain_seconds, park
 from bench.progress import bench_progress
 from jobrunner.dev.redis_server import RedisServer
-from jobrunner.job import Job, encode_job, new_job_id
-from jobrunner.keys import QueueKeys, workers_key
+from jobrunner.keys import workers_key
 
 ROOT = Path(__file__).resolve().parents[1]
-QUEUE = QueueKeys("default")
-PARKED = QUEUE.ready + ":parked"
 KINDS = {"noop": ("noop", {}), "email 1 ms": ("email", {"latency": 0.001})}
 
 
@@ -67,32 +65,11 @@ def worker_from(
         proc.wait(30)
 
 
-def park(client: redis.Redis, job_type: str, payload: Any, count: int) -> None:
-    with client.pipeline(transaction=False) as pipe:
-        for _ in range(count):
-            job = Job(id=new_job_id(), type=job_type, payload=payload)
-            pipe.hset(QUEUE.job(job.id), mapping={"d": encode_job(job), "mr": 3, "a": 0,
-                                                  "s": "ready"})  # fmt: skip
-            pipe.lpush(PARKED, job.id)
-        pipe.execute()
-
-
 def drain(client: redis.Redis, worker: psutil.Process, count: int) -> dict[str, float]:
     """Hand the parked jobs over; the drain's rate, Redis commands and worker CPU per job."""
-    target = int(client.hget(QUEUE.stats, "processed") or 0) + count
     client.config_resetstat()
     cpu = sum(worker.cpu_times()[:2])
-    started = time.perf_counter()
-    with client.pipeline(transaction=True) as pipe:
-        pipe.rename(PARKED, QUEUE.ready)
-        pipe.lpush(QUEUE.wake, 1)
-        pipe.execute()
-    deadline = time.monotonic() + 300
-    while int(client.hget(QUEUE.stats, "processed") or 0) < target:
-        if time.monotonic() > deadline:
-            raise SystemExit("a drain did not finish in 300 s")
-        time.sleep(0.002)  # the poll period bounds the timing error (2 ms a round)
-    seconds = time.perf_counter() - started
+    seconds = drain_seconds(client, count)
     worker_us = (sum(worker.cpu_times()[:2]) - cpu) / count * 1e6
     ours = ("cmdstat_info", "cmdstat_hget", "cmdstat_config", "cmdstat_rename", "cmdstat_multi",
             "cmdstat_exec")  # the timer's own commands  # fmt: skip

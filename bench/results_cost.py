@@ -16,22 +16,17 @@ import argparse
 import json
 import os
 import statistics
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import redis
 from rich.console import Console
 
+from bench.parked import QUEUE, drain_seconds, park
 from bench.progress import bench_progress
 from jobrunner.dev.redis_server import RedisServer
 from jobrunner.dev.stack import Stack
-from jobrunner.job import Job, encode_job, new_job_id
-from jobrunner.keys import QueueKeys
 
-QUEUE = QueueKeys("default")
-PARKED = QUEUE.ready + ":parked"
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 PAYLOAD = {"to": "ada@example.com", "n": 12345, "ok": True}  # about 40 bytes kept per job
 VARIANTS = {  # name: (job type, flagged as waited for)
@@ -39,35 +34,6 @@ VARIANTS = {  # name: (job type, flagged as waited for)
     "results on": ("echo", False),
     "results on, waited for": ("echo", True),
 }
-
-
-def park(client: redis.Redis, job_type: str, waited: bool, count: int) -> None:
-    """``count`` jobs laid out as enqueue lays them out, on a list no worker reads (untimed)."""
-    with client.pipeline(transaction=False) as pipe:
-        for _ in range(count):
-            job = Job(id=new_job_id(), type=job_type, payload=PAYLOAD)
-            fields: dict[str, Any] = {"d": encode_job(job), "mr": 3, "a": 0, "s": "ready"}
-            if waited:
-                fields["w"] = 1
-            pipe.hset(QUEUE.job(job.id), mapping=fields)
-            pipe.lpush(PARKED, job.id)
-        pipe.execute()
-
-
-def drain_seconds(client: redis.Redis, count: int) -> float:
-    """Hand the parked list to the worker, time until ``processed`` has grown by ``count``."""
-    target = int(client.hget(QUEUE.stats, "processed") or 0) + count
-    started = time.perf_counter()
-    with client.pipeline(transaction=True) as pipe:
-        pipe.rename(PARKED, QUEUE.ready)
-        pipe.lpush(QUEUE.wake, 1)
-        pipe.execute()
-    deadline = time.monotonic() + 300
-    while int(client.hget(QUEUE.stats, "processed") or 0) < target:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the drain did not finish in 300 s")
-        time.sleep(0.002)  # the poll period bounds the timing error (2 ms a round)
-    return time.perf_counter() - started
 
 
 def measure(jobs: int, rounds: int, console: Console) -> dict[str, Any]:
@@ -80,7 +46,7 @@ def measure(jobs: int, rounds: int, console: Console) -> dict[str, Any]:
             task = progress.add_task("draining", total=rounds * len(VARIANTS))
             for _ in range(rounds):
                 for name, (job_type, waited) in VARIANTS.items():
-                    park(client, job_type, waited, jobs)
+                    park(client, job_type, PAYLOAD, jobs, waited=waited)
                     client.config_resetstat()
                     rates[name].append(jobs / drain_seconds(client, jobs))
                     calls = sum(v["calls"] for k, v in client.info("commandstats").items()
