@@ -29,6 +29,7 @@ class NewJob(msgspec.Struct, frozen=True):
     job: Job
     delay: float = 0.0
     idempotency_key: str | None = None
+    fresh: bool = False  # its id was made just now (a new uuid): the script skips EXISTS
 
 
 class Enqueued(msgspec.Struct, frozen=True):
@@ -99,7 +100,7 @@ def enqueue_call(
     args += [keys_of(name).job_prefix for name in queues]
     for item in items:
         job = item.job
-        idem = 0
+        idem = -1 if item.fresh else 0
         if item.idempotency_key is not None:
             keys.append(idempotency_key(item.idempotency_key, prefix))
             idem = len(keys)

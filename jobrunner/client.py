@@ -45,7 +45,7 @@ def new_jobs(registry: Registry, jobs: Iterable[JobSpec]) -> list[NewJob]:
         delay = float(options.pop("delay", 0.0))
         key = options.pop("idempotency_key", None)
         job = registry.new_job(options.pop("type"), options.pop("payload", None), **options)
-        out.append(NewJob(job, delay, key))
+        out.append(NewJob(job, delay, key, fresh="job_id" not in options))
     return out
 
 
@@ -123,7 +123,8 @@ class Client:
         """
         job = self.registry.new_job(type, payload, queue=queue, job_id=job_id,
                                     max_retries=max_retries, timeout=timeout)  # fmt: skip
-        done = await self._queue.enqueue_batch([NewJob(job, delay, idempotency_key)])
+        new = NewJob(job, delay, idempotency_key, fresh=job_id is None)
+        done = await self._queue.enqueue_batch([new])
         return done.ids[0]
 
     async def enqueue_many(self, jobs: Iterable[JobSpec]) -> list[str]:

@@ -123,7 +123,7 @@ class ReliableQueue:
         """
         job = self.registry.new_job(type, payload, queue=queue, job_id=job_id,
                                     max_retries=max_retries, timeout=timeout)  # fmt: skip
-        await self.enqueue_jobs([job], delay=delay)
+        await self.enqueue_batch([NewJob(job, delay, fresh=job_id is None)])
         return job.id
 
     async def enqueue_jobs(

@@ -112,7 +112,7 @@ class SyncClient:
         """Enqueue one job; returns its id (see ``Client.enqueue``)."""
         job = self.registry.new_job(type, payload, queue=queue, job_id=job_id,
                                     max_retries=max_retries, timeout=timeout)  # fmt: skip
-        return self._enqueue([NewJob(job, delay, idempotency_key)])[0]
+        return self._enqueue([NewJob(job, delay, idempotency_key, fresh=job_id is None)])[0]
 
     def enqueue_many(self, jobs: Iterable[JobSpec]) -> list[str]:
         """Enqueue jobs given as dicts, all of them or none; returns their ids in order."""

@@ -573,3 +573,23 @@ async def test_reserve_marks_started_the_jobs_the_caller_runs_at_once(
     assert state[f"{Q}:job:j2"] == job_hash("j2", a="1", s="reserved", t="3")
     assert await queue.start("default", [("j2", 3)]) == []  # the rest are marked later
     assert snapshot(sync_redis)[f"{Q}:job:j2"]["sg"] == "3"
+
+
+async def test_a_fresh_id_skips_the_existence_check_and_a_waiting_marker_is_not_pushed_again(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    """What one enqueue costs in Redis: a fresh id (a new uuid) needs no EXISTS, and a wake-up
+    marker no worker took yet needs no second push. The state written is the same."""
+    sync_redis.config_resetstat()
+    first = await queue.enqueue("noop")
+    second = await queue.enqueue("noop")
+    stats = sync_redis.info("commandstats")
+    assert "cmdstat_exists" not in stats
+    assert "cmdstat_ltrim" not in stats
+    assert stats["cmdstat_lpush"]["calls"] == 3  # two ids, and the marker once
+    state = snapshot(sync_redis)
+    assert state[f"{Q}:wake"] == ["1"]
+    assert state[f"{Q}:ready"] == [second, first]
+    await queue.enqueue("noop", job_id=first)  # a chosen id is still checked: left as it is
+    assert "cmdstat_exists" in sync_redis.info("commandstats")
+    assert sync_redis.lrange(f"{Q}:ready", 0, -1) == [second.encode(), first.encode()]

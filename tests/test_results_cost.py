@@ -52,3 +52,13 @@ def test_the_committed_drain_comparison_is_what_the_docs_quote(charge_on: str) -
     if charge_on == "reserve":  # what the docs claim of it: a command a job less than before
         noop = report["kinds"]["noop"]
         assert noop["this"]["commands_per_job"] <= noop["base"]["commands_per_job"] - 0.9
+
+
+def test_the_committed_enqueue_costs_are_what_the_docs_quote() -> None:
+    report = json.loads((ROOT / "results" / "bench-enqueue-cost.json").read_text())
+    docs = (ROOT / "docs" / "performance.md").read_text()
+    for name, v in report["paths"].items():
+        row = (f"| `{name}` | {v['jobs_per_s']:,.0f} | {v['client_cpu_us']:.1f} | "
+               f"{v['redis_cpu_us']:.1f} | {v['redis_commands']:.2f} |")  # fmt: skip
+        assert row in docs, row
+        assert v["redis_commands"] <= 6.05  # what the docs say is left: six a call

@@ -96,7 +96,12 @@ def jobs_router(
         whole request is written in one step, or nothing is (any error answer)."""
         items, single = decode_jobs(await request.body())
         batch = [
-            NewJob(to_job(item, None if single else i), item.delay, item.idempotency_key)
+            NewJob(
+                to_job(item, None if single else i),
+                item.delay,
+                item.idempotency_key,
+                fresh=item.idempotency_key is None,
+            )  # else its id is the key's: may exist
             for i, item in enumerate(items)
         ]
         for i, new in enumerate(batch):

@@ -5,7 +5,8 @@
 -- ARGV[3] idempotency record ttl ms
 -- ARGV[4 .. 3+Q] each queue's job key prefix
 -- ARGV[4+Q ..] groups of 6 per job: queue index (1..Q), id, encoded spec, max_retries,
---   delay_ms (0 = ready now), idempotency KEYS index (0 = none)
+--   delay_ms (0 = ready now), idempotency KEYS index (0 = none; -1 = none, and the id was
+--   made by the client just now, a new uuid, so its existence is not checked: one command less)
 -- Returns: {1, r1, r2, ...} with one r per job: 1 = added; 0 = its id exists already (nothing
 --   changed); a string = the id of the job its idempotency key already names (nothing added).
 --   {-1, queue index, waiting} when a queue holds `bound` waiting jobs or more: nothing written.
@@ -32,7 +33,7 @@ for i = 4 + q, #ARGV, 6 do
   local key = ARGV[3 + qi] .. id
   if named then
     out[#out + 1] = (named == id) and 0 or named
-  elseif redis.call('EXISTS', key) == 1 then
+  elseif idem >= 0 and redis.call('EXISTS', key) == 1 then
     out[#out + 1] = 0
   else
     local k = 4 * (qi - 1)
@@ -50,9 +51,10 @@ for i = 4 + q, #ARGV, 6 do
   if idem > 0 and not named then redis.call('SET', KEYS[idem], id, 'PX', idem_ttl) end
 end
 for qi, n in pairs(added) do redis.call('HINCRBY', KEYS[4 * (qi - 1) + 3], 'enqueued', n) end
--- wake an idle worker: a marker in a list of at most one, which BLPOP-waiting workers take
+-- wake an idle worker: a marker in a list of at most one, which BLPOP-waiting workers take;
+-- one already there (no worker took it: none is idle) needs nothing more
 for qi, _ in pairs(ready) do
   local wake = KEYS[4 * (qi - 1) + 4]
-  redis.call('LPUSH', wake, 1); redis.call('LTRIM', wake, 0, 0)
+  if redis.call('LLEN', wake) == 0 then redis.call('LPUSH', wake, 1) end
 end
 return out
