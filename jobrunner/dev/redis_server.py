@@ -126,8 +126,10 @@ class RedisServer:
                         f"redis-server exited with {self.process.returncode}: {self._why()}"
                     )
                 with contextlib.suppress(redis.exceptions.RedisError):
-                    # Another server may hold the port: only our own process counts as ready.
-                    if client.info("server").get("process_id") == self.process.pid:
+                    # Another server may hold the port: only our own process counts as ready;
+                    # and not while it loads its AOF (INFO answers then, commands do not).
+                    info = client.info()
+                    if info.get("process_id") == self.process.pid and not info.get("loading"):
                         return
                 if time.monotonic() > deadline:
                     raise EmbeddedRedisError(
