@@ -370,12 +370,7 @@ class Harness:
                     with self.client.pipeline(transaction=True) as pipe:
                         for key in held:
                             pipe.rename(key + HELD_SUFFIX, key)
-                        pipe.execute()
-                    after_release: Callable[[redis.Redis], None] | None = getattr(
-                        module, "after_release", None
-                    )
-                    if after_release:
-                        after_release(self.client)
+                        pipe.execute()  # an idle worker blocked on the list wakes
                 else:
                     run.timed_from = "first completion (jobs not held back)"
                 self.drain(spec, run, module, worker)

@@ -39,10 +39,7 @@ def drain_seconds(client: redis.Redis, count: int, timeout: float = 300.0) -> fl
     """Hand the parked list to the workers; seconds until ``processed`` grew by ``count``."""
     target = int(client.hget(QUEUE.stats, "processed") or 0) + count
     started = time.perf_counter()
-    with client.pipeline(transaction=True) as pipe:
-        pipe.rename(PARKED, QUEUE.ready)
-        pipe.lpush(QUEUE.wake, 1)
-        pipe.execute()
+    client.rename(PARKED, QUEUE.ready)  # idle workers block on the ready list: they wake
     deadline = time.monotonic() + timeout
     while int(client.hget(QUEUE.stats, "processed") or 0) < target:
         if time.monotonic() > deadline:

@@ -5,7 +5,9 @@ blocking client (``sync_client.py``) send byte-for-byte the same calls to the sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +83,13 @@ def enqueue_call(
     max_depth: int,
     idempotency_ttl: float,
     checked: bool,
+    counts: EnqueueCounts | None = None,
 ) -> tuple[Call, list[str]]:
-    """The enqueue script call for a batch (all or nothing), and the queues it touches."""
+    """The enqueue script call for a batch (all or nothing), and the queues it touches.
+
+    With ``counts``, each queue's ``enqueued`` counter may be left to a later call (see
+    ``EnqueueCounts``); the caller then passes the reply to ``counts.settle``.
+    """
     if len(items) > BATCH_LIMIT:
         raise ValueError(f"a batch holds at most {BATCH_LIMIT} jobs, not {len(items)}")
     queues: dict[str, int] = {}
@@ -95,9 +102,10 @@ def enqueue_call(
         if item.job.queue not in queues:
             queues[item.job.queue] = len(queues) + 1
             qkeys: QueueKeys = keys_of(item.job.queue)
-            keys += (qkeys.ready, qkeys.scheduled, qkeys.stats, qkeys.wake)
-    args: list[Any] = [len(queues), max_depth, ms(idempotency_ttl)]
-    args += [keys_of(name).job_prefix for name in queues]
+            keys += (qkeys.ready, qkeys.scheduled, qkeys.stats)
+    args: list[Any] = [len(queues), max_depth, ms(idempotency_ttl), int(time.time() * 1000)]
+    for name in queues:
+        args += (keys_of(name).job_prefix, 0 if counts is None else counts.carry(name))
     for item in items:
         job = item.job
         idem = -1 if item.fresh else 0
@@ -107,6 +115,67 @@ def enqueue_call(
         args += (queues[job.queue], job.id, encode_job(job), registry.max_retries_for(job),
                  ms(item.delay), idem)  # fmt: skip
     return Call("enqueue", keys, args), list(queues)
+
+
+class EnqueueCounts:
+    """The ``enqueued`` counts a producer carries from call to call, so that a stream of single
+    enqueues costs one HINCRBY a second per queue rather than one a job (issue 20: three Redis
+    commands per enqueue).
+
+    A queue's first enqueue in ``every`` seconds counts at once, with whatever was carried; the
+    calls after it within ``every`` leave their count to be carried. So a lone enqueue shows in
+    the counter at once and a burst within ``every``; what is still carried when the burst ends
+    is written by ``flush`` (the clients call it ``every`` seconds after a count was carried, and
+    on close). A producer that dies carrying counts loses them: the counter is a statistic, it
+    never decides what happens to a job.
+    """
+
+    def __init__(self, every: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self._clock = clock
+        self._carried: dict[str, int] = {}
+        self._due: dict[str, float] = {}  # queue -> when its next call counts at once
+        self._lock = threading.Lock()  # a SyncClient is shared by threads
+
+    def carry(self, queue: str) -> int:
+        """What a call to ``queue`` adds beyond its own jobs now, or -1: it counts none now."""
+        now = self._clock()
+        with self._lock:
+            if now < self._due.get(queue, 0.0):
+                return -1
+            self._due[queue] = now + self.every
+            return self._carried.pop(queue, 0)
+
+    def settle(
+        self, call: Call, queues: Sequence[str], created: Sequence[tuple[str, bool]]
+    ) -> bool:
+        """After the call's reply: carry the jobs of queues that did not count now. True when
+        this started a carry (the caller arranges a ``flush`` in ``every`` seconds)."""
+        carried = {name: int(call.args[5 + 2 * i]) for i, name in enumerate(queues)}
+        started = False
+        with self._lock:
+            for queue, new in created:
+                if new and carried[queue] < 0:
+                    started = started or not self._carried
+                    self._carried[queue] = self._carried.get(queue, 0) + 1
+        return started
+
+    def restore(self, counts: dict[str, int]) -> None:
+        """Counts that were not written (their call failed) go back to be carried."""
+        with self._lock:
+            for name, n in counts.items():
+                if n > 0:
+                    self._carried[name] = self._carried.get(name, 0) + n
+
+    def counted_now(self, call: Call, queues: Sequence[str]) -> dict[str, int]:
+        """What ``call`` carries into the counters (to ``restore`` should it fail)."""
+        return {name: max(0, int(call.args[5 + 2 * i])) for i, name in enumerate(queues)}
+
+    def take(self) -> dict[str, int]:
+        """Everything carried, to be written now (``HINCRBY`` per queue)."""
+        with self._lock:
+            carried, self._carried = self._carried, {}
+            return carried
 
 
 def enqueue_result(
@@ -139,13 +208,13 @@ def watch_call(keys: QueueKeys, job_id: str) -> Call:
 
 
 def pause_call(keys: QueueKeys, paused: bool) -> Call:
-    return Call("pause", [keys.paused, keys.wake], [1 if paused else 0])
+    return Call("pause", [keys.paused], [1 if paused else 0])
 
 
 def requeue_call(keys: QueueKeys, ids: Sequence[str] | None) -> Call:
     """Dead jobs back to ready: the ids given, or the 1,000 oldest (call again until 0)."""
     mode: list[Any] = ["ids", *ids] if ids is not None else ["oldest", 1000]
-    return Call("requeue", [keys.dead, keys.ready, keys.stats, keys.wake], [keys.job_prefix, *mode])
+    return Call("requeue", [keys.dead, keys.ready, keys.stats], [keys.job_prefix, *mode])
 
 
 def delete_call(keys: QueueKeys, ids: Sequence[str]) -> Call:
@@ -156,12 +225,14 @@ def delete_call(keys: QueueKeys, ids: Sequence[str]) -> Call:
 def stats_commands(keys: QueueKeys) -> list[tuple[str, str]]:
     """The reads of one queue's stats, for a pipeline: (command, key)."""
     return [("llen", keys.ready), ("zcard", keys.scheduled), ("zcard", keys.reserved),
-            ("zcard", keys.dead), ("hgetall", keys.stats), ("exists", keys.paused)]  # fmt: skip
+            ("zcard", keys.dead), ("hgetall", keys.stats), ("exists", keys.paused),
+            ("llen", keys.claimed)]  # fmt: skip
 
 
 def stats_of(name: str, replies: Sequence[Any]) -> QueueStats:
-    ready, scheduled, reserved, dead, counters, paused = replies
-    return QueueStats(name=name, ready=ready, scheduled=scheduled, reserved=reserved, dead=dead,
+    ready, scheduled, reserved, dead, counters, paused, claimed = replies
+    return QueueStats(name=name, ready=ready + claimed, scheduled=scheduled, reserved=reserved,
+                      dead=dead,
                       counters={text(k): int(v) for k, v in counters.items()},
                       paused=bool(paused))  # fmt: skip
 

@@ -220,9 +220,11 @@ def run_with_queue(
 
     async def go() -> T:
         redis = async_redis(url)
+        queue = ReliableQueue(redis, prefix=settings.prefix, registry=registry)
         try:
-            return await work(ReliableQueue(redis, prefix=settings.prefix, registry=registry))
+            return await work(queue)
         finally:
+            await queue.aclose()
             await redis.aclose()
 
     try:

@@ -99,6 +99,7 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self._queue.aclose()  # the `enqueued` counts it carries
         if self._owns:
             await self.redis.aclose()
 

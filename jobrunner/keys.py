@@ -15,22 +15,22 @@ class QueueKeys:
     """The keys of one named queue."""
 
     __slots__ = (
-        "cancel", "dead", "fence", "job_prefix", "name", "notify_prefix", "paused", "ready",
-        "reserved", "scheduled", "stats", "wake",
+        "cancel", "claimed", "dead", "fence", "job_prefix", "name", "notify_prefix", "paused",
+        "ready", "reserved", "scheduled", "stats",
     )  # fmt: skip
 
     def __init__(self, name: str, prefix: str = PREFIX) -> None:
         tag = f"{prefix}:{{{name}}}"
         self.name = name
         self.ready = f"{tag}:ready"  # LIST of job ids; LPUSH to enqueue, RPOP to reserve
+        # LIST of ids an idle worker moved off ready as its wake-up (BLMOVE ready claimed): the
+        # next reserve, by any worker, takes them first. Ready jobs all the same; a few at most
+        self.claimed = f"{tag}:claimed"
         self.scheduled = f"{tag}:scheduled"  # ZSET id -> due time (ms, Redis clock)
         self.reserved = f"{tag}:reserved"  # ZSET id -> lease deadline (ms, Redis clock)
         self.dead = f"{tag}:dead"  # ZSET id -> time it died (ms)
         self.fence = f"{tag}:fence"  # STRING counter: one fencing token per reservation
         self.stats = f"{tag}:stats"  # HASH of lifetime counters
-        # LIST of at most one marker, pushed when jobs become ready: idle workers BLPOP it
-        # instead of polling, so a job posted to an idle queue starts within a round trip
-        self.wake = f"{tag}:wake"
         self.job_prefix = f"{tag}:job:"  # HASH per job: job_prefix + id
         # LIST per job someone waits on (client.result): a terminal transition pushes to it
         self.notify_prefix = f"{tag}:notify:"

@@ -14,6 +14,7 @@ token) -> done (hash kept ``result_ttl``) | scheduled (ZSET by due time) -> read
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,12 +22,13 @@ import msgspec
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobrunner.calls import (
     BATCH_LIMIT,
     Call,
+    EnqueueCounts,
     Enqueued,
     NewJob,
     QueueStats,
@@ -76,6 +78,8 @@ class ReliableQueue:
     ``result_ttl`` is how long a finished job's hash is kept for ``get_job`` (0 deletes it at once);
     ``idempotency_ttl`` how long an idempotency key keeps naming its job (a day by default).
     ``registry`` (default: the one ``@handler`` fills) supplies per-type ``max_retries``.
+    ``count_every``: how long the ``enqueued`` counter may lag a burst of enqueues (see
+    ``EnqueueCounts``; 0 counts every call at once).
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class ReliableQueue:
         result_ttl: float = 600.0,
         registry: Registry | None = None,
         idempotency_ttl: float = 86_400.0,
+        count_every: float = 1.0,
     ) -> None:
         self.redis = redis
         self.registry = registry if registry is not None else default_registry
@@ -95,6 +100,11 @@ class ReliableQueue:
         self._scripts = Scripts(redis)
         self._keys: dict[str, QueueKeys] = {}
         self._known_queues: set[str] = set()
+        self.counts = EnqueueCounts(count_every)  # `enqueued` counters carried between calls
+        self._count_flush: asyncio.TimerHandle | None = None
+        self._count_task: asyncio.Task[None] | None = None
+        # queues whose last reserve found them paused: an idle worker does not watch them
+        self.paused: set[str] = set()
 
     def keys(self, queue: str) -> QueueKeys:
         keys = self._keys.get(queue)
@@ -154,16 +164,47 @@ class ReliableQueue:
         """
         call, queues = enqueue_call(
             items, self.keys, self.registry, prefix=self.prefix, max_depth=max_depth,
-            idempotency_ttl=self.idempotency_ttl, checked=checked,
+            idempotency_ttl=self.idempotency_ttl, checked=checked, counts=self.counts,
         )  # fmt: skip
         try:
             await self._remember_queues(queues)
             reply = await self._call(call)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
-        except OutOfMemoryError as exc:  # refused at its first write: nothing was written
-            raise RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})") from exc
-        return enqueue_result(items, queues, reply, max_depth)
+            done = enqueue_result(items, queues, reply, max_depth)
+        except BaseException as exc:
+            self.counts.restore(self.counts.counted_now(call, queues))
+            if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+                raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
+            if isinstance(exc, OutOfMemoryError):  # refused at its first write: nothing written
+                raise RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})") from exc
+            raise
+        created = [(item.job.queue, new) for item, new in zip(items, done.created, strict=True)]
+        if self.counts.settle(call, queues, created):
+            self._count_flush = asyncio.get_running_loop().call_later(
+                self.counts.every, self._flush_counts_soon
+            )
+        return done
+
+    def _flush_counts_soon(self) -> None:
+        self._count_task = asyncio.ensure_future(self.flush_counts())
+
+    async def flush_counts(self) -> None:
+        """Write the ``enqueued`` counts carried so far (see ``EnqueueCounts``)."""
+        carried = self.counts.take()
+        if not carried:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name, n in carried.items():
+                    pipe.hincrby(self.keys(name).stats, "enqueued", n)
+                await pipe.execute()
+        except RedisError:
+            self.counts.restore(carried)  # written with the next call, or the next flush
+
+    async def aclose(self) -> None:
+        """Write what is carried; call before closing the Redis client."""
+        if self._count_flush is not None:
+            self._count_flush.cancel()
+        await self.flush_counts()
 
     async def _call(self, call: Call) -> Any:
         script: AsyncScript = getattr(self._scripts, call.script)
@@ -184,21 +225,18 @@ class ReliableQueue:
         ``start`` of them are marked started too (the caller runs them at once)."""
         keys = self.keys(queue)
         reply = await self._scripts.reserve(
-            keys=[
-                keys.ready,
-                keys.reserved,
-                keys.fence,
-                keys.wake,
-                keys.paused,
-                keys.cancel,
-                keys.stats,
-            ],
+            keys=[keys.ready, keys.reserved, keys.fence, keys.paused, keys.cancel, keys.stats,
+                  keys.claimed],
             args=[keys.job_prefix, count, _ms(lease), keys.notify_prefix, _ms(self.result_ttl),
                   start],
         )  # fmt: skip
         now_ms = int(reply[0])
+        if int(reply[1]):
+            self.paused.add(queue)
+        else:
+            self.paused.discard(queue)
         out: list[Reservation] = []
-        for n, i in enumerate(range(1, len(reply), 6)):
+        for n, i in enumerate(range(2, len(reply), 6)):
             last_delay = reply[i + 5]
             out.append(
                 Reservation(
@@ -207,7 +245,8 @@ class ReliableQueue:
                     token=int(reply[i + 1]),
                     attempts=int(reply[i + 2]),
                     raw=reply[i + 3] or b"",
-                    enqueued_ms=int(reply[i + 4] or now_ms),
+                    # a producer whose clock runs ahead of Redis's must not make a wait negative
+                    enqueued_ms=min(int(reply[i + 4] or now_ms), now_ms),
                     reserved_ms=now_ms,
                     last_delay=float(last_delay) if last_delay else None,
                     marked=n < start,
@@ -216,15 +255,35 @@ class ReliableQueue:
         return out
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
-        """Block until a transition readies jobs on one of ``queues``, or ``timeout`` passes.
+        """Block until one of ``queues`` holds a ready job, or ``timeout`` passes.
 
-        Every script that readies jobs pushes a marker onto the queue's ``wake`` list (at most
-        one element); an idle worker takes it with ``BLPOP``, so it wakes within a round trip
-        of an enqueue instead of polling. The timeout is the safety net for jobs readied any
-        other way. True when a marker was taken.
+        ``BLMOVE ready claimed RIGHT LEFT`` blocks while ready is empty and, once it is not,
+        moves one id to ``claimed``, where the next reserve takes it first: one job wakes one
+        worker, within a round trip of whatever readied it (enqueue, promote, requeue, a reap,
+        a rename), and no script spends a command on waking anyone. Several queues are watched
+        at once, one blocking call each, the first to return ending the wait (an id another
+        moved meanwhile waits in its ``claimed`` for the next reserve). A queue its last
+        reserve found paused is not watched (its jobs may not be taken): the worker looks again
+        after ``timeout``. True when a queue held a job.
         """
-        wake_keys = [self.keys(name).wake for name in queues]
-        return await self.redis.blpop(wake_keys, timeout=timeout) is not None
+        watched = [name for name in queues if name not in self.paused]
+        if not watched:
+            await asyncio.sleep(timeout)
+            return False
+        if len(watched) == 1:
+            return await self._block_until_ready(watched[0], timeout)
+        waits = [asyncio.ensure_future(self._block_until_ready(key, timeout)) for key in watched]
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return any(w.exception() is None and w.result() for w in done if not w.cancelled())
+
+    async def _block_until_ready(self, queue: str, timeout: float) -> bool:
+        keys = self.keys(queue)
+        moved = await self.redis.blmove(keys.ready, keys.claimed, timeout, "RIGHT", "LEFT")  # type: ignore[arg-type]
+        return moved is not None
 
     async def ack(
         self, queue: str, done: Sequence[tuple[str, int] | tuple[str, int, bytes | None]]
@@ -290,9 +349,7 @@ class ReliableQueue:
         for job_id, token, started in items:
             args += (job_id, token, 0 if started else 1)
         return int(
-            await self._scripts.release(
-                keys=[keys.reserved, keys.ready, keys.stats, keys.wake], args=args
-            )
+            await self._scripts.release(keys=[keys.reserved, keys.ready, keys.stats], args=args)
         )
 
     async def defer(self, queue: str, items: Sequence[tuple[str, int, float]]) -> int:
@@ -329,7 +386,7 @@ class ReliableQueue:
         keys = self.keys(queue)
         return int(
             await self._scripts.promote(
-                keys=[keys.scheduled, keys.ready, keys.wake], args=[keys.job_prefix, limit]
+                keys=[keys.scheduled, keys.ready], args=[keys.job_prefix, limit]
             )
         )
 
@@ -338,7 +395,7 @@ class ReliableQueue:
         ids whose cancellation is asked for: the worker holding one stops it)."""
         keys = self.keys(queue)
         requeued, dead, cancel = await self._scripts.reap(
-            keys=[keys.reserved, keys.ready, keys.dead, keys.stats, keys.wake, keys.cancel],
+            keys=[keys.reserved, keys.ready, keys.dead, keys.stats, keys.cancel],
             args=[keys.job_prefix, limit, keys.notify_prefix, _ms(self.result_ttl)],
         )
         return int(requeued), int(dead), [_text(i) for i in cancel]
@@ -377,7 +434,9 @@ class ReliableQueue:
         return (await self.stats_many([queue]))[0]
 
     async def stats_many(self, queues: Sequence[str]) -> list[QueueStats]:
-        """Depths, counters and the paused flag of several queues in one round trip."""
+        """Depths, counters and the paused flag of several queues in one round trip (after
+        writing the ``enqueued`` counts this producer carries, so it reads its own writes)."""
+        await self.flush_counts()
         async with self.redis.pipeline(transaction=False) as pipe:
             for queue in queues:
                 for command, key in stats_commands(self.keys(queue)):

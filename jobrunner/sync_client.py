@@ -15,12 +15,13 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobrunner.calls import (
     FINAL_STATES,
     Call,
+    EnqueueCounts,
     NewJob,
     QueueStats,
     cancel_call,
@@ -67,6 +68,7 @@ class SyncClient:
         self._scripts = SyncScripts(redis)
         self._owns = owns_connection
         self._known_queues: set[str] = set()
+        self.counts = EnqueueCounts()  # `enqueued` counters carried between calls
 
     @classmethod
     def from_url(cls, url: str | None = None, **options: Any) -> SyncClient:
@@ -86,6 +88,7 @@ class SyncClient:
         self.close()
 
     def close(self) -> None:
+        self.flush_counts()
         if self._owns:
             self.redis.close()
 
@@ -121,18 +124,39 @@ class SyncClient:
     def _enqueue(self, items: list[NewJob]) -> list[str]:
         call, queues = enqueue_call(items, self.keys, self.registry, prefix=self.prefix,
                                     max_depth=0, idempotency_ttl=self.idempotency_ttl,
-                                    checked=False)  # fmt: skip
+                                    checked=False, counts=self.counts)  # fmt: skip
         try:
             new = [q for q in queues if q not in self._known_queues]
             if new:
                 self.redis.sadd(queues_key(self.prefix), *new)
                 self._known_queues.update(new)
-            reply = self._call(call)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
-        except OutOfMemoryError as exc:
-            raise RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})") from exc
-        return enqueue_result(items, queues, reply, 0).ids
+            done = enqueue_result(items, queues, self._call(call), 0)
+        except BaseException as exc:
+            self.counts.restore(self.counts.counted_now(call, queues))
+            if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+                raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
+            if isinstance(exc, OutOfMemoryError):
+                raise RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})") from exc
+            raise
+        created = [(item.job.queue, new) for item, new in zip(items, done.created, strict=True)]
+        if self.counts.settle(call, queues, created):
+            timer = threading.Timer(self.counts.every, self.flush_counts)
+            timer.daemon = True
+            timer.start()
+        return done.ids
+
+    def flush_counts(self) -> None:
+        """Write the ``enqueued`` counts carried so far (see ``EnqueueCounts``)."""
+        carried = self.counts.take()
+        if not carried:
+            return
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for name, n in carried.items():
+                    pipe.hincrby(self.keys(name).stats, "enqueued", n)
+                pipe.execute()
+        except RedisError:
+            self.counts.restore(carried)
 
     # ---------------------------------------------------------------- following
 
@@ -143,6 +167,7 @@ class SyncClient:
 
     def stats(self, queue: str) -> QueueStats:
         """The queue's depths, lifetime counters and whether it is paused, in one round trip."""
+        self.flush_counts()  # read its own writes
         pipe = self.redis.pipeline(transaction=False)
         for command, key in stats_commands(self.keys(queue)):
             getattr(pipe, command)(key)

@@ -46,7 +46,8 @@ async def aredis(redis_url: str) -> AsyncIterator[AsyncRedis]:
 
 @pytest.fixture
 async def queue(aredis: AsyncRedis) -> ReliableQueue:
-    return ReliableQueue(aredis)
+    """Counts every enqueue at once (``count_every=0``), so a test reads exact counters."""
+    return ReliableQueue(aredis, count_every=0)
 
 
 def wait_until(

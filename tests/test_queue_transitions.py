@@ -15,7 +15,6 @@ from tests.conftest import eventually
 from tests.keyspace import snapshot
 
 Q = "jr:{default}"
-WAKE = {f"{Q}:wake": ["1"]}  # the marker a readying transition leaves for idle workers
 
 
 def spec(job_id: str = "j1", **kw: Any) -> str:
@@ -42,7 +41,6 @@ async def test_enqueue_writes_job_hash_ready_list_and_counter(
 ) -> None:
     await enqueue(queue)
     assert snapshot(sync_redis) == {
-        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:ready": ["j1"],
         f"{Q}:job:j1": job_hash(),
@@ -79,7 +77,6 @@ async def test_reserve_leases_with_a_fencing_token(
     [r] = await queue.reserve("default", 10, lease=20)
     assert (r.id, r.token, r.attempts, r.raw.decode()) == ("j1", 1, 1, spec())
     assert snapshot(sync_redis) == {
-        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:reserved": {"j1": 20},
         f"{Q}:fence": "1",
@@ -115,7 +112,6 @@ async def test_ack_marks_done_and_keeps_the_result_for_its_ttl(
     [r] = await started(queue)
     assert await queue.ack("default", [(r.id, r.token, b'{"sent": 3}')]) == []
     assert snapshot(sync_redis) == {
-        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:fence": "1",
         f"{Q}:job:j1": job_hash(
@@ -132,12 +128,11 @@ async def test_ack_marks_done_and_keeps_the_result_for_its_ttl(
 
 
 async def test_ack_with_zero_ttl_deletes_the_job(aredis: Any, sync_redis: redis.Redis) -> None:
-    queue = ReliableQueue(aredis, result_ttl=0)
+    queue = ReliableQueue(aredis, result_ttl=0, count_every=0)
     await enqueue(queue)
     [r] = await queue.reserve("default", 1, lease=20)
     await queue.ack("default", [(r.id, r.token)])
     assert snapshot(sync_redis) == {
-        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:fence": "1",
         f"{Q}:stats": {"enqueued": "1", "processed": "1", "run_ms": "D", "turnaround_ms": "D"},
@@ -151,7 +146,6 @@ async def test_fail_schedules_a_retry_with_the_error(
     [r] = await started(queue)
     assert await queue.fail("default", r.id, r.token, "boom", delay=10.0) == "scheduled"
     assert snapshot(sync_redis) == {
-        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:scheduled": {"j1": 10},
         f"{Q}:fence": "1",
@@ -167,7 +161,6 @@ async def test_fail_after_the_last_retry_dead_letters(
     [r] = await started(queue)
     assert await queue.fail("default", r.id, r.token, "boom", delay=10.0) == "dead"
     assert snapshot(sync_redis) == {
-        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:dead": {"j1": 0},
         f"{Q}:fence": "1",
@@ -218,7 +211,6 @@ async def test_reap_returns_an_expired_lease_to_the_front(
     assert r.id == "j1"
     assert await queue.reap("default") == (1, 0, [])
     assert snapshot(sync_redis) == {
-        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:ready": ["j2", "j1"],  # RPOP takes from the right: j1 is next again
         f"{Q}:fence": "1",
@@ -305,7 +297,6 @@ async def test_release_returns_the_job_and_refunds_an_unstarted_attempt(
     [r] = await queue.reserve("default", 1, lease=30)
     assert await queue.release("default", [(r.id, r.token, began)]) == 1
     assert snapshot(sync_redis) == {
-        **WAKE,
         "jr:queues": ["default"],
         f"{Q}:ready": ["j1"],
         f"{Q}:fence": "1",
@@ -370,41 +361,85 @@ async def test_negative_delay_is_refused(queue: ReliableQueue) -> None:
         await queue.enqueue("noop", delay=-1)
 
 
-async def test_only_transitions_that_ready_jobs_leave_a_wake_marker(
+async def test_an_idle_worker_wakes_on_enqueue_and_claims_that_one_job_for_its_reserve(
     queue: ReliableQueue, sync_redis: redis.Redis
 ) -> None:
-    await enqueue(queue, "later", delay=60)
-    assert sync_redis.lrange(f"{Q}:wake", 0, -1) == []  # scheduled: nothing to wake for
-    for i in range(3):
-        await enqueue(queue, f"j{i}")
-    assert sync_redis.lrange(f"{Q}:wake", 0, -1) == [b"1"]  # one marker, however many jobs
+    waiter = asyncio.create_task(queue.wait_for_work(["default"], timeout=30))
+    await eventually(_blocked(sync_redis), 10, "the worker to block on the ready list")
+    await enqueue(queue, "j1")
+    assert await asyncio.wait_for(waiter, 30) is True
+    state = snapshot(sync_redis)
+    assert f"{Q}:ready" not in state and state[f"{Q}:claimed"] == ["j1"]
+    await enqueue(queue, "j2")
+    # the claimed id first (it was the oldest ready), then ready: order kept, nothing lost
+    assert [r.id for r in await queue.reserve("default", 10, lease=30)] == ["j1", "j2"]
+    assert f"{Q}:claimed" not in snapshot(sync_redis)
 
 
-async def test_a_full_batch_that_leaves_jobs_behind_passes_the_wake_up_on(
-    queue: ReliableQueue, sync_redis: redis.Redis
-) -> None:
-    for i in range(3):
-        await enqueue(queue, f"j{i}")
-    sync_redis.delete(f"{Q}:wake")  # taken by the worker that woke
-    await queue.reserve("default", 2, lease=30)
-    assert sync_redis.lrange(f"{Q}:wake", 0, -1) == [b"1"]  # j2 waits: wake another worker
-    sync_redis.delete(f"{Q}:wake")
-    await queue.reserve("default", 2, lease=30)
-    assert sync_redis.llen(f"{Q}:wake") == 0  # emptied the list: nobody else to wake
-
-
-async def test_an_idle_worker_blocked_on_the_marker_wakes_on_enqueue(
+async def test_one_ready_job_wakes_one_idle_worker(
     queue: ReliableQueue, aredis: Any, sync_redis: redis.Redis
 ) -> None:
-    waiter = asyncio.create_task(aredis.blpop([f"{Q}:wake"], timeout=30))
-    await eventually(_blocked(sync_redis), 10, "the waiter to block on the marker")
-    await enqueue(queue)
-    assert tuple(await asyncio.wait_for(waiter, 30)) == (f"{Q}:wake".encode(), b"1")
+    other = ReliableQueue(aredis)
+    first = asyncio.create_task(queue.wait_for_work(["default"], timeout=30))
+    second = asyncio.create_task(other.wait_for_work(["default"], timeout=30))
+    await eventually(_blocked(sync_redis, 2), 10, "both workers to block")
+    await enqueue(queue, "j1")
+    done, _ = await asyncio.wait([first, second], return_when=asyncio.FIRST_COMPLETED)
+    assert len(done) == 1  # the other one still waits: no herd
+    assert int(sync_redis.info("clients")["blocked_clients"]) == 1
+    await enqueue(queue, "j2")
+    assert await asyncio.wait_for(asyncio.gather(first, second), 30) == [True, True]
 
 
-def _blocked(client: redis.Redis) -> Callable[[], Awaitable[bool]]:
+@pytest.mark.parametrize("readied_by", ["promote", "requeue", "release", "reap"])
+async def test_every_transition_that_readies_a_job_wakes_an_idle_worker(
+    queue: ReliableQueue, sync_redis: redis.Redis, readied_by: str
+) -> None:
+    await enqueue(queue, "j1", delay=0.001 if readied_by == "promote" else 0)
+    if readied_by == "requeue":
+        [r] = await started(queue)
+        await queue.fail("default", r.id, r.token, "boom", dead=True)
+    elif readied_by in ("release", "reap"):
+        [r] = await started(queue, lease=0 if readied_by == "reap" else 30)
+    waiter = asyncio.create_task(queue.wait_for_work(["default"], timeout=30))
+    await eventually(_blocked(sync_redis), 10, "the worker to block on the ready list")
+    if readied_by == "promote":
+        await eventually(lambda: queue.promote("default"), 10, "the job to fall due")
+    elif readied_by == "requeue":
+        assert await queue.requeue("default", [r.id]) == 1
+    elif readied_by == "release":
+        assert await queue.release("default", [(r.id, r.token, True)]) == 1
+    else:
+        assert (await queue.reap("default"))[0] == 1
+    assert await asyncio.wait_for(waiter, 30) is True
+    assert [x.id for x in await queue.reserve("default", 10, lease=30)] == ["j1"]
+
+
+async def test_an_id_claimed_by_a_worker_that_died_is_reserved_by_the_next_reserve(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue, "j1")
+    await enqueue(queue, "j2")
+    sync_redis.blmove(f"{Q}:ready", f"{Q}:claimed", 1, "RIGHT", "LEFT")  # and then it died
+    assert (await queue.stats("default")).ready == 2  # a claimed job is still a ready one
+    assert [r.id for r in await queue.reserve("default", 10, lease=30)] == ["j1", "j2"]
+
+
+async def test_a_paused_queue_is_not_watched_so_its_waiting_jobs_wake_nobody(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    await enqueue(queue, "j1")
+    await queue.pause("default")
+    assert await queue.reserve("default", 10, lease=30) == []
+    assert await queue.wait_for_work(["default"], timeout=0.05) is False  # no busy loop
+    assert sync_redis.lrange(f"{Q}:ready", 0, -1) == [b"j1"]  # left where it was
+    await queue.pause("default", False)
+    assert [r.id for r in await queue.reserve("default", 10, lease=30)] == ["j1"]
+
+
+def _blocked(client: redis.Redis, count: int = 1) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
-        return int(client.info("clients")["blocked_clients"]) > 0
+        return int(client.info("clients")["blocked_clients"]) >= count
 
     return check
 
@@ -497,14 +532,12 @@ async def test_a_paused_queue_hands_out_nothing_until_resumed(
     queue: ReliableQueue, sync_redis: redis.Redis
 ) -> None:
     await enqueue(queue, "j1")
-    sync_redis.delete(f"{Q}:wake")
     assert await queue.pause("default") is True
     assert await queue.pause("default") is False  # already paused
     assert (await queue.stats("default")).paused
     assert await queue.reserve("default", 10, lease=30) == []
     assert sync_redis.llen(f"{Q}:ready") == 1  # waiting, not lost
     assert await queue.pause("default", False) is True
-    assert sync_redis.lrange(f"{Q}:wake", 0, -1) == [b"1"]  # idle workers wake
     assert [r.id for r in await queue.reserve("default", 10, lease=30)] == ["j1"]
 
 
@@ -575,21 +608,39 @@ async def test_reserve_marks_started_the_jobs_the_caller_runs_at_once(
     assert snapshot(sync_redis)[f"{Q}:job:j2"]["sg"] == "3"
 
 
-async def test_a_fresh_id_skips_the_existence_check_and_a_waiting_marker_is_not_pushed_again(
-    queue: ReliableQueue, sync_redis: redis.Redis
+async def test_one_enqueue_is_three_redis_commands_when_its_count_is_carried(
+    aredis: Any, sync_redis: redis.Redis
 ) -> None:
-    """What one enqueue costs in Redis: a fresh id (a new uuid) needs no EXISTS, and a wake-up
-    marker no worker took yet needs no second push. The state written is the same."""
+    """What one enqueue costs in Redis (issue 20): the script, HSET and LPUSH. A fresh id (a new
+    uuid) needs no EXISTS, a ready job no TIME (the producer's clock stamps it), no worker
+    needs a wake-up marker (idle ones block on the ready list), and the `enqueued` counter of a
+    burst is carried to a later call. The state written is the same."""
+    queue = ReliableQueue(aredis)  # the default: counts carried for a second
+    first = await queue.enqueue("noop")  # counted at once: the first of its second
     sync_redis.config_resetstat()
-    first = await queue.enqueue("noop")
     second = await queue.enqueue("noop")
     stats = sync_redis.info("commandstats")
-    assert "cmdstat_exists" not in stats
-    assert "cmdstat_ltrim" not in stats
-    assert stats["cmdstat_lpush"]["calls"] == 3  # two ids, and the marker once
+    calls = {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
+    del calls["config|resetstat"]
+    assert calls == {"evalsha": 1, "hset": 1, "lpush": 1}
     state = snapshot(sync_redis)
-    assert state[f"{Q}:wake"] == ["1"]
     assert state[f"{Q}:ready"] == [second, first]
+    assert state[f"{Q}:stats"] == {"enqueued": "1"}  # the second is carried...
+    assert (await queue.stats("default")).counters["enqueued"] == 2  # ...and read by its writer
     await queue.enqueue("noop", job_id=first)  # a chosen id is still checked: left as it is
     assert "cmdstat_exists" in sync_redis.info("commandstats")
     assert sync_redis.lrange(f"{Q}:ready", 0, -1) == [second.encode(), first.encode()]
+
+
+async def test_a_burst_s_carried_count_reaches_the_counter_with_no_further_call(
+    aredis: Any, sync_redis: redis.Redis
+) -> None:
+    queue = ReliableQueue(aredis, count_every=0.2)
+    for _ in range(3):
+        await queue.enqueue("noop")
+    assert sync_redis.hget(f"{Q}:stats", "enqueued") == b"1"  # the first; two are carried
+
+    async def counted() -> bool:
+        return sync_redis.hget(f"{Q}:stats", "enqueued") == b"3"
+
+    await eventually(counted, 10, "the carried count to be written")

@@ -35,7 +35,6 @@ async def test_defer_schedules_the_job_and_refunds_its_attempt(
     assert await queue.defer("default", [(r.id, r.token, 7.0)]) == 1
     assert snapshot(sync_redis) == {
         "jr:queues": ["default"],
-        f"{Q}:wake": ["1"],  # left by the enqueue: no worker was waiting to take it
         f"{Q}:scheduled": {"j1": 7},
         f"{Q}:fence": "1",
         f"{Q}:job:j1": job_hash(a="0", s="scheduled", t="1"),

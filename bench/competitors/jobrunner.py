@@ -63,10 +63,5 @@ def ready(client: redis.Redis, output: str) -> bool:
     return bool(client.zcard(workers_key()))
 
 
-def after_release(client: redis.Redis) -> None:
-    """Jobs readied behind the queue's back: wake the idle worker, as bench/test_drain.py does."""
-    client.lpush(KEYS.wake, 1)
-
-
 def done(client: redis.Redis, n: int) -> int:
     return int(client.hget(KEYS.stats, "processed") or 0)

@@ -54,6 +54,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
                 yield
         finally:
             await app.state.rates.stop()
+            await app.state.queue.aclose()
             await redis.aclose()
 
     app = FastAPI(

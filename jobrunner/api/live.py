@@ -97,10 +97,11 @@ class LiveFeed:
                 pipe.zcard(keys.dead)
                 pipe.hgetall(keys.stats)
                 pipe.exists(keys.paused)
+                pipe.llen(keys.claimed)  # ready too (see QueueKeys.claimed)
             for worker_id, _ in live:
                 pipe.hgetall(worker_key(worker_id, prefix))
             replies = await pipe.execute()
-        width = 6
+        width = 7
         queues = [self._queue_view(name, now, replies[width * i : width * (i + 1)])
                   for i, name in enumerate(names)]  # fmt: skip
         workers = []
@@ -111,7 +112,8 @@ class LiveFeed:
         return {"t": now, "queues": queues, "workers": workers, "error": None}
 
     def _queue_view(self, name: str, now: float, reply: list[Any]) -> dict[str, Any]:
-        ready, scheduled, reserved, dead, raw_counters, paused = reply
+        ready, scheduled, reserved, dead, raw_counters, paused, claimed = reply
+        ready += claimed
         counters = {_text(k): int(v) for k, v in raw_counters.items()}
         view: dict[str, Any] = {
             "name": name, "ready": ready, "scheduled": scheduled, "in_flight": reserved,

@@ -250,7 +250,9 @@ class Stack:
             pipe.zcard(keys.scheduled)
             pipe.zcard(keys.reserved)
             pipe.zcard(keys.dead)
-            ready, scheduled, reserved, dead = pipe.execute()
+            pipe.llen(keys.claimed)
+            ready, scheduled, reserved, dead, claimed = pipe.execute()
+        ready += claimed  # ready too (see QueueKeys.claimed)
         return {"ready": ready, "scheduled": scheduled, "reserved": reserved, "dead": dead}
 
     def wait_idle(self, queue: str = "default", timeout: float = 60.0) -> None:

@@ -33,7 +33,7 @@ for i = 4, #ARGV, 3 do
     if f[3] then notify(notify_prefix .. id, ttl) end
     if f[4] then redis.call('SREM', KEYS[3], id) end  -- a cancel asked too late: it finished
     done = done + 1
-    if f[5] then turnaround_ms = turnaround_ms + now - tonumber(f[5]) end
+    if f[5] then turnaround_ms = turnaround_ms + math.max(0, now - tonumber(f[5])) end
     if f[6] then run_ms = run_ms + now - tonumber(f[6]) end
   elseif f[1] == token and f[2] == 'done' then
     -- the same ack again (its reply was lost and the caller retried): already done, not stale

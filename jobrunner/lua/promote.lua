@@ -1,5 +1,5 @@
 -- promote: move scheduled jobs whose due time has come to the ready list.
--- KEYS[1] scheduled ZSET     KEYS[2] ready LIST     KEYS[3] wake LIST (see enqueue.lua)
+-- KEYS[1] scheduled ZSET     KEYS[2] ready LIST
 -- ARGV[1] job key prefix     ARGV[2] max jobs to move
 -- Returns: the number of jobs moved.
 local t = redis.call('TIME')
@@ -10,5 +10,4 @@ for _, id in ipairs(ids) do
   redis.call('HSET', ARGV[1] .. id, 's', 'ready')
   redis.call('LPUSH', KEYS[2], id)
 end
-if #ids > 0 then redis.call('LPUSH', KEYS[3], 1); redis.call('LTRIM', KEYS[3], 0, 0) end
 return #ids

@@ -4,7 +4,7 @@
 -- dead once it has started more than max_retries + 1 times (a job that keeps killing its
 -- worker must not circulate forever). A job whose cancellation was asked for ends cancelled.
 -- KEYS[1] reserved ZSET     KEYS[2] ready LIST     KEYS[3] dead ZSET     KEYS[4] stats HASH
--- KEYS[5] wake LIST (see enqueue.lua)     KEYS[6] cancel SET
+-- KEYS[5] cancel SET
 -- ARGV[1] job key prefix     ARGV[2] max jobs to reap     ARGV[3] notify key prefix
 -- ARGV[4] result ttl ms
 -- Returns: {requeued, dead, cancel ids}: the ids asked to stop (workers holding one stop it).
@@ -22,7 +22,7 @@ for _, id in ipairs(ids) do
     -- the job hash is gone: nothing to run
   elseif f[5] then
     redis.call('HSET', key, 's', 'cancelled', 'fi', now, 'e', 'cancelled (its worker died)')
-    redis.call('SREM', KEYS[6], id)
+    redis.call('SREM', KEYS[5], id)
     redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
     if f[6] then notify(ARGV[3] .. id, ARGV[4]) end
   elseif f[4] ~= f[3] then
@@ -44,7 +44,6 @@ for _, id in ipairs(ids) do
 end
 if requeued > 0 then
   redis.call('HINCRBY', KEYS[4], 'reaped', requeued)
-  redis.call('LPUSH', KEYS[5], 1); redis.call('LTRIM', KEYS[5], 0, 0)
 end
 if dead > 0 then redis.call('HINCRBY', KEYS[4], 'dead', dead) end
-return {requeued, dead, redis.call('SMEMBERS', KEYS[6])}
+return {requeued, dead, redis.call('SMEMBERS', KEYS[5])}

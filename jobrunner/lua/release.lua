@@ -1,5 +1,5 @@
 -- release: hand leased jobs back to the front of the ready list (graceful shutdown).
--- KEYS[1] reserved ZSET     KEYS[2] ready LIST     KEYS[3] stats HASH     KEYS[4] wake LIST
+-- KEYS[1] reserved ZSET     KEYS[2] ready LIST     KEYS[3] stats HASH
 -- ARGV[1] job key prefix     ARGV[2..] triples: id, token, refund ("1" = never started, so the
 -- delivery does not count as an attempt)
 -- Returns: the number of jobs released; a stale token is skipped (someone else holds the job).
@@ -15,8 +15,5 @@ for i = 2, #ARGV, 3 do
     n = n + 1
   end
 end
-if n > 0 then
-  redis.call('HINCRBY', KEYS[3], 'released', n)
-  redis.call('LPUSH', KEYS[4], 1); redis.call('LTRIM', KEYS[4], 0, 0)
-end
+if n > 0 then redis.call('HINCRBY', KEYS[3], 'released', n) end
 return n

@@ -1,5 +1,5 @@
 -- requeue: an operator sends dead jobs back to ready with a fresh set of attempts.
--- KEYS[1] dead ZSET     KEYS[2] ready LIST     KEYS[3] stats HASH     KEYS[4] wake LIST
+-- KEYS[1] dead ZSET     KEYS[2] ready LIST     KEYS[3] stats HASH
 -- ARGV[1] job key prefix     ARGV[2] "ids" or "oldest"
 -- ARGV[3..] with "ids": the ids to requeue; with "oldest": ARGV[3] = how many, oldest first
 -- Returns: the number of jobs requeued (ids not in dead are skipped). The last error is kept.
@@ -20,8 +20,5 @@ for _, id in ipairs(ids) do
     n = n + 1
   end
 end
-if n > 0 then
-  redis.call('HINCRBY', KEYS[3], 'requeued', n)
-  redis.call('LPUSH', KEYS[4], 1); redis.call('LTRIM', KEYS[4], 0, 0)
-end
+if n > 0 then redis.call('HINCRBY', KEYS[3], 'requeued', n) end
 return n

@@ -1,6 +1,6 @@
 -- schedule_fire: the leader enqueues a schedule's due slots, fenced by its lock token.
 -- KEYS[1] leader HASH   KEYS[2] the schedule's HASH   KEYS[3] the queue's ready LIST
--- KEYS[4] the queue's stats HASH   KEYS[5] the SET of queue names   KEYS[6] the queue's wake LIST
+-- KEYS[4] the queue's stats HASH   KEYS[5] the SET of queue names
 -- ARGV[1] the caller's fencing token   ARGV[2] job key prefix   ARGV[3] queue name
 -- ARGV[4] mode: 'fire', or 'init' (only set the mark of a schedule that has none)
 -- ARGV[5] the mark to reach (ms)   ARGV[6] slots skipped by the misfire policy
@@ -56,7 +56,6 @@ if added > 0 then
   redis.call('HINCRBY', KEYS[2], 'fired', added)
   redis.call('HINCRBY', KEYS[4], 'enqueued', added)
   redis.call('SADD', KEYS[5], ARGV[3])
-  redis.call('LPUSH', KEYS[6], 1); redis.call('LTRIM', KEYS[6], 0, 0)
 end
 if late > 0 then redis.call('HINCRBY', KEYS[2], 'late', late) end
 if tonumber(ARGV[6]) > 0 then redis.call('HINCRBY', KEYS[2], 'skipped', ARGV[6]) end

@@ -130,7 +130,7 @@ class ScheduleStore:
         reply = await self._scripts.schedule_fire(
             keys=[
                 self.keys.leader, self.keys.schedule(schedule.name), qkeys.ready, qkeys.stats,
-                queues_key(self.keys.prefix), qkeys.wake,
+                queues_key(self.keys.prefix),
             ],
             args=[
                 token, qkeys.job_prefix, schedule.queue, mode, mark_ms, skipped,
