@@ -150,22 +150,22 @@ class EnqueueCounts:
         self, call: Call, queues: Sequence[str], created: Sequence[tuple[str, bool]]
     ) -> bool:
         """After the call's reply: carry the jobs of queues that did not count now. True when
-        this started a carry (the caller arranges a ``flush`` in ``every`` seconds)."""
+        something is carried (the caller makes sure a ``take`` follows within ``every``)."""
         carried = {name: int(call.args[5 + 2 * i]) for i, name in enumerate(queues)}
-        started = False
         with self._lock:
             for queue, new in created:
                 if new and carried[queue] < 0:
-                    started = started or not self._carried
                     self._carried[queue] = self._carried.get(queue, 0) + 1
-        return started
+            return bool(self._carried)
 
-    def restore(self, counts: dict[str, int]) -> None:
-        """Counts that were not written (their call failed) go back to be carried."""
+    def restore(self, counts: dict[str, int]) -> bool:
+        """Counts that were not written (their call failed) go back to be carried; True when
+        something is carried."""
         with self._lock:
             for name, n in counts.items():
                 if n > 0:
                     self._carried[name] = self._carried.get(name, 0) + n
+            return bool(self._carried)
 
     def counted_now(self, call: Call, queues: Sequence[str]) -> dict[str, int]:
         """What ``call`` carries into the counters (to ``restore`` should it fail)."""

@@ -77,7 +77,7 @@ class Client:
         self.registry = registry if registry is not None else default_registry
         self._queue = ReliableQueue(
             redis, prefix=prefix, registry=self.registry, result_ttl=result_ttl,
-            idempotency_ttl=idempotency_ttl,
+            idempotency_ttl=idempotency_ttl, pipelined=True,
         )  # fmt: skip
         self._owns = owns_connection
 

@@ -48,6 +48,7 @@ from jobrunner.calls import (
 from jobrunner.errors import RedisFull, RedisUnavailable
 from jobrunner.job import Job, JobRecord, queue_of
 from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
+from jobrunner.pipelined import PipelinedConnection
 from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
 from jobrunner.scripts import Scripts
@@ -79,7 +80,9 @@ class ReliableQueue:
     ``idempotency_ttl`` how long an idempotency key keeps naming its job (a day by default).
     ``registry`` (default: the one ``@handler`` fills) supplies per-type ``max_retries``.
     ``count_every``: how long the ``enqueued`` counter may lag a burst of enqueues (see
-    ``EnqueueCounts``; 0 counts every call at once).
+    ``EnqueueCounts``; 0 counts every call at once). ``pipelined``: enqueue over one connection
+    of its own that pipelines concurrent calls (``PipelinedConnection``), as producers do;
+    ``aclose()`` closes it.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class ReliableQueue:
         registry: Registry | None = None,
         idempotency_ttl: float = 86_400.0,
         count_every: float = 1.0,
+        pipelined: bool = False,
     ) -> None:
         self.redis = redis
         self.registry = registry if registry is not None else default_registry
@@ -100,6 +104,7 @@ class ReliableQueue:
         self._scripts = Scripts(redis)
         self._keys: dict[str, QueueKeys] = {}
         self._known_queues: set[str] = set()
+        self._pipe = PipelinedConnection.from_redis(redis) if pipelined else None
         self.counts = EnqueueCounts(count_every)  # `enqueued` counters carried between calls
         self._count_flush: asyncio.TimerHandle | None = None
         self._count_task: asyncio.Task[None] | None = None
@@ -171,7 +176,8 @@ class ReliableQueue:
             reply = await self._call(call)
             done = enqueue_result(items, queues, reply, max_depth)
         except BaseException as exc:
-            self.counts.restore(self.counts.counted_now(call, queues))
+            if self.counts.restore(self.counts.counted_now(call, queues)):
+                self._flush_counts_later()
             if isinstance(exc, RedisConnectionError | RedisTimeoutError):
                 raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
             if isinstance(exc, OutOfMemoryError):  # refused at its first write: nothing written
@@ -179,15 +185,21 @@ class ReliableQueue:
             raise
         created = [(item.job.queue, new) for item, new in zip(items, done.created, strict=True)]
         if self.counts.settle(call, queues, created):
-            self._count_flush = asyncio.get_running_loop().call_later(
-                self.counts.every, self._flush_counts_soon
-            )
+            self._flush_counts_later()
         return done
 
-    def _flush_counts_soon(self) -> None:
+    def _flush_counts_later(self) -> None:
+        """A flush within ``count_every``, unless one is already due."""
+        if self._count_flush is None:
+            self._count_flush = asyncio.get_running_loop().call_later(
+                self.counts.every, self._flush_counts_now
+            )
+
+    def _flush_counts_now(self) -> None:
+        self._count_flush = None
         self._count_task = asyncio.ensure_future(self.flush_counts())
 
-    async def flush_counts(self) -> None:
+    async def flush_counts(self, retry: bool = True) -> None:
         """Write the ``enqueued`` counts carried so far (see ``EnqueueCounts``)."""
         carried = self.counts.take()
         if not carried:
@@ -198,16 +210,23 @@ class ReliableQueue:
                     pipe.hincrby(self.keys(name).stats, "enqueued", n)
                 await pipe.execute()
         except RedisError:
-            self.counts.restore(carried)  # written with the next call, or the next flush
+            self.counts.restore(carried)
+            if retry:
+                self._flush_counts_later()  # try again in a second
 
     async def aclose(self) -> None:
         """Write what is carried; call before closing the Redis client."""
         if self._count_flush is not None:
             self._count_flush.cancel()
-        await self.flush_counts()
+            self._count_flush = None
+        await self.flush_counts(retry=False)
+        if self._pipe is not None:
+            await self._pipe.aclose()
 
     async def _call(self, call: Call) -> Any:
         script: AsyncScript = getattr(self._scripts, call.script)
+        if self._pipe is not None and call.script == "enqueue":
+            return await self._pipe.evalsha(script.sha, script.script, call.keys, call.args)
         return await script(keys=call.keys, args=call.args)
 
     async def _remember_queues(self, names: Iterable[str]) -> None:

@@ -42,6 +42,7 @@ from jobrunner.connection import sync_redis
 from jobrunner.errors import RedisFull, RedisUnavailable, UnknownJob
 from jobrunner.job import JobRecord, JobState, queue_of
 from jobrunner.keys import PREFIX, QueueKeys, queues_key
+from jobrunner.pipelined import SyncPipelinedConnection
 from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
 from jobrunner.scripts import SyncScripts
@@ -66,9 +67,12 @@ class SyncClient:
         self.result_ttl = result_ttl
         self.idempotency_ttl = idempotency_ttl
         self._scripts = SyncScripts(redis)
+        self._pipe = SyncPipelinedConnection(redis)  # enqueues, pipelined across threads
         self._owns = owns_connection
         self._known_queues: set[str] = set()
         self.counts = EnqueueCounts()  # `enqueued` counters carried between calls
+        self._timer: threading.Timer | None = None
+        self._timer_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str | None = None, **options: Any) -> SyncClient:
@@ -88,7 +92,12 @@ class SyncClient:
         self.close()
 
     def close(self) -> None:
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         self.flush_counts()
+        self._pipe.close()
         if self._owns:
             self.redis.close()
 
@@ -96,7 +105,10 @@ class SyncClient:
         return QueueKeys(queue, self.prefix)
 
     def _call(self, call: Call) -> Any:
-        return getattr(self._scripts, call.script)(keys=call.keys, args=call.args)
+        script = getattr(self._scripts, call.script)
+        if call.script == "enqueue":
+            return self._pipe.evalsha(script.sha, script.script, call.keys, call.args)
+        return script(keys=call.keys, args=call.args)
 
     # ---------------------------------------------------------------- producing
 
@@ -132,7 +144,8 @@ class SyncClient:
                 self._known_queues.update(new)
             done = enqueue_result(items, queues, self._call(call), 0)
         except BaseException as exc:
-            self.counts.restore(self.counts.counted_now(call, queues))
+            if self.counts.restore(self.counts.counted_now(call, queues)):
+                self._flush_counts_later()
             if isinstance(exc, RedisConnectionError | RedisTimeoutError):
                 raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
             if isinstance(exc, OutOfMemoryError):
@@ -140,12 +153,23 @@ class SyncClient:
             raise
         created = [(item.job.queue, new) for item, new in zip(items, done.created, strict=True)]
         if self.counts.settle(call, queues, created):
-            timer = threading.Timer(self.counts.every, self.flush_counts)
-            timer.daemon = True
-            timer.start()
+            self._flush_counts_later()
         return done.ids
 
-    def flush_counts(self) -> None:
+    def _flush_counts_later(self) -> None:
+        """A flush within ``counts.every`` (a daemon timer), unless one is already due."""
+        with self._timer_lock:
+            if self._timer is None:
+                self._timer = threading.Timer(self.counts.every, self._flush_counts_now)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _flush_counts_now(self) -> None:
+        with self._timer_lock:
+            self._timer = None
+        self.flush_counts(retry=True)
+
+    def flush_counts(self, retry: bool = False) -> None:
         """Write the ``enqueued`` counts carried so far (see ``EnqueueCounts``)."""
         carried = self.counts.take()
         if not carried:
@@ -156,7 +180,8 @@ class SyncClient:
                     pipe.hincrby(self.keys(name).stats, "enqueued", n)
                 pipe.execute()
         except RedisError:
-            self.counts.restore(carried)
+            if self.counts.restore(carried) and retry:
+                self._flush_counts_later()
 
     # ---------------------------------------------------------------- following
 

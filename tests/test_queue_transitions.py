@@ -369,7 +369,8 @@ async def test_an_idle_worker_wakes_on_enqueue_and_claims_that_one_job_for_its_r
     await enqueue(queue, "j1")
     assert await asyncio.wait_for(waiter, 30) is True
     state = snapshot(sync_redis)
-    assert f"{Q}:ready" not in state and state[f"{Q}:claimed"] == ["j1"]
+    assert f"{Q}:ready" not in state
+    assert state[f"{Q}:claimed"] == ["j1"]
     await enqueue(queue, "j2")
     # the claimed id first (it was the oldest ready), then ready: order kept, nothing lost
     assert [r.id for r in await queue.reserve("default", 10, lease=30)] == ["j1", "j2"]

@@ -44,7 +44,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         await warn_about_redis(redis, process="api")
         app.state.queue = ReliableQueue(
             redis, prefix=settings.prefix, result_ttl=settings.result_ttl, registry=registry,
-            idempotency_ttl=settings.idempotency_ttl,
+            idempotency_ttl=settings.idempotency_ttl, pipelined=True,
         )  # fmt: skip
         app.state.queues = queues
         app.state.rates = RateTracker(app.state.queue, queues)

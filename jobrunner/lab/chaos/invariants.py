@@ -15,6 +15,7 @@ not for production monitoring. Checked:
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ local out = {redis.call('TIME'), redis.call('LRANGE', KEYS[1], 0, -1),
   redis.call('ZRANGE', KEYS[2], 0, -1), redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES'),
   redis.call('ZRANGE', KEYS[4], 0, -1), redis.call('HGETALL', KEYS[5]),
   redis.call('GET', KEYS[6]) or '0'}
+-- ids an idle worker claimed for its next reserve are ready jobs too (QueueKeys.claimed)
+for _, id in ipairs(redis.call('LRANGE', KEYS[7], 0, -1)) do table.insert(out[2], id) end
 local jobs = {}
 for _, key in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do
   local f = redis.call('HMGET', key, 's', 't')
@@ -68,8 +71,8 @@ class Snapshot:
 
 def snapshot(client: redis.Redis, queue: str = "default") -> Snapshot:
     keys = QueueKeys(queue)
-    reply = client.eval(SNAPSHOT_LUA, 6, keys.ready, keys.scheduled, keys.reserved, keys.dead,
-                        keys.stats, keys.fence, keys.job_prefix)  # fmt: skip
+    reply = client.eval(SNAPSHOT_LUA, 7, keys.ready, keys.scheduled, keys.reserved, keys.dead,
+                        keys.stats, keys.fence, keys.claimed, keys.job_prefix)  # fmt: skip
     time_, ready, scheduled, reserved, dead, stats, fence, jobs = reply
     flat = [_s(v) for v in reserved]
     stats_flat = [_s(v) for v in stats]
@@ -206,3 +209,18 @@ def check_metrics(
 def check(client: redis.Redis, queue: str = "default") -> InvariantResult:
     """Snapshot ``queue`` and check its keyspace."""
     return check_keyspace(snapshot(client, queue), queue)
+
+
+def check_settled(
+    client: redis.Redis, queue: str = "default", within: float = 3.0
+) -> InvariantResult:
+    """``check`` once the producers have settled their counts: a producer carries the
+    ``enqueued`` count of a burst for up to a second (``EnqueueCounts``), so the counters may
+    lag the jobs that briefly; everything else must hold at once. Checks again until clean or
+    ``within`` seconds have passed, and returns the last result."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check(client, queue)
+        if not result.violations or time.monotonic() > deadline:
+            return result
+        time.sleep(0.1)  # the producer's count is written within a second

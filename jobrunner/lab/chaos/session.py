@@ -23,7 +23,7 @@ import redis
 
 from jobrunner.dev.stack import Stack, wait_for
 from jobrunner.keys import naive_key
-from jobrunner.lab.chaos.invariants import check
+from jobrunner.lab.chaos.invariants import check_settled
 from jobrunner.lab.chaos.ledger import LEDGER_DIR_ENV, read_records
 from jobrunner.lab.chaos.producer import HttpSender, LibrarySender, Producer, QueueKind, Sender
 from jobrunner.lab.chaos.report import ChaosReport, FaultRecord, compare, dead_probes
@@ -150,5 +150,5 @@ class ChaosSession:
         result = compare(name or self.name, self.ledger_dir, dead, self.faults)
         if self.kind == "reliable":
             for queue in self.stack.queues:
-                result.invariant_violations += check(self.stack.client, queue).violations
+                result.invariant_violations += check_settled(self.stack.client, queue).violations
         return result
