@@ -19,11 +19,8 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -31,38 +28,12 @@ import psutil
 import redis
 from rich.console import Console
 
-from bench.parked import drain_seconds, park
+from bench.parked import drain_seconds, head_commit, park, worker_process
 from bench.progress import bench_progress
 from jobrunner.dev.redis_server import RedisServer
-from jobrunner.keys import workers_key
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = {"noop": ("noop", {}), "email 1 ms": ("email", {"latency": 0.001})}
-
-
-@contextmanager
-def worker_from(
-    tree: Path, redis_url: str, extra_env: dict[str, str] | None = None
-) -> Iterator[psutil.Process]:
-    """One asyncio worker run from ``tree``'s code, beating (ready) when this yields."""
-    env = {**os.environ, "PYTHONPATH": str(tree), **(extra_env or {})}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobrunner.cli", "worker", "--redis-url", redis_url,
-         "--import", "jobrunner.lab.handlers.demo", "--log-level", "warning"],
-        cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis.from_url(redis_url)
-    try:
-        deadline = time.monotonic() + 30
-        while not client.zcard(workers_key()):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"the worker from {tree} did not start")
-            time.sleep(0.05)  # start-up poll: its first heartbeat is the readiness signal
-        yield psutil.Process(proc.pid)
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(30)
 
 
 def drain(client: redis.Redis, worker: psutil.Process, count: int) -> dict[str, float]:
@@ -104,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, tree in (("this", ROOT), ("base", base_tree)):
             server = stack.enter_context(RedisServer())
             extra = {"JOBRUNNER_CHARGE_ON": args.charge_on} if name == "this" else {}
-            worker = stack.enter_context(worker_from(tree, server.url, extra))
+            worker = stack.enter_context(worker_process(server.url, tree=tree, extra_env=extra))
             sides[name] = (redis.Redis.from_url(server.url), worker)
         with bench_progress(console) as progress:
             task = progress.add_task("draining", total=args.rounds * len(KINDS) * 2)
@@ -116,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                         progress.advance(task)
         for client, _ in sides.values():
             client.close()
-    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    head = head_commit()
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "this": head, "base": args.base, "charge_on": args.charge_on,

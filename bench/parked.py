@@ -8,13 +8,22 @@ N. The 2 ms poll bounds the timing error of a round.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 from jobrunner.job import Job, encode_job, new_job_id
-from jobrunner.keys import QueueKeys
+from jobrunner.keys import QueueKeys, workers_key
+
+ROOT = Path(__file__).resolve().parents[1]
 
 QUEUE = QueueKeys("default")
 PARKED = QUEUE.ready + ":parked"
@@ -46,3 +55,39 @@ def drain_seconds(client: redis.Redis, count: int, timeout: float = 300.0) -> fl
             raise RuntimeError(f"the drain did not finish in {timeout:.0f} s")
         time.sleep(0.002)  # the poll period bounds the timing error (2 ms a round)
     return time.perf_counter() - started
+
+
+@contextmanager
+def worker_process(
+    redis_url: str,
+    *,
+    model: str = "asyncio",
+    tree: Path = ROOT,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[psutil.Process]:
+    """One worker of ``model`` run from ``tree``'s code with its default settings, beating
+    (ready) when this yields; stopped (SIGTERM) after."""
+    env = {**os.environ, "PYTHONPATH": str(tree), **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobrunner.cli", "worker", "--redis-url", redis_url,
+         "--model", model, "--import", "jobrunner.lab.handlers.demo", "--log-level", "warning"],
+        cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + 60
+        while not client.zcard(workers_key()):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"the {model} worker from {tree} did not start")
+            time.sleep(0.05)  # start-up poll: its first heartbeat is the readiness signal
+        yield psutil.Process(proc.pid)
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(30)
+
+
+def head_commit() -> str:
+    """This checkout's commit, short, for a report."""
+    return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip

@@ -15,7 +15,7 @@ ACL_COMMANDS = (
     "evalsha", "script|load", "script|exists", "multi", "exec",
     "get", "set", "del", "exists", "incr", "pexpire", "pttl",
     "hget", "hset", "hdel", "hmget", "hgetall", "hincrby",
-    "llen", "lpush", "rpush", "rpop", "ltrim", "blpop",
+    "llen", "lpush", "rpush", "rpop", "blpop", "blmove",
     "sadd", "srem", "smembers",
     "zadd", "zcard", "zrange", "zrangebyscore", "zrevrange", "zrem", "zscore",
 )  # fmt: skip

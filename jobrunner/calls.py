@@ -74,6 +74,16 @@ def text(value: Any) -> str:
 # ------------------------------------------------------------------ enqueue
 
 
+def check_jobs(items: Sequence[NewJob], *, jobs_checked: bool = False) -> None:
+    """What every job must pass before it is written: the payload limits, a valid id and
+    queue (``check_job``, unless the caller did it), and a delay that is not negative."""
+    for item in items:
+        if not jobs_checked:
+            check_job(item.job)
+        if item.delay < 0:
+            raise ValueError("delay must not be negative")
+
+
 def enqueue_call(
     items: Sequence[NewJob],
     keys_of: Any,
@@ -92,13 +102,10 @@ def enqueue_call(
     """
     if len(items) > BATCH_LIMIT:
         raise ValueError(f"a batch holds at most {BATCH_LIMIT} jobs, not {len(items)}")
+    check_jobs(items, jobs_checked=checked)
     queues: dict[str, int] = {}
     keys: list[str] = []
     for item in items:
-        if not checked:
-            check_job(item.job)
-        if item.delay < 0:
-            raise ValueError("delay must not be negative")
         if item.job.queue not in queues:
             queues[item.job.queue] = len(queues) + 1
             qkeys: QueueKeys = keys_of(item.job.queue)

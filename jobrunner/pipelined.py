@@ -301,7 +301,8 @@ class SyncPipelinedConnection:
     def _round_trip(self, batch: list[_Call]) -> None:
         conn = self._conn
         try:
-            conn.send_packed_command(conn.pack_commands([c.args for c in batch]))
+            # hiredis packs in C what redis-py's encoder packs an argument at a time in Python
+            conn.send_packed_command([b"".join([hiredis.pack_command(c.args) for c in batch])])
             for call in batch:
                 try:
                     call.value = conn.read_response()

@@ -70,6 +70,7 @@ class SyncClient:
         self._pipe = SyncPipelinedConnection(redis)  # enqueues, pipelined across threads
         self._owns = owns_connection
         self._known_queues: set[str] = set()
+        self._keys: dict[str, QueueKeys] = {}
         self.counts = EnqueueCounts()  # `enqueued` counters carried between calls
         self._timer: threading.Timer | None = None
         self._timer_lock = threading.Lock()
@@ -102,7 +103,10 @@ class SyncClient:
             self.redis.close()
 
     def keys(self, queue: str) -> QueueKeys:
-        return QueueKeys(queue, self.prefix)
+        keys = self._keys.get(queue)
+        if keys is None:
+            keys = self._keys[queue] = QueueKeys(queue, self.prefix)
+        return keys
 
     def _call(self, call: Call) -> Any:
         script = getattr(self._scripts, call.script)

@@ -1,5 +1,6 @@
-"""The producer's pipelining connections, against a real Redis: replies reach their callers,
-errors stay with theirs, a lost connection is reported and replaced, a silent server times out."""
+"""The producer's pipelining connections and coalesced enqueues, against a real Redis: replies
+reach their callers, errors stay with theirs, a lost connection is reported and replaced, a
+silent server times out."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from jobrunner.calls import Enqueued, NewJob
 from jobrunner.client import Client
-from jobrunner.errors import RedisUnavailable
+from jobrunner.errors import QueueFull, RedisUnavailable
 from jobrunner.pipelined import PipelinedConnection, SyncPipelinedConnection
+from jobrunner.queue import ReliableQueue
 from jobrunner.registry import Registry
 from jobrunner.sync_client import SyncClient
 
@@ -181,3 +184,55 @@ def test_a_sync_enqueue_whose_connection_died_says_redis_is_unavailable(
         with pytest.raises(RedisUnavailable):
             client.enqueue("email", {"n": 2})
         assert client.enqueue("email", {"n": 3})  # and the next one reconnects
+
+
+async def test_concurrent_enqueues_to_one_queue_share_script_calls_and_keep_their_own_ids(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    async with Client.from_url(redis_url, registry=Registry()) as client:
+        await client.enqueue("email", {"warm": True})  # the script is loaded, the queue known
+        sync_redis.config_resetstat()
+        ids = await asyncio.gather(*(client.enqueue("email", {"i": i}) for i in range(64)))
+        calls = sync_redis.info("commandstats")["cmdstat_evalsha"]["calls"]
+        assert calls < 64 / 4, calls  # coalesced: the first alone, the rest in a few groups
+        assert len(set(ids)) == 64
+        for i, job_id in enumerate(ids):
+            record = await client.get(job_id)
+            assert record is not None
+            assert record.job.payload == {"i": i}
+
+
+async def test_a_bad_job_fails_only_its_own_caller_in_a_coalesced_group(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    async with Client.from_url(redis_url, registry=Registry()) as client:
+        outcomes = await asyncio.gather(
+            client.enqueue("email", {"i": 0}),
+            client.enqueue("email", {"i": 1}, delay=-1),  # refused before it joins
+            client.enqueue("email", {"i": 2}),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[1], ValueError)
+        assert all(isinstance(o, str) for o in (outcomes[0], outcomes[2])), outcomes
+    assert sync_redis.llen("jr:{default}:ready") == 2
+
+
+async def test_a_full_queue_refuses_every_caller_of_the_group_that_reached_it(
+    redis_url: str,
+) -> None:
+    aredis = AsyncRedis.from_url(redis_url)
+    queue = ReliableQueue(aredis, pipelined=True)
+    registry = Registry()
+
+    def one(i: int) -> list[NewJob]:
+        return [NewJob(registry.new_job("email", {"i": i}), fresh=True)]
+
+    try:
+        first, *rest = await asyncio.gather(
+            *(queue.enqueue_batch(one(i), max_depth=1) for i in range(5)), return_exceptions=True
+        )
+        assert isinstance(first, Enqueued)  # alone, to an empty queue
+        assert all(isinstance(o, QueueFull) for o in rest), rest  # the group found it full
+    finally:
+        await queue.aclose()
+        await aredis.aclose()

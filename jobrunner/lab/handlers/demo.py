@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
+import weakref
 from typing import Any
+
+import redis
+from redis.asyncio import Redis as AsyncRedis
 
 from jobrunner.registry import JobContext, handler
 
@@ -45,6 +50,32 @@ def sleep(payload: Any, ctx: JobContext) -> None:
     while (left := deadline - time.monotonic()) > 0:
         ctx.check()
         ctx.cancelled.wait(min(left, 0.05))
+
+
+_sync_clients = threading.local()  # one connection per thread that runs the handler
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedis] = (
+    weakref.WeakKeyDictionary()
+)  # one client per event loop (the asyncio worker's, or a job thread's own)
+
+
+@handler("redis_incr", timeout=10)
+def redis_incr(payload: Any) -> int:
+    """One Redis round trip (``INCR key`` on ``url``) from blocking code: a handler that writes
+    to a database, the same work bench.compare_queues gives every library's I/O handler."""
+    clients: dict[str, redis.Redis] = _sync_clients.__dict__.setdefault("by_url", {})
+    url = payload["url"]
+    client = clients.get(url) or clients.setdefault(url, redis.Redis.from_url(url))
+    return int(client.incr(payload.get("key", "bench:incr")))
+
+
+@handler("redis_incr_async", timeout=10)
+async def redis_incr_async(payload: Any) -> int:
+    """``redis_incr`` for an event loop (redis-py's asyncio client, one per loop)."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = _async_clients[loop] = AsyncRedis.from_url(payload["url"])
+    return int(await client.incr(payload.get("key", "bench:incr")))
 
 
 @handler("cpu_burn", timeout=60)

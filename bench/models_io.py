@@ -1,0 +1,112 @@
+"""The three concurrency models draining jobs that do real I/O, side by side in one run.
+
+    python -m bench.models_io [--jobs 10000] [--rounds 3] [--out results]
+
+One worker process per model (asyncio, thread, process), each with its default settings and a
+Redis of its own; round by round and alternating, the same jobs are parked for each (not timed),
+handed over, and the drain timed. Handlers, each model's natural kind:
+
+* ``redis round trip``: one ``INCR`` on the worker's Redis; ``redis_incr_async`` (an ``async
+  def``) for asyncio, ``redis_incr`` (blocking redis-py) for the thread and process models;
+* ``1 ms sleep``: ``email`` with a 1 ms ``asyncio.sleep`` for asyncio, ``sleep`` (a blocking
+  1 ms wait) for the others.
+
+Reported per model and handler: jobs/s and its ratio to asyncio's in the same round (the
+median over rounds), and what holds across machines: the worker's CPU µs per job (the process
+and its children, from ``/proc`` through psutil) and Redis commands per job (``INFO
+commandstats``, the handler's own INCR included). Writes ``results/bench-models-io.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+from rich.console import Console
+
+from bench.parked import drain_seconds, head_commit, park, worker_process
+from bench.progress import bench_progress
+from jobrunner.dev.redis_server import RedisServer
+from jobrunner.lab.concurrency import cpu_seconds
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("asyncio", "thread", "process")
+KINDS = ("redis round trip", "1 ms sleep")
+
+
+def job_for(kind: str, model: str, url: str) -> tuple[str, dict[str, Any]]:
+    """The job type and payload of ``kind`` in ``model``'s natural form."""
+    if kind == "redis round trip":
+        return ("redis_incr_async" if model == "asyncio" else "redis_incr"), {"url": url}
+    if model == "asyncio":
+        return "email", {"latency": 0.001}
+    return "sleep", {"seconds": 0.001}
+
+
+def drain(client: redis.Redis, proc: psutil.Process, count: int) -> dict[str, float]:
+    client.config_resetstat()
+    cpu = cpu_seconds(proc.pid)
+    seconds = drain_seconds(client, count)
+    worker_us = (cpu_seconds(proc.pid) - cpu) / count * 1e6
+    ours = ("cmdstat_info", "cmdstat_hget", "cmdstat_config", "cmdstat_rename")  # the timer's
+    stats = client.info("commandstats")
+    commands = sum(v["calls"] for k, v in stats.items() if k not in ours) / count
+    return {"jobs_per_s": count / seconds, "worker_cpu_us": worker_us, "commands_per_job": commands}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    args = parser.parse_args(argv)
+    console = Console(stderr=True)
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        kind: {model: [] for model in MODELS} for kind in KINDS
+    }
+    with ExitStack() as stack:
+        sides = {}
+        for model in MODELS:
+            server = stack.enter_context(RedisServer())
+            proc = stack.enter_context(worker_process(server.url, model=model))
+            sides[model] = (redis.Redis.from_url(server.url), proc, server.url)
+        with bench_progress(console) as progress:
+            task = progress.add_task("draining", total=args.rounds * len(KINDS) * len(MODELS))
+            for _ in range(args.rounds):
+                for kind in KINDS:
+                    for model, (client, proc, url) in sides.items():
+                        progress.update(task, description=f"{kind}: {model}")
+                        park(client, *job_for(kind, model, url), args.jobs)
+                        runs[kind][model].append(drain(client, proc, args.jobs))
+                        progress.advance(task)
+        for client, _, _ in sides.values():
+            client.close()
+    report: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "commit": head_commit(),
+        "jobs_per_round": args.jobs, "rounds": args.rounds,
+        "load_average": [round(x, 2) for x in os.getloadavg()], "kinds": {},
+    }  # fmt: skip
+    for kind, by_model in runs.items():
+        report["kinds"][kind] = {}
+        for model, rounds in by_model.items():
+            row = {k: round(statistics.median(r[k] for r in rounds), 1) for k in rounds[0]}
+            ratios = [r["jobs_per_s"] / a["jobs_per_s"]
+                      for r, a in zip(rounds, by_model["asyncio"], strict=True)]  # fmt: skip
+            row["ratio_to_asyncio"] = round(statistics.median(ratios), 3)
+            report["kinds"][kind][model] = row
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench-models-io.json").write_text(json.dumps(report, indent=2) + "\n")
+    console.print_json(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
