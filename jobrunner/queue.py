@@ -108,9 +108,9 @@ class ReliableQueue:
     ``idempotency_ttl`` how long an idempotency key keeps naming its job (a day by default).
     ``registry`` (default: the one ``@handler`` fills) supplies per-type ``max_retries``.
     ``count_every``: how long the ``enqueued`` counter may lag a burst of enqueues (see
-    ``EnqueueCounts``; 0 counts every call at once). ``pipelined``: enqueue over one connection
-    of its own that pipelines concurrent calls (``PipelinedConnection``), as producers do;
-    ``aclose()`` closes it.
+    ``EnqueueCounts``; 0 counts every call at once). ``pipelined``: run the transitions' scripts
+    over one connection of its own that pipelines concurrent calls (``PipelinedConnection``),
+    as producers and workers do; ``aclose()`` closes it.
     """
 
     def __init__(
@@ -309,10 +309,14 @@ class ReliableQueue:
             await self._pipe.aclose()
 
     async def _call(self, call: Call) -> Any:
-        script: AsyncScript = getattr(self._scripts, call.script)
-        if self._pipe is not None and call.script == "enqueue":
-            return await self._pipe.evalsha(script.sha, script.script, call.keys, call.args)
-        return await script(keys=call.keys, args=call.args)
+        return await self._script(call.script, keys=call.keys, args=call.args)
+
+    async def _script(self, name: str, *, keys: list[Any], args: list[Any]) -> Any:
+        """Run a transition's script: on the pipelining connection where there is one."""
+        script: AsyncScript = getattr(self._scripts, name)
+        if self._pipe is not None:
+            return await self._pipe.evalsha(script.sha, script.script, keys, args)
+        return await script(keys=keys, args=args)
 
     async def _remember_queues(self, names: Iterable[str]) -> None:
         new = [name for name in names if name not in self._known_queues]
@@ -328,7 +332,7 @@ class ReliableQueue:
         """Lease up to ``count`` ready jobs for ``lease`` seconds, in one round trip; the first
         ``start`` of them are marked started too (the caller runs them at once)."""
         keys = self.keys(queue)
-        reply = await self._scripts.reserve(
+        reply = await self._script("reserve",
             keys=[keys.ready, keys.reserved, keys.fence, keys.paused, keys.cancel, keys.stats,
                   keys.claimed],
             args=[keys.job_prefix, count, _ms(lease), keys.notify_prefix, _ms(self.result_ttl),
@@ -400,7 +404,7 @@ class ReliableQueue:
         args: list[Any] = [keys.job_prefix, _ms(self.result_ttl), keys.notify_prefix]
         for item in done:
             args += (item[0], item[1], (item[2] if len(item) > 2 else None) or b"")
-        stale = await self._scripts.ack(keys=[keys.reserved, keys.stats, keys.cancel], args=args)
+        stale = await self._script("ack", keys=[keys.reserved, keys.stats, keys.cancel], args=args)
         return [_text(s) for s in stale]
 
     async def start(self, queue: str, items: Sequence[tuple[str, int]]) -> list[str]:
@@ -410,7 +414,7 @@ class ReliableQueue:
             return []
         keys = self.keys(queue)
         flat = msgspec.json.encode([x for job_id, token in items for x in (job_id, str(token))])
-        lost = await self._scripts.start(keys=[keys.reserved], args=[keys.job_prefix, flat])
+        lost = await self._script("start", keys=[keys.reserved], args=[keys.job_prefix, flat])
         return [_text(i) for i in lost]
 
     async def finish_cancelled(self, queue: str, items: Sequence[tuple[str, int, str]]) -> int:
@@ -421,7 +425,7 @@ class ReliableQueue:
         args: list[Any] = [keys.job_prefix, _ms(self.result_ttl), keys.notify_prefix]
         for job_id, token, why in items:
             args += (job_id, token, why)
-        return int(await self._scripts.cancelled(keys=[keys.reserved, keys.stats, keys.cancel],
+        return int(await self._script("cancelled", keys=[keys.reserved, keys.stats, keys.cancel],
                                                  args=args))  # fmt: skip
 
     async def fail(
@@ -437,7 +441,7 @@ class ReliableQueue:
         """Record a failed attempt: retry after ``delay`` or dead-letter ("cancelled" when a
         cancellation was asked for while it ran); "stale" if not ours."""
         keys = self.keys(queue)
-        reply = await self._scripts.fail(
+        reply = await self._script("fail",
             keys=[keys.reserved, keys.scheduled, keys.dead, keys.stats, keys.cancel],
             args=[keys.job_prefix, job_id, token, error, _ms(delay), repr(delay), int(dead),
                   keys.notify_prefix, _ms(self.result_ttl)],
@@ -453,7 +457,7 @@ class ReliableQueue:
         for job_id, token, started in items:
             args += (job_id, token, 0 if started else 1)
         return int(
-            await self._scripts.release(keys=[keys.reserved, keys.ready, keys.stats], args=args)
+            await self._script("release", keys=[keys.reserved, keys.ready, keys.stats], args=args)
         )
 
     async def defer(self, queue: str, items: Sequence[tuple[str, int, float]]) -> int:
@@ -469,7 +473,7 @@ class ReliableQueue:
         for job_id, token, delay in items:
             args += (job_id, token, _ms(delay))
         return int(
-            await self._scripts.defer(keys=[keys.reserved, keys.scheduled, keys.stats], args=args)
+            await self._script("defer", keys=[keys.reserved, keys.scheduled, keys.stats], args=args)
         )
 
     async def extend(self, queue: str, held: Sequence[tuple[str, int]], lease: float) -> list[str]:
@@ -480,7 +484,7 @@ class ReliableQueue:
         args: list[Any] = [keys.job_prefix, _ms(lease)]
         for job_id, token in held:
             args += (job_id, token)
-        lost = await self._scripts.extend(keys=[keys.reserved], args=args)
+        lost = await self._script("extend", keys=[keys.reserved], args=args)
         return [_text(i) for i in lost]
 
     # ---------------------------------------------------------------- maintenance
@@ -489,8 +493,8 @@ class ReliableQueue:
         """Move due scheduled jobs to ready; returns how many moved."""
         keys = self.keys(queue)
         return int(
-            await self._scripts.promote(
-                keys=[keys.scheduled, keys.ready], args=[keys.job_prefix, limit]
+            await self._script(
+                "promote", keys=[keys.scheduled, keys.ready], args=[keys.job_prefix, limit]
             )
         )
 
@@ -498,7 +502,8 @@ class ReliableQueue:
         """Return expired leases to ready (or dead, or cancelled); returns (requeued, dead, the
         ids whose cancellation is asked for: the worker holding one stops it)."""
         keys = self.keys(queue)
-        requeued, dead, cancel = await self._scripts.reap(
+        requeued, dead, cancel = await self._script(
+            "reap",
             keys=[keys.reserved, keys.ready, keys.dead, keys.stats, keys.cancel],
             args=[keys.job_prefix, limit, keys.notify_prefix, _ms(self.result_ttl)],
         )
