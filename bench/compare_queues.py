@@ -1,6 +1,10 @@
 """jobrunner against the established Python job queues: same machine, same Redis, one run.
 
-    python -m bench.compare_queues [--jobs N] [--repeats R] [--quick] [--only rq,huey] [--out DIR]
+    python -m bench.compare_queues [--jobs N] [--repeats R] [--quick] [--only rq,huey]
+                                   [--handler noop|io] [--out DIR]
+
+``--handler io`` gives every library's task the same work, one Redis round trip (INCR), instead
+of nothing; its report goes to ``compare-queues-io.{json,md,png}``.
 
 For each library of ``bench/competitors/`` that is installed (``pip install 'jobrunner[compare]'``;
 one that is not, or that fails to import, is skipped with the reason printed), and R times with
@@ -57,7 +61,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from bench.competitors import BY_KEY, SPECS, URL_ENV, Spec
+from bench.competitors import BY_KEY, HANDLER_ENV, IO_KEY, SPECS, URL_ENV, Spec, io_mode
 from bench.progress import bench_progress
 from jobrunner.dev.redis_server import RedisServer
 from jobrunner.lab.loadgen.result import source_commit
@@ -203,6 +207,7 @@ class Run:
     timed_from: str = "first completion"
     completed: int | None = None  # the completion measure when the drain ended
     counted: int | None = None  # counted again after the worker stopped
+    io_calls: int | None = None  # with --handler io: INCRs of IO_KEY the tasks made
     exit_code: int | None = None
     output_lines: int | None = None  # what the worker logged (some log a line per job)
     ok: bool = False
@@ -379,6 +384,8 @@ class Harness:
             run.output_lines = len(worker.output().splitlines())
         counted: Callable[[redis.Redis], int] | None = getattr(module, "counted", None)
         run.counted = counted(self.client) if counted else int(module.done(self.client, jobs))
+        if io_mode():
+            run.io_calls = int(self.client.get(IO_KEY) or 0)
         if run.counted != jobs:
             run.notes.append(f"counted {run.counted:,} completed jobs after the stop, not {jobs:,}")
         if run.exit_code != 0:
@@ -662,6 +669,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated libraries besides jobrunner (default: all): "
         + ", ".join(s.key for s in SPECS if s.key != BASELINE),
     )
+    parser.add_argument(
+        "--handler", choices=["noop", "io"], default="noop",
+        help="what each task does: nothing, or one Redis round trip (INCR) in every library",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("results"), help="output directory")
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 20:
@@ -738,6 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         assert server.port != 6379, "never the shared Redis"
         os.environ[URL_ENV] = server.url  # the competitor modules build their clients on import
+        os.environ[HANDLER_ENV] = args.handler  # read by the task modules, here and in workers
         modules, skipped = load(specs, console)
         active = [s for s in specs if s.key in modules]
         if BASELINE not in modules:
@@ -819,6 +831,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "jobs": n,
             "repeats": repeats,
             "quick": args.quick,
+            "handler": args.handler,
             "poll_interval_s": POLL,
             "redis_url": server.url,
             "baseline": BASELINE,
@@ -834,9 +847,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": [asdict(r) for r in runs],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    json_path = args.out / "compare-queues.json"
-    md_path = args.out / "compare-queues.md"
-    png_path = args.out / "compare-queues.png"
+    stem = "compare-queues" if args.handler == "noop" else f"compare-queues-{args.handler}"
+    json_path = args.out / f"{stem}.json"
+    md_path = args.out / f"{stem}.md"
+    png_path = args.out / f"{stem}.png"
     json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     md_path.write_text(markdown(report), encoding="utf-8")
     chart(

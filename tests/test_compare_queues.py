@@ -101,3 +101,17 @@ def test_the_report_records_the_machine_and_the_command(report: Report) -> None:
     assert png.startswith(b"\x89PNG")
     assert len(png) < 300_000
     assert workers_left(data["config"]["redis_url"]) == []
+
+
+def test_the_io_mode_gives_every_task_one_redis_round_trip(tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "bench.compare_queues", "--quick", "--jobs", str(JOBS),
+        "--repeats", "1", "--only", "rq", "--handler", "io", "--out", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads((tmp_path / "compare-queues-io.json").read_text())
+    assert data["config"]["handler"] == "io"
+    for run in data["runs"]:  # jobrunner's redis_incr_async and RQ's task each INCR once
+        assert run["ok"], (run["key"], run["notes"])
+        assert run["io_calls"] == JOBS, run["key"]

@@ -27,9 +27,34 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 URL_ENV = "BENCH_REDIS_URL"
 COUNTER_KEY = "bench:done"  # INCRed by the no-op task of the libraries that keep no state
+# ``--handler io`` (BENCH_HANDLER=io): every task does one Redis round trip, INCR of IO_KEY, the
+# same work for every library (Celery's, Dramatiq's and Huey's tasks INCR COUNTER_KEY anyway).
+HANDLER_ENV = "BENCH_HANDLER"
+IO_KEY = "bench:io"
+
+
+_io_clients: dict[int, Any] = {}
+
+
+def io_client() -> Any:
+    """An asyncio Redis client for the I/O task, one per process (built on first use)."""
+    from redis.asyncio import Redis
+
+    client = _io_clients.get(os.getpid())
+    if client is None:
+        client = _io_clients[os.getpid()] = Redis.from_url(redis_url())
+    return client
+
+
+def io_mode() -> bool:
+    """Whether the tasks do I/O (``--handler io``), read by the harness and the workers alike."""
+    return os.environ.get(HANDLER_ENV) == "io"
+
+
 QUEUE = "default"
 READY_MARK = "bench-compare: worker ready"  # printed by a library's documented start-up hook
 

@@ -12,7 +12,15 @@ from arq import create_pool
 from arq.connections import RedisSettings
 from arq.constants import default_queue_name, result_key_prefix
 
-from bench.competitors import READY_MARK, console_script, redis_url, say_ready
+from bench.competitors import (
+    IO_KEY,
+    READY_MARK,
+    console_script,
+    io_client,
+    io_mode,
+    redis_url,
+    say_ready,
+)
 
 DISTRIBUTION = "arq"
 BATCH = 100
@@ -23,7 +31,9 @@ HELD_KEYS = (default_queue_name,)
 
 
 async def noop(ctx: dict[str, Any]) -> None:
-    """Nothing at all."""
+    """Nothing at all; with ``--handler io``, one INCR."""
+    if io_mode():
+        await io_client().incr(IO_KEY)
 
 
 async def _ready(ctx: dict[str, Any]) -> None:

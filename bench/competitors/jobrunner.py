@@ -1,4 +1,5 @@
-"""jobrunner: the reliable queue, one asyncio worker process, the built-in ``noop`` handler."""
+"""jobrunner: the reliable queue, one asyncio worker process, the demo ``noop`` handler (with
+``--handler io``, ``redis_incr_async``: one INCR)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 import redis
 
-from bench.competitors import QUEUE, redis_url
+from bench.competitors import IO_KEY, QUEUE, io_mode, redis_url
 from jobrunner.connection import async_redis
 from jobrunner.job import Job, new_job_id
 from jobrunner.keys import QueueKeys, workers_key
@@ -27,6 +28,10 @@ HELD_KEYS = (KEYS.ready,)
 
 
 def enqueue(n: int) -> float:
+    # with --handler io, the demo handler that does one INCR (an `async def`, redis-py asyncio)
+    io = ("redis_incr_async", {"url": redis_url(), "key": IO_KEY})
+    job_type, payload = io if io_mode() else ("noop", {})
+
     async def go() -> float:
         client = async_redis(redis_url())
         queue = ReliableQueue(client)
@@ -35,7 +40,7 @@ def enqueue(n: int) -> float:
             started = time.perf_counter()
             for first in range(0, n, CHUNK):
                 jobs = [
-                    Job(id=new_job_id(), type="noop", payload={})
+                    Job(id=new_job_id(), type=job_type, payload=payload)
                     for _ in range(min(CHUNK, n - first))
                 ]
                 await queue.enqueue_jobs(jobs)

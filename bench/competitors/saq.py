@@ -11,7 +11,16 @@ from typing import Any
 import redis
 from saq import Queue
 
-from bench.competitors import QUEUE, READY_MARK, console_script, redis_url, say_ready
+from bench.competitors import (
+    IO_KEY,
+    QUEUE,
+    READY_MARK,
+    console_script,
+    io_client,
+    io_mode,
+    redis_url,
+    say_ready,
+)
 
 DISTRIBUTION = "saq"
 BATCH = 100
@@ -25,7 +34,9 @@ HELD_KEYS = (f"saq:{QUEUE}:queued",)  # the list the worker pops; the incomplete
 
 
 async def noop(ctx: dict[str, Any]) -> None:
-    """Nothing at all."""
+    """Nothing at all; with ``--handler io``, one INCR."""
+    if io_mode():
+        await io_client().incr(IO_KEY)
 
 
 async def _ready(ctx: dict[str, Any]) -> None:

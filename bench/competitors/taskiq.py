@@ -9,7 +9,7 @@ import time
 import redis
 from taskiq_redis import RedisStreamBroker
 
-from bench.competitors import console_script, redis_url
+from bench.competitors import IO_KEY, console_script, io_client, io_mode, redis_url
 
 DISTRIBUTION = "taskiq-redis"
 BATCH = 100
@@ -29,7 +29,9 @@ broker = RedisStreamBroker(url=redis_url())
 
 @broker.task(task_name="noop")
 async def noop() -> None:
-    """Nothing at all."""
+    """Nothing at all; with ``--handler io``, one INCR."""
+    if io_mode():
+        await io_client().incr(IO_KEY)
 
 
 def enqueue(n: int) -> float:

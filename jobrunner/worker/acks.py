@@ -19,6 +19,9 @@ from jobrunner.metrics import JobMetrics
 from jobrunner.queue import ReliableQueue
 
 FINAL_TRIES = 20
+STREAM_GAP = 0.01  # an ack sent less than this ago: completions are streaming in
+LINGER = 0.001  # how long a completion in a stream waits for company
+LINGER_BATCH = 32  # no wait once this many are waiting
 
 
 class AckBuffer:
@@ -56,10 +59,21 @@ class AckBuffer:
         await self.flush(final=True)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = 0.0
         while not self._closing:
             await self._wake.wait()
             self._wake.clear()
+            # In a stream of completions that trickle in (a thread pool finishing jobs one by
+            # one), wait a moment for more before sending: a round trip then acks several
+            # jobs, not one. A lone completion after a quiet spell leaves at once.
+            if loop.time() - last < STREAM_GAP and self._waiting() < LINGER_BATCH:
+                await asyncio.sleep(LINGER)
+            last = loop.time()
             await self.flush()
+
+    def _waiting(self) -> int:
+        return sum(len(items) for items in self._pending.values())
 
     async def flush(self, *, final: bool = False) -> None:
         """Send buffered completions; on a Redis error keep them and try again."""
