@@ -60,7 +60,11 @@ bench: $(DEV)
 	$(PY) -m bench.throughput
 	$(PY) -m bench.api_throughput
 	$(PY) -m bench.compare_queues
+	$(PY) -m bench.compare_queues --handler io --only huey,dramatiq
 	$(PY) -m bench.results_cost
+	$(PY) -m bench.enqueue_cost
+	$(PY) -m bench.models_io
+	$(PY) -m bench.costs
 
 # JupyterLab refuses to run as root unless told; on a remote host: make lab LAB_IP=0.0.0.0
 lab: $(LAB)

@@ -14,7 +14,9 @@ handed over, and the drain timed. Handlers, each model's natural kind:
 Reported per model and handler: jobs/s and its ratio to asyncio's in the same round (the
 median over rounds), and what holds across machines: the worker's CPU µs per job (the process
 and its children, from ``/proc`` through psutil) and Redis commands per job (``INFO
-commandstats``, the handler's own INCR included). Writes ``results/bench-models-io.json``.
+commandstats``, the handler's own INCR included), and what explains the gap: script calls per
+job (``EVALSHA``: reserve, start marks, acks) and the main process's system CPU per job (thread
+wake-ups and GIL hand-offs). Writes ``results/bench-models-io.json``.
 """
 
 from __future__ import annotations
@@ -53,13 +55,17 @@ def job_for(kind: str, model: str, url: str) -> tuple[str, dict[str, Any]]:
 
 def drain(client: redis.Redis, proc: psutil.Process, count: int) -> dict[str, float]:
     client.config_resetstat()
-    cpu = cpu_seconds(proc.pid)
+    cpu, system = cpu_seconds(proc.pid), proc.cpu_times().system
     seconds = drain_seconds(client, count)
     worker_us = (cpu_seconds(proc.pid) - cpu) / count * 1e6
+    system_us = (proc.cpu_times().system - system) / count * 1e6  # the main process's
     ours = ("cmdstat_info", "cmdstat_hget", "cmdstat_config", "cmdstat_rename")  # the timer's
     stats = client.info("commandstats")
     commands = sum(v["calls"] for k, v in stats.items() if k not in ours) / count
-    return {"jobs_per_s": count / seconds, "worker_cpu_us": worker_us, "commands_per_job": commands}
+    scripts = stats.get("cmdstat_evalsha", {}).get("calls", 0) / count
+    return {"jobs_per_s": count / seconds, "worker_cpu_us": worker_us,
+            "worker_system_cpu_us": system_us, "commands_per_job": commands,
+            "script_calls_per_job": scripts}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind, by_model in runs.items():
         report["kinds"][kind] = {}
         for model, rounds in by_model.items():
-            row = {k: round(statistics.median(r[k] for r in rounds), 1) for k in rounds[0]}
+            row = {k: round(statistics.median(r[k] for r in rounds), 3 if "script" in k else 1)
+                   for k in rounds[0]}  # fmt: skip
             ratios = [r["jobs_per_s"] / a["jobs_per_s"]
                       for r, a in zip(rounds, by_model["asyncio"], strict=True)]  # fmt: skip
             row["ratio_to_asyncio"] = round(statistics.median(ratios), 3)
