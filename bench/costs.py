@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows(args.results):
         table.add_row(*row)
         lines.append("| " + " | ".join(row) + " |")
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     (args.results / "costs.md").write_text("# What a job costs\n\n" + "\n".join(lines) + "\n")
     return 0
 
