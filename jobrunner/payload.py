@@ -60,24 +60,27 @@ def check_json(value: Any, path: str = "payload") -> None:
     msgspec would quietly turn a set into a list, bytes into base64 and NaN into null; a job
     must run with the payload it was given, so such values are an error at enqueue instead.
     """
+    # Where a value sits is rendered only for an error: a path string per item would cost more
+    # than the check itself (a job's payload and every result pass here).
     items = 0
-    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    stack: list[tuple[Any, _Where, int]] = [(value, (None, path), 0)]
     while stack:
-        value, where, depth = stack.pop()
+        value, at, depth = stack.pop()
         kind = type(value)
         if value is None or kind is bool or kind is int:
             continue
         if kind is str:
-            _check_text(value, where)
+            if not value.isascii():
+                _check_text(value, _render(at))
             continue
         if kind is float:
             if not math.isfinite(value):
-                raise TypeError(f"{where} is {value!r}: JSON has no NaN or infinity")
+                raise TypeError(f"{_render(at)} is {value!r}: JSON has no NaN or infinity")
             continue
         if kind is list or kind is tuple or kind is dict:
             if depth >= MAX_DEPTH:
                 raise PayloadLimitError(
-                    f"{where} is nested deeper than the limit of {MAX_DEPTH}", "max_depth"
+                    f"{_render(at)} is nested deeper than the limit of {MAX_DEPTH}", "max_depth"
                 )
             items += len(value)
             if items > MAX_ITEMS:
@@ -88,13 +91,29 @@ def check_json(value: Any, path: str = "payload") -> None:
             if kind is dict:
                 for key, item in value.items():
                     if type(key) is not str:
-                        raise TypeError(f"{where} has a key {key!r}: JSON object keys are strings")
-                    _check_text(key, f"{where} key")
-                    stack.append((item, f"{where}.{key}", depth + 1))
+                        raise TypeError(
+                            f"{_render(at)} has a key {key!r}: JSON object keys are strings"
+                        )
+                    if not key.isascii():
+                        _check_text(key, f"{_render(at)} key")
+                    stack.append((item, (at, "." + key), depth + 1))
             else:
-                stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+                stack.extend((item, (at, i), depth + 1) for i, item in enumerate(value))
             continue
-        raise TypeError(f"{where} is a {kind.__name__}: not a JSON value")
+        raise TypeError(f"{_render(at)} is a {kind.__name__}: not a JSON value")
+
+
+_Where = tuple[Any, "str | int"]  # (the parent's _Where or None, ".key" or an index)
+
+
+def _render(at: _Where) -> str:
+    """``payload.items[2].name`` from the chain of (parent, step) pairs."""
+    steps: list[str] = []
+    node: Any = at
+    while node is not None:
+        node, step = node
+        steps.append(f"[{step}]" if type(step) is int else step)
+    return "".join(reversed(steps))
 
 
 def _check_text(text: str, where: str) -> None:
