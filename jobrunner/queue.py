@@ -72,6 +72,13 @@ class Reservation(msgspec.Struct, frozen=True):
 
 
 _ms, _text = ms, text
+
+
+def _marks(items: Sequence[tuple[str, int]]) -> bytes:
+    """Start marks as the scripts take them: one JSON argument, [id, token, id, token, ...]."""
+    return msgspec.json.encode([x for job_id, token in items for x in (job_id, str(token))])
+
+
 COALESCE_LIMIT = 1000  # a caller with this many jobs or more sends them alone
 # enqueue calls on their way to one queue at once; callers meanwhile gather into the next (two
 # measured no faster than one here: bench.enqueue_cost's 64 tasks, within the noise)
@@ -400,12 +407,26 @@ class ReliableQueue:
         because their lease was taken over. ``(id, token)`` pairs mean no result."""
         if not done:
             return []
+        return (await self.ack_and_start(queue, done, ()))[0]
+
+    async def ack_and_start(
+        self,
+        queue: str,
+        done: Sequence[tuple[str, int] | tuple[str, int, bytes | None]],
+        starts: Sequence[tuple[str, int]],
+    ) -> tuple[list[str], list[str]]:
+        """``ack`` and ``start`` in one script call: where a runner's slot turns over, the
+        finished job's ack carries the start mark of the next. Returns (the stale acks, the
+        start marks no longer held)."""
         keys = self.keys(queue)
-        args: list[Any] = [keys.job_prefix, _ms(self.result_ttl), keys.notify_prefix]
+        marks = _marks(starts) if starts else ""
+        args: list[Any] = [keys.job_prefix, _ms(self.result_ttl), keys.notify_prefix, marks]
         for item in done:
             args += (item[0], item[1], (item[2] if len(item) > 2 else None) or b"")
-        stale = await self._script("ack", keys=[keys.reserved, keys.stats, keys.cancel], args=args)
-        return [_text(s) for s in stale]
+        stale, lost = await self._script(
+            "ack", keys=[keys.reserved, keys.stats, keys.cancel], args=args
+        )
+        return [_text(s) for s in stale], [_text(i) for i in lost]
 
     async def start(self, queue: str, items: Sequence[tuple[str, int]]) -> list[str]:
         """Mark leased jobs as started (charging their attempt) before their handlers run;
@@ -413,8 +434,9 @@ class ReliableQueue:
         if not items:
             return []
         keys = self.keys(queue)
-        flat = msgspec.json.encode([x for job_id, token in items for x in (job_id, str(token))])
-        lost = await self._script("start", keys=[keys.reserved], args=[keys.job_prefix, flat])
+        lost = await self._script(
+            "start", keys=[keys.reserved], args=[keys.job_prefix, _marks(items)]
+        )
         return [_text(i) for i in lost]
 
     async def finish_cancelled(self, queue: str, items: Sequence[tuple[str, int, str]]) -> int:

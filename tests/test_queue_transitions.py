@@ -645,3 +645,26 @@ async def test_a_burst_s_carried_count_reaches_the_counter_with_no_further_call(
         return sync_redis.hget(f"{Q}:stats", "enqueued") == b"3"
 
     await eventually(counted, 10, "the carried count to be written")
+
+
+async def test_an_ack_carries_the_start_marks_of_the_next_jobs_in_one_call(
+    queue: ReliableQueue, sync_redis: redis.Redis
+) -> None:
+    """Where a runner's slot turns over: the finished job's ack and the next job's start mark
+    in one script call, each with the meaning it has alone (a lost lease is reported, not
+    marked)."""
+    await enqueue(queue, "j1")
+    await enqueue(queue, "j2")
+    await enqueue(queue, "j3")
+    [done] = await started(queue)
+    nxt, gone = await queue.reserve("default", 2, lease=30)
+    sync_redis.config_resetstat()
+    stale, lost = await queue.ack_and_start(
+        "default", [(done.id, done.token, b"1")], [(nxt.id, nxt.token), (gone.id, 999)]
+    )
+    assert (stale, lost) == ([], [gone.id])  # a token it does not hold: not marked
+    assert sync_redis.info("commandstats")["cmdstat_evalsha"]["calls"] == 1
+    state = snapshot(sync_redis)
+    assert state[f"{Q}:job:j1"]["s"] == "done"
+    assert state[f"{Q}:job:j2"]["sg"] == str(nxt.token)  # marked started under its lease
+    assert "sg" not in state[f"{Q}:job:j3"]

@@ -2,12 +2,15 @@
 -- lease is rejected.
 -- KEYS[1] reserved ZSET     KEYS[2] stats HASH     KEYS[3] cancel SET
 -- ARGV[1] job key prefix     ARGV[2] result ttl ms (0 = delete the job hash at once)
--- ARGV[3] notify key prefix     ARGV[4..] triples: id, token, result (JSON; '' = none)
--- Returns: the ids whose completion was rejected as stale (their lease was taken over).
+-- ARGV[3] notify key prefix     ARGV[4] start marks of other leased jobs to write in the same
+--   call, as start.lua's ARGV[2] ('' = none)     ARGV[5..] triples: id, token, result (JSON; '' = none)
+-- Returns: {the ids whose completion was rejected as stale (their lease was taken over), the ids
+--   of the start marks no longer held under their token (do not start them)}.
 -- Idempotent: a retried ack of the same lease finds its job done under its token and is no-op.
 -- Stats: processed, and the sums run_ms (start to done) and turnaround_ms (enqueued to done) of
 -- the jobs acked, on Redis's clock: a reader divides their change by processed's for averages.
 --#include _notify
+--#include _start_marks
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 -- 'fu': the finish time in microseconds, for end-to-end latency finer than a millisecond.
@@ -15,7 +18,7 @@ local now_us = t[1] .. string.format('%06d', tonumber(t[2]))
 local prefix, ttl, notify_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local stale = {}
 local done, run_ms, turnaround_ms = 0, 0, 0
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local id, token, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = prefix .. id
   local f = redis.call('HMGET', key, 't', 's', 'w', 'c', 'eq', 'st')
@@ -47,4 +50,4 @@ if done > 0 then
   redis.call('HINCRBY', KEYS[2], 'turnaround_ms', turnaround_ms)
 end
 if #stale > 0 then redis.call('HINCRBY', KEYS[2], 'stale', #stale) end
-return stale
+return {stale, ARGV[4] ~= '' and start_marks(prefix, ARGV[4], now) or {}}

@@ -8,19 +8,7 @@
 -- ARGV[1] job key prefix     ARGV[2] a JSON array of pairs, flat: [id, token, id, token, ...]
 --         (tokens as strings): one argument, which the client packs far faster than 2 a job
 -- Returns: the ids no longer held under that token (do not start them).
+--#include _start_marks
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local prefix = ARGV[1]
-local pairs_ = cjson.decode(ARGV[2])
-local lost = {}
-for i = 1, #pairs_, 2 do
-  local id, token = pairs_[i], pairs_[i + 1]
-  local key = prefix .. id
-  local f = redis.call('HMGET', key, 't', 's')
-  if f[1] == token and f[2] == 'reserved' then  -- still held under this lease
-    redis.call('HSET', key, 'sg', token, 'st', now)
-  else
-    lost[#lost + 1] = id
-  end
-end
-return lost
+return start_marks(ARGV[1], ARGV[2], now)

@@ -99,8 +99,22 @@ class AckBuffer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            if stale:
-                self.counts["stale"] += len(stale)
-                self.counts["completed"] -= len(stale)
-                self.metrics.stale.labels(queue).inc(len(stale))
-                self._log.warning("stale completions rejected", ids=stale[:10], count=len(stale))
+            self.settled(queue, stale)
+
+    def take(self, queue: str) -> list[tuple[str, int, bytes | None]]:
+        """The completions waiting for ``queue``, to ride in another call (a start mark's):
+        the caller reports back with ``settled``, or ``put_back`` if the call failed."""
+        return self._pending.pop(queue, [])
+
+    def put_back(self, queue: str, items: list[tuple[str, int, bytes | None]]) -> None:
+        if items:
+            self._pending.setdefault(queue, [])[:0] = items
+            self._wake.set()
+
+    def settled(self, queue: str, stale: list[str]) -> None:
+        """Completions were written; ``stale`` were refused (their lease was taken over)."""
+        if stale:
+            self.counts["stale"] += len(stale)
+            self.counts["completed"] -= len(stale)
+            self.metrics.stale.labels(queue).inc(len(stale))
+            self._log.warning("stale completions rejected", ids=stale[:10], count=len(stale))

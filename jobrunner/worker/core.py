@@ -105,8 +105,9 @@ class Worker:
         ]
         self._acks = AckBuffer(queue, self.counts, self._log, self.metrics)
         self._starts: StartBuffer[_InFlight] = StartBuffer(
-            queue, self._log, _InFlight.lease, started=self._submit, lost=self._lost
-        )
+            queue, self._log, _InFlight.lease, started=self._submit, lost=self._lost,
+            acks=self._acks,
+        )  # fmt: skip
         # Whether an execution limit could hold a reserved job back (then reserve marks none).
         self._may_hold = bool(settings.limits) or any(
             spec.limit is not None for spec in map(registry.get, registry.names()) if spec

@@ -9,6 +9,10 @@ ready to start while the previous mark was on its way goes in the next call, as 
 A job whose lease was taken over meanwhile is reported lost and not started. On a Redis error
 the marks are sent again until the worker stops; jobs never marked are handed back unstarted.
 
+Where a slot turns over, the completions waiting for their ack ride in the same call as the
+next jobs' marks (``ReliableQueue.ack_and_start``): one round trip, not two (the thread model,
+whose threads finish jobs one at a time, paid both nearly every job).
+
 Jobs that go straight to free slots get their mark from reserve itself (``reserve(start=n)``),
 so a job sent to an idle worker costs no extra round trip. The mark is written when the job is
 handed to the runner: a job handed over in the same instant as one that kills the process may
@@ -26,6 +30,7 @@ from redis.exceptions import RedisError
 
 from jobrunner.logs import Throttle
 from jobrunner.queue import ReliableQueue
+from jobrunner.worker.acks import AckBuffer
 
 T = TypeVar("T", bound=Hashable)
 
@@ -38,8 +43,10 @@ class StartBuffer(Generic[T]):
         lease_of: Callable[[T], tuple[str, str, int]],
         started: Callable[[T], None],
         lost: Callable[[T], None],
+        acks: AckBuffer | None = None,
     ) -> None:
         self.queue = queue
+        self._acks = acks  # completions waiting for their ack ride along with the marks
         self._log = log
         self._lease_of = lease_of  # item -> (queue, job id, token)
         self._started = started
@@ -104,6 +111,17 @@ class StartBuffer(Generic[T]):
         lost: set[T] = set()
         for queue, items in by_queue.items():
             pairs = [(lease[1], lease[2]) for lease in map(self._lease_of, items)]
-            gone = set(await self.queue.start(queue, pairs))
+            acks = self._acks.take(queue) if self._acks is not None else []
+            if acks:  # the jobs whose ends freed these slots: one round trip for both
+                assert self._acks is not None
+                try:
+                    stale, gone_list = await self.queue.ack_and_start(queue, acks, pairs)
+                except BaseException:
+                    self._acks.put_back(queue, acks)
+                    raise
+                self._acks.settled(queue, stale)
+                gone = set(gone_list)
+            else:
+                gone = set(await self.queue.start(queue, pairs))
             lost.update(item for item in items if self._lease_of(item)[1] in gone)
         return lost
