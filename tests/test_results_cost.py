@@ -119,3 +119,21 @@ def test_the_committed_io_comparison_is_what_the_docs_quote() -> None:
     rate = summary["jobrunner"]["drain_rate"]["median"]
     huey, dramatiq = (summary[k]["drain_ratio"]["median"] for k in ("huey", "dramatiq"))
     assert f"drained {rate:,.0f} jobs/s, Huey {huey:.2f}x and Dramatiq {dramatiq:.2f}x" in docs
+
+
+def test_the_readme_cost_rows_are_the_committed_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    e = json.loads((ROOT / "results" / "bench-enqueue-cost.json").read_text())["paths"]
+    sync, aio, many = e["SyncClient.enqueue"], e["Client.enqueue"], e["Client.enqueue, 64 tasks"]
+    assert (f"| {sync['rate_ratio_to_huey']:.2f}x / {aio['rate_ratio_to_huey']:.2f}x, "
+            f"{sync['client_cpu_us']:.1f} / {aio['client_cpu_us']:.1f} µs, "
+            f"{sync['redis_commands']:.0f} |") in readme  # fmt: skip
+    assert (f"| {many['jobs_per_s']:,.0f} jobs/s ({many['rate_ratio_to_huey']:.2f}x Huey), "
+            f"{many['client_cpu_us']:.1f} µs a job |") in readme  # fmt: skip
+    api = json.loads((ROOT / "results" / "bench-api.json").read_text())
+    assert f"| {api['ratio_to_bare']['POST /jobs, 1 job']:.2f}x |" in readme
+    m = json.loads((ROOT / "results" / "bench-models-io.json").read_text())["kinds"]
+    m = m["redis round trip"]
+    assert (f"| {m['thread']['ratio_to_asyncio']:.2f}x / {m['process']['ratio_to_asyncio']:.2f}x "
+            f"({m['thread']['worker_cpu_us']:.0f} / {m['process']['worker_cpu_us']:.0f} vs "
+            f"{m['asyncio']['worker_cpu_us']:.0f} µs worker CPU a job) |") in readme  # fmt: skip
