@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobrunner.errors import PayloadDecodeError, QueueFull
+from jobrunner.errors import PayloadDecodeError, QueueFull, RedisFull, RedisUnavailable
 from jobrunner.job import Job, JobRecord, JobState, check_job, decode_job, encode_job
 from jobrunner.keys import QueueKeys, idempotency_key
 from jobrunner.registry import Registry
@@ -154,15 +157,15 @@ class EnqueueCounts:
             return self._carried.pop(queue, 0)
 
     def settle(
-        self, call: Call, queues: Sequence[str], created: Sequence[tuple[str, bool]]
+        self, call: Call, queues: Sequence[str], items: Sequence[NewJob], created: Sequence[bool]
     ) -> bool:
-        """After the call's reply: carry the jobs of queues that did not count now. True when
-        something is carried (the caller makes sure a ``take`` follows within ``every``)."""
-        carried = {name: int(call.args[5 + 2 * i]) for i, name in enumerate(queues)}
+        """After the call's reply: carry the new jobs of queues that did not count now. True
+        when something is carried (the caller makes sure a ``take`` follows within ``every``)."""
+        carried = _carry_args(call, queues)
         with self._lock:
-            for queue, new in created:
-                if new and carried[queue] < 0:
-                    self._carried[queue] = self._carried.get(queue, 0) + 1
+            for item, new in zip(items, created, strict=True):
+                if new and carried[item.job.queue] < 0:
+                    self._carried[item.job.queue] = self._carried.get(item.job.queue, 0) + 1
             return bool(self._carried)
 
     def restore(self, counts: dict[str, int]) -> bool:
@@ -176,13 +179,27 @@ class EnqueueCounts:
 
     def counted_now(self, call: Call, queues: Sequence[str]) -> dict[str, int]:
         """What ``call`` carries into the counters (to ``restore`` should it fail)."""
-        return {name: max(0, int(call.args[5 + 2 * i])) for i, name in enumerate(queues)}
+        return {name: max(0, n) for name, n in _carry_args(call, queues).items()}
 
     def take(self) -> dict[str, int]:
         """Everything carried, to be written now (``HINCRBY`` per queue)."""
         with self._lock:
             carried, self._carried = self._carried, {}
             return carried
+
+
+def _carry_args(call: Call, queues: Sequence[str]) -> dict[str, int]:
+    """Each queue's count argument of an enqueue call (see ``enqueue_call``'s ARGV layout)."""
+    return {name: int(call.args[5 + 2 * i]) for i, name in enumerate(queues)}
+
+
+def enqueue_refusal(exc: BaseException) -> Exception | None:
+    """What an enqueue call's failure means to its caller, where it means a refusal."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})")
+    if isinstance(exc, OutOfMemoryError):  # refused at its first write: nothing was written
+        return RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})")
+    return None
 
 
 def enqueue_result(

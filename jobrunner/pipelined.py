@@ -6,12 +6,13 @@ round trip and no pool.
 Why not redis-py's client here: its asyncio side spends about 80 µs of CPU on a call (pool
 checkout, retry wrapper, event dispatch, a parser that awaits a stream), more than the enqueue
 script costs Redis; a round trip on this connection is a ``transport.write`` and a
-``data_received`` callback, with hiredis (redis-py's own C parser) doing the protocol. Only the
-producer's hot path uses it (the enqueue script, ``ReliableQueue(pipelined=True)``; the blocking
-``SyncPipelinedConnection`` for ``SyncClient`` sits on a redis-py connection); everything else
-stays on redis-py. It speaks RESP2 and does what a producer needs of a connection: TCP, TLS or a
-unix socket, AUTH (ACL user and password), SELECT, a reply deadline, and a reconnect on the next
-call after a failure (whose callers are told the reply may have been lost).
+``data_received`` callback, with hiredis (redis-py's own C parser) doing the protocol. The
+transition scripts use it, a producer's and a worker's (``ReliableQueue(pipelined=True)``; the
+blocking ``SyncPipelinedConnection`` for ``SyncClient`` sits on a redis-py connection); blocking
+waits, reads and everything else stay on redis-py. It speaks RESP2 and does what those calls
+need of a connection: TCP, TLS or a unix socket, AUTH (ACL user and password), SELECT, a reply
+deadline, and a reconnect on the next call after a failure (whose callers are told the reply
+may have been lost).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class _Protocol(asyncio.Protocol):
 
 
 class PipelinedConnection:
-    """A producer's connection: ``await conn.execute("EVALSHA", ...)`` from any number of tasks.
+    """One shared connection: ``await conn.execute("EVALSHA", ...)`` from any number of tasks.
 
     Built from a redis-py client's settings (``from_redis``), so it reaches the same server
     with the same credentials.

@@ -21,9 +21,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from jobrunner.calls import (
     BATCH_LIMIT,
@@ -36,6 +34,7 @@ from jobrunner.calls import (
     check_jobs,
     delete_call,
     enqueue_call,
+    enqueue_refusal,
     enqueue_result,
     ms,
     pause_call,
@@ -46,7 +45,6 @@ from jobrunner.calls import (
     text,
     watch_call,
 )
-from jobrunner.errors import RedisFull, RedisUnavailable
 from jobrunner.job import Job, JobRecord, queue_of
 from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
 from jobrunner.pipelined import PipelinedConnection
@@ -270,13 +268,10 @@ class ReliableQueue:
         except BaseException as exc:
             if self.counts.restore(self.counts.counted_now(call, queues)):
                 self._flush_counts_later()
-            if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-                raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
-            if isinstance(exc, OutOfMemoryError):  # refused at its first write: nothing written
-                raise RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})") from exc
+            if (refusal := enqueue_refusal(exc)) is not None:
+                raise refusal from exc
             raise
-        created = [(item.job.queue, new) for item, new in zip(items, done.created, strict=True)]
-        if self.counts.settle(call, queues, created):
+        if self.counts.settle(call, queues, items, done.created):
             self._flush_counts_later()
         return done
 

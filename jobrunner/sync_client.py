@@ -14,9 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from jobrunner.calls import (
     FINAL_STATES,
@@ -27,6 +25,7 @@ from jobrunner.calls import (
     cancel_call,
     delete_call,
     enqueue_call,
+    enqueue_refusal,
     enqueue_result,
     pause_call,
     record_of,
@@ -39,7 +38,7 @@ from jobrunner.calls import (
 from jobrunner.client import WAIT_SLICE, JobSpec, new_jobs, outcome_of
 from jobrunner.config import Settings
 from jobrunner.connection import sync_redis
-from jobrunner.errors import RedisFull, RedisUnavailable, UnknownJob
+from jobrunner.errors import UnknownJob
 from jobrunner.job import JobRecord, JobState, queue_of
 from jobrunner.keys import PREFIX, QueueKeys, queues_key
 from jobrunner.pipelined import SyncPipelinedConnection
@@ -150,13 +149,10 @@ class SyncClient:
         except BaseException as exc:
             if self.counts.restore(self.counts.counted_now(call, queues)):
                 self._flush_counts_later()
-            if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-                raise RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})") from exc
-            if isinstance(exc, OutOfMemoryError):
-                raise RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})") from exc
+            if (refusal := enqueue_refusal(exc)) is not None:
+                raise refusal from exc
             raise
-        created = [(item.job.queue, new) for item, new in zip(items, done.created, strict=True)]
-        if self.counts.settle(call, queues, created):
+        if self.counts.settle(call, queues, items, done.created):
             self._flush_counts_later()
         return done.ids
 
