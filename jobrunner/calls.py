@@ -97,11 +97,14 @@ def enqueue_call(
     idempotency_ttl: float,
     checked: bool,
     counts: EnqueueCounts | None = None,
+    cluster: bool = False,
 ) -> tuple[Call, list[str]]:
     """The enqueue script call for a batch (all or nothing), and the queues it touches.
 
     With ``counts``, each queue's ``enqueued`` counter may be left to a later call (see
-    ``EnqueueCounts``); the caller then passes the reply to ``counts.settle``.
+    ``EnqueueCounts``); the caller then passes the reply to ``counts.settle``. On a
+    ``cluster`` the batch must hold one queue (see ``by_queue``) and idempotency keys carry
+    its hash tag.
     """
     if len(items) > BATCH_LIMIT:
         raise ValueError(f"a batch holds at most {BATCH_LIMIT} jobs, not {len(items)}")
@@ -120,11 +123,33 @@ def enqueue_call(
         job = item.job
         idem = -1 if item.fresh else 0
         if item.idempotency_key is not None:
-            keys.append(idempotency_key(item.idempotency_key, prefix))
+            keys.append(
+                idempotency_key(item.idempotency_key, prefix, job.queue if cluster else None)
+            )
             idem = len(keys)
         args += (queues[job.queue], job.id, encode_job(job), registry.max_retries_for(job),
                  ms(item.delay), idem)  # fmt: skip
     return Call("enqueue", keys, args), list(queues)
+
+
+def by_queue(items: Sequence[NewJob]) -> list[list[NewJob]]:
+    """A batch split into one batch per queue, in order of first appearance: on Redis Cluster
+    each queue lives in a slot of its own and a script may touch one slot only."""
+    groups: dict[str, list[NewJob]] = {}
+    for item in items:
+        groups.setdefault(item.job.queue, []).append(item)
+    return list(groups.values())
+
+
+def merged(items: Sequence[NewJob], parts: Sequence[tuple[list[NewJob], Enqueued]]) -> Enqueued:
+    """The per-queue results of a split batch, put back in the order of ``items``."""
+    by_item = {
+        id(item): (job_id, created)
+        for part, done in parts
+        for item, job_id, created in zip(part, done.ids, done.created, strict=True)
+    }
+    ordered = [by_item[id(item)] for item in items]
+    return Enqueued(ids=[i for i, _ in ordered], created=[c for _, c in ordered])
 
 
 class EnqueueCounts:

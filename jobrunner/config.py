@@ -22,7 +22,8 @@ from jobrunner.errors import ConfigError
 
 Model = Literal["asyncio", "thread", "process"]
 ENV_PREFIX = "JOBRUNNER_"
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# the +cluster schemes name a Redis Cluster by any node (see connection.py)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -99,7 +100,8 @@ class Settings(msgspec.Struct, kw_only=True):
             shown = self.redis_url.split("@")[-1]  # never echo a password
             raise SettingsError(
                 "redis_url",
-                f"{shown!r} is not a Redis URL (redis://host:port/db, rediss://, unix://)",
+                f"{shown!r} is not a Redis URL (redis://host:port/db, rediss://, unix://, "
+                "redis+cluster://host:port)",
             )
         from jobrunner.job import check_queue_name
 

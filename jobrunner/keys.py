@@ -59,9 +59,14 @@ def worker_key(worker_id: str, prefix: str = PREFIX) -> str:
     return f"{prefix}:worker:{worker_id}"
 
 
-def idempotency_key(client_key: str, prefix: str = PREFIX) -> str:
-    """STRING naming the job a client's idempotency key stands for, whatever its queue."""
-    return f"{prefix}:idem:{hashlib.sha256(client_key.encode()).hexdigest()}"
+def idempotency_key(client_key: str, prefix: str = PREFIX, queue: str | None = None) -> str:
+    """STRING naming the job a client's idempotency key stands for, whatever its queue.
+
+    On Redis Cluster (``queue`` given) it carries the queue's hash tag so that the enqueue
+    script stays in one slot: there a key names one job per queue.
+    """
+    digest = hashlib.sha256(client_key.encode()).hexdigest()
+    return f"{prefix}:idem:{digest}" if queue is None else f"{prefix}:{{{queue}}}:idem:{digest}"
 
 
 def naive_key(name: str, prefix: str = PREFIX) -> str:

@@ -30,12 +30,14 @@ from jobrunner.calls import (
     Enqueued,
     NewJob,
     QueueStats,
+    by_queue,
     cancel_call,
     check_jobs,
     delete_call,
     enqueue_call,
     enqueue_refusal,
     enqueue_result,
+    merged,
     ms,
     pause_call,
     record_of,
@@ -45,6 +47,7 @@ from jobrunner.calls import (
     text,
     watch_call,
 )
+from jobrunner.connection import is_cluster
 from jobrunner.job import Job, JobRecord, queue_of
 from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
 from jobrunner.pipelined import PipelinedConnection
@@ -116,6 +119,11 @@ class ReliableQueue:
     ``EnqueueCounts``; 0 counts every call at once). ``pipelined``: run the transitions' scripts
     over one connection of its own that pipelines concurrent calls (``PipelinedConnection``),
     as producers and workers do; ``aclose()`` closes it.
+
+    On Redis Cluster (``redis`` a cluster client) every script still runs on one node, the one
+    serving its queue's slot; ``pipelined`` is ignored (redis-py's cluster client routes each
+    call), and a batch over several queues is written one queue at a time: all or nothing per
+    queue, not for the batch (see docs/scaling.md).
     """
 
     def __init__(
@@ -137,7 +145,9 @@ class ReliableQueue:
         self._scripts = Scripts(redis)
         self._keys: dict[str, QueueKeys] = {}
         self._known_queues: set[str] = set()
-        self._pipe = PipelinedConnection.from_redis(redis) if pipelined else None
+        self.cluster = is_cluster(redis)
+        use_pipe = pipelined and not self.cluster
+        self._pipe = PipelinedConnection.from_redis(redis) if use_pipe else None
         self._lanes: dict[tuple[str, int], _Lane] = {}  # (queue, max_depth) -> its calls
         self._group_tasks: set[asyncio.Task[None]] = set()
         self.counts = EnqueueCounts(count_every)  # `enqueued` counters carried between calls
@@ -257,9 +267,14 @@ class ReliableQueue:
     async def _write_batch(
         self, items: Sequence[NewJob], max_depth: int, checked: bool
     ) -> Enqueued:
+        if self.cluster and len(groups := by_queue(items)) > 1:
+            check_jobs(items, jobs_checked=checked)  # a bad job is found before any write
+            parts = [(g, await self._write_batch(g, max_depth, True)) for g in groups]
+            return merged(items, parts)
         call, queues = enqueue_call(
             items, self.keys, self.registry, prefix=self.prefix, max_depth=max_depth,
             idempotency_ttl=self.idempotency_ttl, checked=checked, counts=self.counts,
+            cluster=self.cluster,
         )  # fmt: skip
         try:
             await self._remember_queues(queues)
@@ -628,15 +643,18 @@ class ReliableQueue:
     ) -> None:
         """Say this worker is alive; its description expires unless renewed within ``ttl``."""
         key = worker_key(worker_id, self.prefix)
+        # TIME on its own: a cluster pipeline refuses a command without a key (a beat a second
+        # can afford the round trip); the description and its expiry in one transaction
+        sec, usec = await self.redis.time()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.time()
             pipe.hset(key, mapping=dict(info.items()))
             pipe.pexpire(key, _ms(ttl))
-            now, *_ = await pipe.execute()
-        await self.redis.zadd(workers_key(self.prefix), {worker_id: now[0] * 1000 + now[1] // 1000})
+            await pipe.execute()
+        await self.redis.zadd(workers_key(self.prefix), {worker_id: sec * 1000 + usec // 1000})
 
     async def remove_worker(self, worker_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # two keys in two slots on Redis Cluster: each removal stands alone, no transaction
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(workers_key(self.prefix), worker_id)
             pipe.delete(worker_key(worker_id, self.prefix))
             await pipe.execute()

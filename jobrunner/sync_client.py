@@ -20,13 +20,17 @@ from jobrunner.calls import (
     FINAL_STATES,
     Call,
     EnqueueCounts,
+    Enqueued,
     NewJob,
     QueueStats,
+    by_queue,
     cancel_call,
+    check_jobs,
     delete_call,
     enqueue_call,
     enqueue_refusal,
     enqueue_result,
+    merged,
     pause_call,
     record_of,
     requeue_call,
@@ -37,7 +41,7 @@ from jobrunner.calls import (
 )
 from jobrunner.client import WAIT_SLICE, JobSpec, new_jobs, outcome_of
 from jobrunner.config import Settings
-from jobrunner.connection import sync_redis
+from jobrunner.connection import is_cluster, sync_redis
 from jobrunner.errors import UnknownJob
 from jobrunner.job import JobRecord, JobState, queue_of
 from jobrunner.keys import PREFIX, QueueKeys, queues_key
@@ -66,7 +70,9 @@ class SyncClient:
         self.result_ttl = result_ttl
         self.idempotency_ttl = idempotency_ttl
         self._scripts = SyncScripts(redis)
-        self._pipe = SyncPipelinedConnection(redis)  # enqueues, pipelined across threads
+        self.cluster = is_cluster(redis)  # then redis-py's cluster client routes every call
+        # enqueues, pipelined across threads (on one Redis)
+        self._pipe = None if self.cluster else SyncPipelinedConnection(redis)
         self._owns = owns_connection
         self._known_queues: set[str] = set()
         self._keys: dict[str, QueueKeys] = {}
@@ -97,7 +103,8 @@ class SyncClient:
                 self._timer.cancel()
                 self._timer = None
         self.flush_counts()
-        self._pipe.close()
+        if self._pipe is not None:
+            self._pipe.close()
         if self._owns:
             self.redis.close()
 
@@ -109,7 +116,7 @@ class SyncClient:
 
     def _call(self, call: Call) -> Any:
         script = getattr(self._scripts, call.script)
-        if call.script == "enqueue":
+        if call.script == "enqueue" and self._pipe is not None:
             return self._pipe.evalsha(script.sha, script.script, call.keys, call.args)
         return script(keys=call.keys, args=call.args)
 
@@ -137,9 +144,16 @@ class SyncClient:
         return self._enqueue(new_jobs(self.registry, jobs))
 
     def _enqueue(self, items: list[NewJob]) -> list[str]:
+        return self._write(items, checked=False).ids
+
+    def _write(self, items: list[NewJob], checked: bool) -> Enqueued:
+        if self.cluster and len(groups := by_queue(items)) > 1:  # one script call per slot
+            check_jobs(items, jobs_checked=checked)
+            return merged(items, [(g, self._write(g, checked=True)) for g in groups])
         call, queues = enqueue_call(items, self.keys, self.registry, prefix=self.prefix,
                                     max_depth=0, idempotency_ttl=self.idempotency_ttl,
-                                    checked=False, counts=self.counts)  # fmt: skip
+                                    checked=checked, counts=self.counts,
+                                    cluster=self.cluster)  # fmt: skip
         try:
             new = [q for q in queues if q not in self._known_queues]
             if new:
@@ -154,7 +168,7 @@ class SyncClient:
             raise
         if self.counts.settle(call, queues, items, done.created):
             self._flush_counts_later()
-        return done.ids
+        return done
 
     def _flush_counts_later(self) -> None:
         """A flush within ``counts.every`` (a daemon timer), unless one is already due."""

@@ -10,6 +10,9 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
+from jobrunner.connection import async_redis
+from jobrunner.connection import sync_redis as sync_client_for
+from jobrunner.dev.redis_cluster import RedisClusterServer
 from jobrunner.dev.redis_server import RedisServer
 from jobrunner.queue import ReliableQueue
 
@@ -22,6 +25,20 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """A private Redis Cluster (3 masters, 3 replicas) for the suites run on both backends."""
+    with RedisClusterServer() as cluster:
+        yield cluster
+
+
+def flush_cluster(cluster: RedisClusterServer) -> None:
+    """Empty every master (a replica follows its master)."""
+    for port in cluster.master_ports():
+        with redis.Redis(port=port) as client:
+            client.flushall()
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client = redis.Redis(port=redis_server.port)
@@ -30,16 +47,31 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     return redis_server.url
 
 
+# Suites that hold on Redis Cluster as on one Redis take this as their `redis_url`:
+# ``redis_url = pytest.fixture(params=BACKENDS)(on_backend)``. The cluster runs are slow-marked.
+BACKENDS = ["single", pytest.param("cluster", marks=pytest.mark.slow)]
+
+
+def on_backend(request: pytest.FixtureRequest) -> str:
+    """A clean database on the backend the test is parametrized with."""
+    if request.param == "cluster":
+        cluster: RedisClusterServer = request.getfixturevalue("redis_cluster")
+        flush_cluster(cluster)
+        return cluster.url
+    return str(request.getfixturevalue("redis_url"))
+
+
 @pytest.fixture
 def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    """A client on ``redis_url``: a cluster client where it names a cluster."""
+    client = sync_client_for(redis_url)
     yield client
     client.close()
 
 
 @pytest.fixture
 async def aredis(redis_url: str) -> AsyncIterator[AsyncRedis]:
-    client = AsyncRedis.from_url(redis_url)
+    client = async_redis(redis_url)
     yield client
     await client.aclose()
 

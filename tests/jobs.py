@@ -18,6 +18,7 @@ import redis
 
 import jobrunner.lab.handlers.demo  # noqa: F401  (the tests enqueue the demo's noop, email...)
 from jobrunner.backoff import Constant
+from jobrunner.connection import sync_redis
 from jobrunner.registry import JobContext, handler
 
 FAST_RETRY = Constant(base=0.05, cap=0.05)
@@ -25,7 +26,7 @@ FAST_RETRY = Constant(base=0.05, cap=0.05)
 
 @cache
 def _ledger(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
+    return sync_redis(url)  # a cluster client where the URL names a cluster
 
 
 def record(payload: dict[str, Any], ctx: JobContext) -> None:

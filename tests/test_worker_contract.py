@@ -16,9 +16,12 @@ from jobrunner.job import make_job
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import load_handlers
 from jobrunner.worker import Worker, make_runner
-from tests.conftest import eventually
+from tests.conftest import BACKENDS, eventually, on_backend
 
 MODELS = ["asyncio", "thread", "process"]
+
+# every test here runs on one Redis and on Redis Cluster (3 masters, 3 replicas)
+redis_url = pytest.fixture(params=BACKENDS)(on_backend)
 # Per model: a handler that hangs and only stops the way that model can stop it.
 HANG = {
     "asyncio": "test.hang_async",

@@ -56,14 +56,19 @@ def profile(
 @click.command("redis")
 @click.option("--port", type=int, help="default: a free port")
 @click.option("--appendonly", is_flag=True, help="AOF persistence, fsync every second")
-def redis_cmd(port: int | None, appendonly: bool) -> None:
-    """Run a private redis-server in the foreground (Ctrl+C stops it)."""
+@click.option("--cluster", is_flag=True, help="a Redis Cluster on loopback: 3 masters, 3 replicas")
+def redis_cmd(port: int | None, appendonly: bool, cluster: bool) -> None:
+    """Run a private redis-server (or Redis Cluster) in the foreground (Ctrl+C stops it)."""
     import signal
 
+    from jobrunner.dev.redis_cluster import RedisClusterServer
     from jobrunner.dev.redis_server import RedisServer
 
+    if cluster and (port or appendonly):
+        raise click.UsageError("--cluster chooses its own ports and keeps nothing on disk")
     try:
-        with RedisServer(port=port, appendonly=appendonly) as server:
+        server = RedisClusterServer() if cluster else RedisServer(port=port, appendonly=appendonly)
+        with server:
             click.echo(f"REDIS_URL={server.url}")
             sys.stdout.flush()
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
