@@ -14,12 +14,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import httpx
-import redis
 import uvicorn
 from fastapi import FastAPI
 
 from jobrunner.api import create_app
 from jobrunner.config import Settings
+from jobrunner.connection import sync_redis
 from jobrunner.dev.redis_server import free_port
 from jobrunner.registry import load_handlers
 from jobrunner.tokens import SCOPES, encode_record, new_token, tokens_key
@@ -37,7 +37,7 @@ def make_token(
     redis_url: str, scopes: Sequence[str] = SCOPES, queues: Sequence[str] = (), name: str = "test"
 ) -> str:
     token, record = new_token(name, scopes, queues)
-    client = redis.Redis.from_url(redis_url)
+    client = sync_redis(redis_url)  # a cluster client where the URL names a cluster
     try:
         client.hset(tokens_key(), record.id, encode_record(record))
     finally:

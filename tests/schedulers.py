@@ -94,7 +94,7 @@ class SchedulerProcess:
 
 def leader(client: redis.Redis) -> tuple[str, int, int] | None:
     """(id, token, since ms) of the current leader, or None."""
-    fields = client.hgetall("jr:scheduler:leader")
+    fields = client.hgetall("jr:{scheduler}:leader")
     if not fields:
         return None
     return fields[b"id"].decode(), int(fields[b"token"]), int(fields[b"since"])
@@ -108,8 +108,8 @@ def fired_slots(client: redis.Redis, name: str, queue: str = "default") -> list[
     return [int(i[len(prefix) :].partition("@")[0]) for i in ids if i.startswith(prefix)]
 
 
-def schedule_state(client: redis.Redis, name: str) -> dict[str, int]:
-    fields = client.hgetall(f"jr:schedule:{name}")
+def schedule_state(client: redis.Redis, name: str, queue: str = "default") -> dict[str, int]:
+    fields = client.hgetall(f"jr:{{{queue}}}:schedule:{name}")
     return {k.decode(): int(v) for k, v in fields.items() if v.isdigit()}
 
 

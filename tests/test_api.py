@@ -11,9 +11,13 @@ import pytest
 import redis
 
 from jobrunner.config import Settings
+from jobrunner.connection import async_redis
 from jobrunner.dev.redis_server import RedisServer
 from jobrunner.queue import ReliableQueue
 from tests.api_server import bearer, make_token, running_api
+from tests.conftest import BACKENDS, on_backend
+
+redis_url = pytest.fixture(params=BACKENDS)(on_backend)
 
 
 @pytest.fixture
@@ -61,6 +65,7 @@ def test_enqueue_a_batch_with_delays(api: httpx.Client) -> None:
     assert queues["b"]["ready"] == 1
 
 
+@pytest.mark.parametrize("redis_url", ["single"], indirect=True)  # per queue on a cluster
 def test_an_idempotency_key_names_one_job_whatever_the_queue(
     api: httpx.Client, sync_redis: redis.Redis
 ) -> None:
@@ -78,6 +83,7 @@ def test_an_idempotency_key_names_one_job_whatever_the_queue(
     assert same_request["created"] == [True, False]
 
 
+@pytest.mark.parametrize("redis_url", ["single"], indirect=True)  # per queue on a cluster
 def test_a_batch_with_a_full_queue_is_refused_whole(
     api: httpx.Client, sync_redis: redis.Redis
 ) -> None:
@@ -184,7 +190,7 @@ def test_over_its_bound_a_queue_answers_429_then_accepts_when_drained(
     assert problem(refused)["code"] == "queue_full"
 
     async def drain_some() -> None:
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = async_redis(redis_url)
         try:
             q = ReliableQueue(client)
             batch = await q.reserve("default", 10, lease=30)
@@ -200,7 +206,7 @@ def test_failed_jobs_are_listed_and_requeued(api: httpx.Client, redis_url: str) 
     ids = api.post("/jobs", json={"jobs": [{"type": "noop"}] * 3}).json()["ids"]
 
     async def kill_all() -> None:
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = async_redis(redis_url)
         try:
             q = ReliableQueue(client)
             for r in await q.reserve("default", 3, lease=30):
@@ -227,7 +233,7 @@ def test_health_and_readiness(api: httpx.Client, redis_url: str) -> None:
     assert problem(not_ready)["code"] == "no_workers"
 
     async def beat() -> None:
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = async_redis(redis_url)
         try:
             await ReliableQueue(client).heartbeat("w1", {"model": "asyncio"}, ttl=30)
         finally:

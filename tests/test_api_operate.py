@@ -14,8 +14,10 @@ import redis
 from jobrunner.config import Settings
 from jobrunner.sync_client import SyncClient
 from tests.api_server import bearer, make_token, running_api
-from tests.conftest import wait_until
+from tests.conftest import BACKENDS, on_backend, wait_until
 from tests.workers import WorkerProcess
+
+redis_url = pytest.fixture(params=BACKENDS)(on_backend)
 
 
 @pytest.fixture

@@ -15,8 +15,12 @@ from jobrunner.dev.redis_server import RedisServer
 from jobrunner.ratelimit import LimitSpec, local_limiter, parse_limit, parse_limits, redis_limiter
 from jobrunner.ratelimit.distributed import RedisConcurrency
 from jobrunner.ratelimit.measure import max_in_window, max_overlap, rate_series
+from tests.conftest import BACKENDS, on_backend
 
 T0 = 1_700_000_000.0  # a fixed "now" for the explicit-clock tests
+
+# the limiters' scripts each touch one limit key's slot: they hold on Redis Cluster too
+redis_url = pytest.fixture(params=BACKENDS)(on_backend)
 
 
 # ------------------------------------------------------------------ text form

@@ -119,7 +119,7 @@ def test_api_worker_and_scheduler_run_jobs_through_tls_and_the_acl_user(
             wait_until(done, 30, what="both jobs done through TLS")
             wait_until(lambda: int(admin.hget("jr:{default}:stats", "processed") or 0) >= 4, 30,
                        what="scheduled jobs to run too")  # fmt: skip
-            assert admin.hget("jr:schedule:tick", "fired") is not None
+            assert admin.hget("jr:{default}:schedule:tick", "fired") is not None
             assert httpx.get(f"{api}/readyz").status_code == 200
     finally:
         for proc in (worker, scheduler):

@@ -90,7 +90,7 @@ def test_three_schedulers_enqueue_each_slot_once_while_the_lock_is_lost_again_an
     # elected meanwhile; the fence and the per-slot mark keep each slot to one job.
     for round_ in range(5):
         before = leader(sync_redis)
-        sync_redis.delete("jr:scheduler:leader")
+        sync_redis.delete("jr:{scheduler}:leader")
         wait_until(lambda b=before: (leader(sync_redis) or ("", 0, 0))[1] > b[1], 20,  # type: ignore[index]
                    what="a new leader")  # fmt: skip
         wait_fired(sync_redis, "fast", 20 + 10 * round_)

@@ -8,6 +8,7 @@ import itertools
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from jobrunner.clock import FakeClock
@@ -20,10 +21,13 @@ from jobrunner.scheduler.leader import LeaderLock, read_leader
 from jobrunner.scheduler.plan import Fire, Plan
 from jobrunner.scheduler.store import ScheduleStore
 from tests.api_server import running_api
-from tests.conftest import eventually
+from tests.conftest import BACKENDS, eventually, on_backend
 from tests.keyspace import snapshot
 
 KEYS = SchedulerKeys()
+
+# every script touches one hash slot (the lock's, or the queue's): all of it holds on a cluster
+redis_url = pytest.fixture(params=BACKENDS)(on_backend)
 
 
 def at(*args: int) -> float:
@@ -107,6 +111,13 @@ async def test_a_leader_stops_trusting_its_lock_once_its_ttl_may_have_passed(
 SCHEDULE = Schedule(name="tick", type="noop", every=1.0, payload={"n": 1})
 
 
+async def lead(aredis: AsyncRedis, store: ScheduleStore, owner: str, token: int) -> None:
+    """Take the lock as ``owner`` (its token must be ``token``) and announce it, as a leader
+    does when its term begins."""
+    assert (await LeaderLock(aredis, owner, ttl=5).refresh()).token == token
+    assert await store.publish([SCHEDULE], by=owner, token=token)
+
+
 def plan(*slots: int, mark: int | None = None, skipped: int = 0) -> Plan:
     return Plan(
         fires=tuple(Fire(s, late=False) for s in slots),
@@ -120,11 +131,11 @@ async def test_a_write_with_a_stale_token_is_refused_and_changes_nothing(
     aredis: AsyncRedis, sync_redis: object
 ) -> None:
     store = ScheduleStore(aredis)
-    old = LeaderLock(aredis, "old", ttl=5)
-    await old.refresh()
+    await lead(aredis, store, "old", 1)
     await store.init_mark(1, SCHEDULE, 1_000)
     await aredis.delete(KEYS.leader)  # the old leader's lock expired while it was paused...
-    await LeaderLock(aredis, "new", ttl=5).refresh()  # ...and a new leader took token 2
+    await lead(aredis, store, "new", 2)  # ...and a new leader took token 2 and announced it
+    assert not await store.publish([SCHEDULE], by="old", token=1)  # the old one cannot
     before = snapshot(sync_redis)  # type: ignore[arg-type]
     result = await store.fire(1, SCHEDULE, plan(2_000))
     assert result.fenced
@@ -136,7 +147,7 @@ async def test_a_slot_is_enqueued_once_even_after_its_job_finished_and_expired(
     aredis: AsyncRedis,
 ) -> None:
     store = ScheduleStore(aredis)
-    await LeaderLock(aredis, "a", ttl=5).refresh()
+    await lead(aredis, store, "a", 1)
     await store.init_mark(1, SCHEDULE, 1_000)
     first = await store.fire(1, SCHEDULE, plan(2_000, 3_000))
     assert (first.added, first.refused, first.mark_ms) == (2, 0, 3_000)
@@ -148,7 +159,7 @@ async def test_a_slot_is_enqueued_once_even_after_its_job_finished_and_expired(
     again = await store.fire(1, SCHEDULE, plan(2_000, 3_000, 4_000))
     assert (again.added, again.refused, again.mark_ms) == (1, 2, 4_000)
     assert await ready_ids(aredis) == ["sched:tick:4000"]
-    state = await aredis.hgetall(KEYS.schedule("tick"))
+    state = await aredis.hgetall(KEYS.state("default", "tick"))
     assert (state[b"fired"], state[b"last_fire"], state[b"next_fire"]) == (b"3", b"4000", b"5000")
     stats = await queue.stats("default")
     assert stats.counters["enqueued"] == 3
@@ -160,7 +171,7 @@ async def test_a_scheduled_job_is_an_ordinary_job_with_its_types_options(
     handlers = Registry()
     handlers.handler("noop", max_retries=7)(lambda payload: None)
     store = ScheduleStore(aredis, registry=handlers)
-    await LeaderLock(aredis, "a", ttl=5).refresh()
+    await lead(aredis, store, "a", 1)
     await store.init_mark(1, SCHEDULE, 1_000)
     await store.fire(1, SCHEDULE, plan(2_000))
     record = await ReliableQueue(aredis).get_job("sched:tick:2000")
@@ -211,7 +222,7 @@ async def test_a_cron_schedule_fires_through_both_dst_changes_on_an_injected_clo
     hourly_ids = await ready_ids(aredis, "hourly")
     assert gaps(hourly_ids[1:]) == {3_600_000}  # 02:30 local fires twice: two real hours
     assert len(hourly_ids) == 1 + 96
-    state = await aredis.hgetall(KEYS.schedule("nightly"))
+    state = await aredis.hgetall(KEYS.state("default", "nightly"))
     assert int(state[b"late"]) == 1
     assert int(state[b"skipped"]) > 200
 
@@ -299,7 +310,7 @@ async def test_a_stopped_scheduler_frees_the_lock_for_a_follower_at_once(
 
 
 async def _fired(aredis: AsyncRedis) -> int:
-    return int(await aredis.hget(KEYS.schedule("every"), "fired") or 0)
+    return int(await aredis.hget(KEYS.state("default", "every"), "fired") or 0)
 
 
 async def test_a_fired_slot_writes_the_same_job_hash_as_an_enqueue(aredis: AsyncRedis) -> None:
@@ -308,7 +319,7 @@ async def test_a_fired_slot_writes_the_same_job_hash_as_an_enqueue(aredis: Async
     handlers = Registry()
     handlers.handler("noop", max_retries=7)(lambda payload: None)
     store = ScheduleStore(aredis, registry=handlers)
-    await LeaderLock(aredis, "a", ttl=5).refresh()
+    await lead(aredis, store, "a", 1)
     await store.init_mark(1, SCHEDULE, 1_000)
     await store.fire(1, SCHEDULE, plan(2_000))
     fired = await aredis.hgetall("jr:{default}:job:sched:tick:2000")

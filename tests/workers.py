@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import redis
-
+from jobrunner.connection import sync_redis
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +53,7 @@ class WorkerProcess:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until the worker heartbeats (it is then fetching)."""
-        client = redis.Redis.from_url(self.redis_url)
+        client = sync_redis(self.redis_url)  # a cluster client where it names one
         try:
 
             def beating() -> bool:

@@ -80,11 +80,10 @@ class LiveFeed:
         """One snapshot: every queue's depths, counters and rates, and the live workers."""
         redis = self.queue.redis
         prefix = self.queue.prefix
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.zrange(workers_key(prefix), 0, -1, withscores=True)
-            (sec, usec), beats = await pipe.execute()
-        now = sec + usec / 1e6
+        # TIME alone: a cluster pipeline refuses a command without a key
+        sec, usec = await redis.time()
+        beats: list[Any] = await redis.zrange(workers_key(prefix), 0, -1, withscores=True)
+        now = int(sec) + int(usec) / 1e6
         names = self.queues
         live = [(_text(w), now - score / 1000) for w, score in beats]
         live = [(w, age) for w, age in live if age <= self.worker_max_age]

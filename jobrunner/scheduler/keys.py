@@ -1,8 +1,10 @@
 """The scheduler's Redis key names, built in one place (beside the queue keys of ``keys.py``).
 
-The fire script writes a queue's keys and reads the leader lock in one atomic step, so it spans
-hash slots: on Redis Cluster the scheduler would need its keys to share the queue's hash tag.
-jobrunner runs on one Redis (or a primary with replicas), where this does not arise.
+Two homes, so every script stays in one hash slot on Redis Cluster: the lock, its epoch, the
+index and the definitions share the ``{scheduler}`` tag (the lock script and the publishing
+transaction touch them together); what the fire script writes beside a queue's jobs — the
+schedule's state (mark, fire times, counters) and the queue's copy of the leader's token (the
+fence) — carries that queue's tag.
 """
 
 from __future__ import annotations
@@ -11,14 +13,23 @@ from jobrunner.keys import PREFIX
 
 
 class SchedulerKeys:
-    __slots__ = ("epoch", "index", "leader", "prefix")
+    __slots__ = ("epoch", "index", "leader", "prefix", "tag")
 
     def __init__(self, prefix: str = PREFIX) -> None:
         self.prefix = prefix
-        self.leader = f"{prefix}:scheduler:leader"  # HASH id, token, since; expires with the lock
-        self.epoch = f"{prefix}:scheduler:epoch"  # STRING counter: one fencing token per term
-        self.index = f"{prefix}:schedules"  # SET of the names the leader publishes
+        self.tag = f"{prefix}:{{scheduler}}"
+        self.leader = f"{self.tag}:leader"  # HASH id, token, since; expires with the lock
+        self.epoch = f"{self.tag}:epoch"  # STRING counter: one fencing token per term
+        self.index = f"{self.tag}:schedules"  # SET of the names the leader publishes
 
     def schedule(self, name: str) -> str:
-        """HASH of one schedule: its definition, high-water mark, last/next fire, counters."""
-        return f"{self.prefix}:schedule:{name}"
+        """HASH of one schedule's definition, as the leader published it."""
+        return f"{self.tag}:schedule:{name}"
+
+    def state(self, queue: str, name: str) -> str:
+        """HASH of a schedule's state beside its queue: mark, next/last fire, counters."""
+        return f"{self.prefix}:{{{queue}}}:schedule:{name}"
+
+    def fence(self, queue: str) -> str:
+        """STRING: the token of the newest leader that announced itself to ``queue``."""
+        return f"{self.prefix}:{{{queue}}}:scheduler"

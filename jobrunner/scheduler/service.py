@@ -212,10 +212,13 @@ class Scheduler:
             await self._begin_term(status.token)
 
     async def _begin_term(self, token: int) -> None:
-        """Take over: read every mark fresh (the last leader moved them), publish definitions."""
-        names = [s.name for s in self.schedules]
-        marks = await self.store.marks(names)
-        await self.store.publish(self.schedules, by=self.id)
+        """Take over: publish the definitions, announce our token to their queues, then read
+        every mark fresh (the last leader moved them)."""
+        if not await self.store.publish(self.schedules, by=self.id, token=token):
+            self._fenced(FireResult(fenced=True, added=0, refused=0, mark_ms=None))
+            return
+        # read after the announcement: an ex-leader can no longer move a mark
+        marks = await self.store.marks(self.schedules)
         self._marks = marks
         self._next_fire = {
             s.name: s.next_after(m) if m is not None else None

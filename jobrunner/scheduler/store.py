@@ -1,9 +1,12 @@
 """The schedules' state in Redis: definitions the API reads, high-water marks, fenced fires.
 
-One HASH per schedule (``SchedulerKeys.schedule``) holds its definition as the leader declared
-it (so the API can show schedules without importing the scheduler's config), its *mark* (the
-latest slot handled: fired or skipped; never expires), the last and next fire times and
-counters (fired, late, skipped). The leader publishes the definitions when it takes over.
+Per schedule, two hashes: its definition as the leader declared it (``SchedulerKeys.schedule``,
+so the API can show schedules without importing the scheduler's config), and beside its queue
+its state (``SchedulerKeys.state``): the *mark* (the latest slot handled: fired or skipped;
+never expires), the last and next fire times and counters (fired, late, skipped). The leader
+publishes the definitions when it takes over and announces its token to each queue it fires
+into (the queue's fence), so that the fire script, which runs in the queue's hash slot, can
+refuse an ex-leader's writes without reading the lock in another slot.
 """
 
 from __future__ import annotations
@@ -77,8 +80,10 @@ class ScheduleStore:
         self.registry = registry if registry is not None else default_registry
         self._scripts = scripts or Scripts(redis)
 
-    async def publish(self, schedules: Sequence[Schedule], by: str) -> None:
-        """Write every definition and the index of names (names no longer declared leave it)."""
+    async def publish(self, schedules: Sequence[Schedule], by: str, token: int) -> bool:
+        """Write every definition and the index of names (names no longer declared leave it),
+        then announce ``token`` to the schedules' queues; False when a queue's fence holds a
+        newer token (a newer leader announced itself: this one must step down)."""
         names = {s.name for s in schedules}
         old = {_text(n) for n in await self.redis.smembers(self.keys.index)}
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -89,14 +94,25 @@ class ScheduleStore:
             if old - names:
                 pipe.srem(self.keys.index, *sorted(old - names))
             await pipe.execute()
+        queues = sorted({s.queue for s in schedules})
+        if queues:
+            await self.redis.sadd(queues_key(self.keys.prefix), *queues)
+        leads = {s.queue: s for s in schedules}  # one announcement a queue
+        for schedule in leads.values():
+            if (await self._call(token, schedule, "lead", 0, 0, None, [])).fenced:
+                return False
+        return True
 
-    async def marks(self, names: Sequence[str]) -> dict[str, int | None]:
+    async def marks(self, schedules: Sequence[Schedule]) -> dict[str, int | None]:
         """Each schedule's high-water mark (None: never handled)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(self.keys.schedule(name), "mark")
+            for s in schedules:
+                pipe.hget(self.keys.state(s.queue, s.name), "mark")
             values = await pipe.execute()
-        return {n: int(v) if v is not None else None for n, v in zip(names, values, strict=True)}
+        return {
+            s.name: int(v) if v is not None else None
+            for s, v in zip(schedules, values, strict=True)
+        }
 
     async def init_mark(self, token: int, schedule: Schedule, now_ms: int) -> FireResult:
         """Start a schedule never handled before at ``now_ms``: past slots are not fired."""
@@ -129,18 +145,19 @@ class ScheduleStore:
         qkeys = QueueKeys(schedule.queue, self.keys.prefix)
         reply = await self._scripts.schedule_fire(
             keys=[
-                self.keys.leader, self.keys.schedule(schedule.name), qkeys.ready, qkeys.stats,
-                queues_key(self.keys.prefix),
+                self.keys.fence(schedule.queue), self.keys.state(schedule.queue, schedule.name),
+                qkeys.ready, qkeys.stats,
             ],
             args=[
-                token, qkeys.job_prefix, schedule.queue, mode, mark_ms, skipped,
+                token, qkeys.job_prefix, mode, mark_ms, skipped,
                 "" if next_fire_ms is None else next_fire_ms, *groups,
             ],
         )  # fmt: skip
         status, added, refused, mark = reply
         if int(status) == FENCED:
             return FireResult(fenced=True, added=0, refused=0, mark_ms=None)
-        return FireResult(fenced=False, added=int(added), refused=int(refused), mark_ms=int(mark))
+        return FireResult(fenced=False, added=int(added), refused=int(refused),
+                          mark_ms=int(mark) if mark else None)  # fmt: skip
 
     async def records(self) -> list[ScheduleRecord]:
         """Every published schedule, by name; an entry that no longer parses is left out."""
@@ -149,12 +166,19 @@ class ScheduleStore:
             for name in names:
                 pipe.hgetall(self.keys.schedule(name))
             rows = await pipe.execute()
-        out = []
-        for name, row in zip(names, rows, strict=True):
-            fields = {_text(k): _text(v) for k, v in row.items()}
-            if "type" in fields:
-                out.append(_record(name, fields))
-        return out
+        defined = [
+            (name, fields)
+            for name, row in zip(names, rows, strict=True)
+            if "type" in (fields := {_text(k): _text(v) for k, v in row.items()})
+        ]
+        async with self.redis.pipeline(transaction=False) as pipe:  # each state beside its queue
+            for name, fields in defined:
+                pipe.hgetall(self.keys.state(fields.get("queue", "default"), name))
+            states = await pipe.execute()
+        return [
+            _record(name, {**{_text(k): _text(v) for k, v in state.items()}, **fields})
+            for (name, fields), state in zip(defined, states, strict=True)
+        ]
 
 
 def _definition(s: Schedule, by: str) -> dict[str, str]:
