@@ -167,9 +167,9 @@ def test_health_checks_name_routes_and_metrics_that_exist(compose: dict[str, Any
     app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"), load_handlers([]))
     routes = set(app.openapi()["paths"])  # included routers do not list their paths here
     assert {"/healthz", "/readyz", "/metrics"} <= routes
-    from jobrunner.metrics import JobMetrics
+    from jobrunner.metrics import WorkerMetrics
 
-    exported = {family.name for family in JobMetrics().registry.collect()}
+    exported = {family.name for family in WorkerMetrics().registry.collect()}
     checks = [compose["services"][name]["healthcheck"]["test"] for name in APP_SERVICES]
     for _, doc in k8s_documents():
         if doc["kind"] == "Deployment":
