@@ -46,7 +46,12 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: lint typecheck $(DEV) $(CHROMIUM)
+# The Grafana dashboard's test runs Debian's prometheus against a live stack; the same way.
+PROMETHEUS := /usr/bin/prometheus
+$(PROMETHEUS):
+	command -v prometheus >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+
+test: lint typecheck $(DEV) $(CHROMIUM) $(PROMETHEUS)
 	$(PY) -m pytest --benchmark-disable $(PYTEST_ARGS)
 
 demo: $(DEMO)
