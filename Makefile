@@ -51,7 +51,12 @@ PROMETHEUS := /usr/bin/prometheus
 $(PROMETHEUS):
 	command -v prometheus >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 
-test: lint typecheck $(DEV) $(CHROMIUM) $(PROMETHEUS)
+# tests/test_deploy.py lints deploy/compose-smoke.sh with shellcheck (no engine runs it here).
+SHELLCHECK := /usr/bin/shellcheck
+$(SHELLCHECK):
+	command -v shellcheck >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck)
+
+test: lint typecheck $(DEV) $(CHROMIUM) $(PROMETHEUS) $(SHELLCHECK)
 	$(PY) -m pytest --benchmark-disable $(PYTEST_ARGS)
 
 demo: $(DEMO)

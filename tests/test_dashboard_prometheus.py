@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ import pytest
 from jobrunner.config import Settings
 from jobrunner.dev.redis_server import free_port
 from jobrunner.dev.stack import Stack
+from tests.api_server import make_token
 from tests.conftest import wait_until
 from tests.prometheus_server import Prometheus, find_prometheus
 
@@ -242,3 +245,23 @@ def test_the_liveness_panels_read_zero_not_no_data_once_workers_and_scheduler_ar
     wait_until(lambda: prom.value("count(up == 0)") == 4, 30, what="Prometheus to see them gone")
     assert read_target(prom, workers_up) == {"workers up": 0}
     assert read_target(prom, leaders) == {"leaders (should be 1)": 0}
+
+
+def test_the_compose_smoke_checks_pass_against_the_services_and_fail_with_a_reason(
+    scraped: Stacked,
+) -> None:
+    """deploy/compose_smoke.py runs inside compose where an engine runs; here, on loopback."""
+    stack, prom = scraped.stack, scraped.prometheus
+    token = make_token(stack.redis_url, scopes=("enqueue", "read"), name="smoke")
+
+    def smoke(token: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, str(ROOT / "deploy" / "compose_smoke.py"), str(stack.api_url),
+                token, prom.url, "30"]  # fmt: skip
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    passed = smoke(token)
+    assert passed.returncode == 0, passed.stderr
+    assert "a job ran through the API and Prometheus scrapes every service" in passed.stdout
+    refused = smoke("jrt_not-a-token")
+    assert refused.returncode == 1
+    assert f"POST {stack.api_url}/jobs: 401" in refused.stderr

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -217,6 +218,33 @@ def test_paths_named_by_compose_and_the_dockerfile_exist(compose: dict[str, Any]
     assert schedules_path in copies
     imports = [command_option(compose["services"]["scheduler"]["command"], "--import")]
     assert len(load_schedules(imports, ROOT / copies[schedules_path])) >= 1
+
+
+# ------------------------------------------------------------------ compose: the smoke script
+
+SMOKE = DEPLOY / "compose-smoke.sh"
+
+
+def test_the_compose_smoke_script_passes_shellcheck() -> None:
+    """It cannot run here (no engine): the linter is what checks it."""
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("no shellcheck: `make test` installs Debian's (apt-get install shellcheck)")
+    result = subprocess.run([shellcheck, str(SMOKE)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_compose_smoke_script_says_why_it_cannot_run_without_docker(tmp_path: Path) -> None:
+    """Exit 2 and the reason, not a half-started stack, where there is no docker at all."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("bash", "dirname", "od", "tr"):
+        (tools / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    result = subprocess.run([str(tools / "bash"), str(SMOKE)], env={"PATH": str(tools)},
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert "no docker command" in result.stderr
+    assert "Compose v2" in result.stderr
 
 
 def test_the_dockerfile_is_slim_non_root_and_cache_friendly() -> None:
