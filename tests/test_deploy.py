@@ -4,7 +4,8 @@ docker-compose.yml against the Compose specification's JSON schema (vendored in 
 every command, port and path it names against the project itself, the Dockerfile's layer order
 and user, the Prometheus and Grafana provisioning, and the Kubernetes manifests against the
 Kubernetes schemas that kubernetes-validate ships. Metric names are checked against a real scrape
-in test_deploy_metrics.py.
+in test_deploy_metrics.py, the dashboard's values by a real Prometheus in
+test_dashboard_prometheus.py, and the compose smoke script here by shellcheck.
 """
 
 from __future__ import annotations
