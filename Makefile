@@ -46,7 +46,17 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: lint typecheck $(DEV) $(CHROMIUM)
+# The Grafana dashboard's test runs Debian's prometheus against a live stack; the same way.
+PROMETHEUS := /usr/bin/prometheus
+$(PROMETHEUS):
+	command -v prometheus >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+
+# tests/test_deploy.py lints deploy/compose-smoke.sh with shellcheck (no engine runs it here).
+SHELLCHECK := /usr/bin/shellcheck
+$(SHELLCHECK):
+	command -v shellcheck >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck)
+
+test: lint typecheck $(DEV) $(CHROMIUM) $(PROMETHEUS) $(SHELLCHECK)
 	$(PY) -m pytest --benchmark-disable $(PYTEST_ARGS)
 
 demo: $(DEMO)

@@ -4,7 +4,8 @@ docker-compose.yml against the Compose specification's JSON schema (vendored in 
 every command, port and path it names against the project itself, the Dockerfile's layer order
 and user, the Prometheus and Grafana provisioning, and the Kubernetes manifests against the
 Kubernetes schemas that kubernetes-validate ships. Metric names are checked against a real scrape
-in test_deploy_metrics.py.
+in test_deploy_metrics.py, the dashboard's values by a real Prometheus in
+test_dashboard_prometheus.py, and the compose smoke script here by shellcheck.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -167,9 +169,9 @@ def test_health_checks_name_routes_and_metrics_that_exist(compose: dict[str, Any
     app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"), load_handlers([]))
     routes = set(app.openapi()["paths"])  # included routers do not list their paths here
     assert {"/healthz", "/readyz", "/metrics"} <= routes
-    from jobrunner.metrics import JobMetrics
+    from jobrunner.metrics import WorkerMetrics
 
-    exported = {family.name for family in JobMetrics().registry.collect()}
+    exported = {family.name for family in WorkerMetrics().registry.collect()}
     checks = [compose["services"][name]["healthcheck"]["test"] for name in APP_SERVICES]
     for _, doc in k8s_documents():
         if doc["kind"] == "Deployment":
@@ -217,6 +219,33 @@ def test_paths_named_by_compose_and_the_dockerfile_exist(compose: dict[str, Any]
     assert schedules_path in copies
     imports = [command_option(compose["services"]["scheduler"]["command"], "--import")]
     assert len(load_schedules(imports, ROOT / copies[schedules_path])) >= 1
+
+
+# ------------------------------------------------------------------ compose: the smoke script
+
+SMOKE = DEPLOY / "compose-smoke.sh"
+
+
+def test_the_compose_smoke_script_passes_shellcheck() -> None:
+    """It cannot run here (no engine): the linter is what checks it."""
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("no shellcheck: `make test` installs Debian's (apt-get install shellcheck)")
+    result = subprocess.run([shellcheck, str(SMOKE)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_compose_smoke_script_says_why_it_cannot_run_without_docker(tmp_path: Path) -> None:
+    """Exit 2 and the reason, not a half-started stack, where there is no docker at all."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("bash", "dirname", "od", "tr"):
+        (tools / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    result = subprocess.run([str(tools / "bash"), str(SMOKE)], env={"PATH": str(tools)},
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert "no docker command" in result.stderr
+    assert "Compose v2" in result.stderr
 
 
 def test_the_dockerfile_is_slim_non_root_and_cache_friendly() -> None:

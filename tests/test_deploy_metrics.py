@@ -3,7 +3,8 @@
 The API, a worker and a scheduler run here with the very commands docker-compose.yml gives them
 (ports swapped for free ones), jobs succeed, retry and die, and each process is scraped. Every
 metric a dashboard query, the Prometheus adapter rule or a health check names must be in those
-scrapes; and the health check passes against the live processes.
+scrapes; and the health check passes against the live processes. What the queries read is
+checked by a real Prometheus in test_dashboard_prometheus.py.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from jobrunner.api.schedules import schedules_router
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
 from jobrunner.errors import ConfigError
-from jobrunner.metrics import JobMetrics
+from jobrunner.metrics import ApiMetrics
 from jobrunner.preflight import warn_about_redis
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import Registry, load_handlers
@@ -35,7 +35,8 @@ from jobrunner.registry import Registry, load_handlers
 def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     registry = registry if registry is not None else load_handlers(settings.imports)
     queues = declared_queues(settings, registry)
-    metrics = JobMetrics()
+    metrics = ApiMetrics()
+    metrics.expect(registry.names(), queues)
     debug = debug_routes() if settings.debug_routes else None
 
     @asynccontextmanager

@@ -27,7 +27,7 @@ from jobrunner.config import Settings
 from jobrunner.errors import QueueFull
 from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job_id
 from jobrunner.job import queue_of as queue_of_id
-from jobrunner.metrics import JobMetrics
+from jobrunner.metrics import ApiMetrics
 from jobrunner.payload import PayloadLimitError
 from jobrunner.queue import NewJob, ReliableQueue
 from jobrunner.registry import Registry
@@ -44,7 +44,7 @@ def queue_of(request: Request) -> ReliableQueue:
 
 
 def jobs_router(
-    settings: Settings, registry: Registry, metrics: JobMetrics, declared: Sequence[str]
+    settings: Settings, registry: Registry, metrics: ApiMetrics, declared: Sequence[str]
 ) -> APIRouter:
     router = APIRouter()
     accepted = frozenset(declared)

@@ -15,12 +15,12 @@ from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError
 from jobrunner.api.jobs import queue_of
 from jobrunner.api.responses import NOT_FOUND, UNAVAILABLE
 from jobrunner.api.schemas import Paused, QueueView
-from jobrunner.metrics import JobMetrics
+from jobrunner.metrics import ApiMetrics
 
 READY_MAX_HEARTBEAT_AGE = 30.0  # seconds: a worker that beat more recently counts as alive
 
 
-def queues_router(metrics: JobMetrics, declared: Sequence[str]) -> APIRouter:
+def queues_router(metrics: ApiMetrics, declared: Sequence[str]) -> APIRouter:
     """Both read the declared queues only, in one round trip: their cost does not grow with
     whatever else is in Redis."""
     router = APIRouter()

@@ -1,8 +1,16 @@
-"""Prometheus metrics of one scheduler process (``jobrunner scheduler --metrics-port``)."""
+"""Prometheus metrics of one scheduler process (``jobrunner scheduler --metrics-port``).
+
+A schedule known at start has its series from the start, at zero (``expect``), so the
+dashboard's fires panel reads 0 for it, not "no data", until it fires.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from jobrunner.scheduler.schedule import Schedule
 
 
 class SchedulerMetrics:
@@ -34,3 +42,10 @@ class SchedulerMetrics:
             "Fire attempts refused because this scheduler's token was no longer the lock's.",
             registry=r,
         )
+
+    def expect(self, schedules: Iterable[Schedule]) -> None:
+        """Each schedule's counters at zero."""
+        for schedule in schedules:
+            self.fired.labels(schedule.name, schedule.queue)
+            self.late.labels(schedule.name)
+            self.skipped.labels(schedule.name)

@@ -81,6 +81,7 @@ class Scheduler:
         self.poll_interval = poll_interval
         self.clock = clock
         self.metrics = metrics or SchedulerMetrics()
+        self.metrics.expect(self.schedules)
         keys = SchedulerKeys(prefix)
         scripts = Scripts(redis)
         self.lock = LeaderLock(redis, self.id, ttl, keys=keys, scripts=scripts, clock=clock)

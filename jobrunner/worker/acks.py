@@ -15,7 +15,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from jobrunner.logs import Throttle
-from jobrunner.metrics import JobMetrics
+from jobrunner.metrics import WorkerMetrics
 from jobrunner.queue import ReliableQueue
 
 FINAL_TRIES = 20
@@ -26,7 +26,7 @@ LINGER_BATCH = 32  # no wait once this many are waiting
 
 class AckBuffer:
     def __init__(
-        self, queue: ReliableQueue, counts: Counter[str], log: Any, metrics: JobMetrics
+        self, queue: ReliableQueue, counts: Counter[str], log: Any, metrics: WorkerMetrics
     ) -> None:
         self.queue = queue
         self.metrics = metrics

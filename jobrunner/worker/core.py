@@ -26,7 +26,7 @@ from jobrunner.config import Settings
 from jobrunner.errors import PayloadDecodeError
 from jobrunner.job import Job, decode_job
 from jobrunner.logs import Throttle, flush_logs, get_logger
-from jobrunner.metrics import JobMetrics
+from jobrunner.metrics import WorkerMetrics
 from jobrunner.queue import ReliableQueue, Reservation
 from jobrunner.ratelimit.base import Decision
 from jobrunner.ratelimit.gate import ExecutionGate
@@ -77,7 +77,7 @@ class Worker:
         *,
         worker_id: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        metrics: JobMetrics | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.queue = queue
         self.registry = registry
@@ -85,7 +85,8 @@ class Worker:
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
         self.clock = clock
-        self.metrics = metrics if metrics is not None else JobMetrics()
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
+        self.metrics.expect(registry.names(), settings.queues)
         self.counts: Counter[str] = Counter()
         self.window = runner.concurrency + settings.effective_prefetch
         self._inflight: dict[str, _InFlight] = {}

@@ -12,7 +12,7 @@ from prometheus_client import start_http_server
 
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
-from jobrunner.metrics import JobMetrics
+from jobrunner.metrics import WorkerMetrics
 from jobrunner.preflight import warn_about_redis
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import load_handlers
@@ -31,7 +31,7 @@ async def serve(settings: Settings, *, worker_id: str | None = None) -> dict[str
     queue = ReliableQueue(redis, prefix=settings.prefix, result_ttl=settings.result_ttl,
                           pipelined=True)  # fmt: skip
     await warn_about_redis(redis, worker=worker_id)
-    metrics = JobMetrics()
+    metrics = WorkerMetrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
     runner = make_runner(settings, worker_id)
