@@ -19,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobrunner.errors import PayloadDecodeError, QueueFull, RedisFull, RedisUnavailable
 from jobrunner.job import Job, JobRecord, JobState, check_job, decode_job, encode_job
 from jobrunner.keys import QueueKeys, idempotency_key
+from jobrunner.pipelined import NotReplicated
 from jobrunner.registry import Registry
 
 # Jobs per enqueue script call, the API's batch limit too: one call writes them all or nothing,
@@ -220,6 +221,11 @@ def _carry_args(call: Call, queues: Sequence[str]) -> dict[str, int]:
 
 def enqueue_refusal(exc: BaseException) -> Exception | None:
     """What an enqueue call's failure means to its caller, where it means a refusal."""
+    if isinstance(exc, NotReplicated):
+        return RedisUnavailable(
+            f"cannot confirm the enqueue: {exc}; a failover now could lose it, so send it "
+            "again with the same idempotency key"
+        )
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         return RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})")
     if isinstance(exc, OutOfMemoryError):  # refused at its first write: nothing was written

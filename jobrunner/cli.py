@@ -55,6 +55,11 @@ redis_option = click.option(
 imports_option = click.option(
     "--import", "imports", multiple=True, help="module that registers handlers (repeatable)"
 )
+wait_replicas_option = click.option(
+    "--wait-replicas", type=int,
+    help="WAIT for this many replicas after each enqueue and ack (default 0: do not wait)",
+)  # fmt: skip
+
 log_level_option = click.option("--log-level")
 log_format_option = click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
 
@@ -189,6 +194,7 @@ def main() -> None:
 @click.option("--lease", type=float, help="seconds a reservation lasts unless renewed")
 @click.option("--grace", type=float, help="seconds to finish in-flight jobs on shutdown")
 @click.option("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+@wait_replicas_option
 @log_level_option
 @log_format_option
 def worker(**options: Any) -> None:

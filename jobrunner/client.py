@@ -71,13 +71,16 @@ class Client:
         registry: Registry | None = None,
         result_ttl: float = 600.0,
         idempotency_ttl: float = 86_400.0,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
         owns_connection: bool = False,
     ) -> None:
         self.redis = redis
         self.registry = registry if registry is not None else default_registry
         self._queue = ReliableQueue(
             redis, prefix=prefix, registry=self.registry, result_ttl=result_ttl,
-            idempotency_ttl=idempotency_ttl, pipelined=True,
+            idempotency_ttl=idempotency_ttl, pipelined=True, wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
         )  # fmt: skip
         self._owns = owns_connection
 
@@ -88,6 +91,7 @@ class Client:
         settings = Settings.from_env(None, **({"redis_url": url} if url else {}))
         return cls(async_redis(settings.redis_url), prefix=settings.prefix,
                    result_ttl=settings.result_ttl, idempotency_ttl=settings.idempotency_ttl,
+                   wait_replicas=settings.wait_replicas, wait_timeout=settings.wait_timeout,
                    owns_connection=True, **options)  # fmt: skip
 
     async def __aenter__(self) -> Client:

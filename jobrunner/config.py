@@ -60,6 +60,10 @@ class Settings(msgspec.Struct, kw_only=True):
     grace: NonNeg = 10.0
     result_ttl: NonNeg = 600.0
     idempotency_ttl: Positive = 86_400.0  # seconds an idempotency key keeps naming its job
+    # durability: WAIT for this many replicas after each enqueue and ack (0: do not wait), at
+    # most wait_timeout seconds; an enqueue not confirmed in time is refused (503)
+    wait_replicas: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
+    wait_timeout: Positive = 1.0
     imports: list[str] = msgspec.field(default_factory=list)
     per_child_prefetch: Annotated[int, msgspec.Meta(ge=1)] = 16
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0  # 0: no metrics server

@@ -77,17 +77,24 @@ def async_redis(url: str | None, *, max_connections: int = 32) -> Redis:
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
-def sync_redis(url: str | None, *, max_connections: int = 16) -> SyncRedis:
-    """A blocking client for ``url``, set up like ``async_redis`` (for ``SyncClient``)."""
+def sync_redis(
+    url: str | None, *, max_connections: int = 16, socket_timeout: float = 10.0,
+    decode_responses: bool = False,
+) -> SyncRedis:  # fmt: skip
+    """A blocking client for ``url``, set up like ``async_redis`` (for ``SyncClient``, checks
+    and notebooks; ``decode_responses`` gives str replies)."""
     url = _require(url)
     if (node := cluster_url(url)) is not None:
-        return cast(SyncRedis, SyncRedisCluster.from_url(node, **_cluster_options()))
+        options = {**_cluster_options(), "socket_timeout": socket_timeout}
+        return cast(SyncRedis, SyncRedisCluster.from_url(
+            node, decode_responses=decode_responses, **options))  # fmt: skip
     pool = SyncBlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=20,
         socket_connect_timeout=2.0,
-        socket_timeout=10.0,
+        socket_timeout=socket_timeout,
+        decode_responses=decode_responses,
         retry=SyncRetry(ExponentialBackoff(cap=0.5, base=0.01), retries=1),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )

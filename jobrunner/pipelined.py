@@ -49,6 +49,20 @@ ERRORS: dict[str, type[ResponseError]] = {
 }
 
 
+class ConnectFailed(RedisConnectionError):
+    """No connection could be made: nothing was sent, so the call may be made again."""
+
+
+class NotReplicated(RedisConnectionError):
+    """A write ran on the primary, but ``WAIT`` saw fewer replicas take it than asked: a
+    failover now could lose it. ``reply`` is what the script returned."""
+
+    def __init__(self, reply: Any, replicas: int, wanted: int) -> None:
+        super().__init__(f"written, but acknowledged by {replicas} of {wanted} replicas")
+        self.reply = reply
+        self.replicas = replicas
+
+
 def error_of(reply: hiredis.ReplyError) -> Exception:
     message = str(reply)
     kind = ERRORS.get(message.split(" ", 1)[0], ResponseError)
@@ -119,11 +133,18 @@ class PipelinedConnection:
     @classmethod
     def from_redis(cls, redis: Redis) -> PipelinedConnection:
         """The server, credentials and timeout a redis-py asyncio client was given."""
-        kw = redis.connection_pool.connection_kwargs
+        pool = redis.connection_pool
+        tls = pool.connection_class.__name__.startswith("SSL")
+        return cls.from_kwargs(pool.connection_kwargs, tls=tls)
+
+    @classmethod
+    def from_kwargs(
+        cls, kw: dict[str, Any], *, tls: bool = False, host: str | None = None,
+        port: int | None = None,
+    ) -> PipelinedConnection:  # fmt: skip
+        """From redis-py connection settings (a cluster node's: its ``host`` and ``port``)."""
         context = None
-        if "ssl_cert_reqs" in kw or redis.connection_pool.connection_class.__name__.startswith(
-            "SSL"
-        ):
+        if tls or "ssl_cert_reqs" in kw or kw.get("ssl"):
             context = ssl.create_default_context(cafile=kw.get("ssl_ca_certs"))
             if kw.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
                 context.check_hostname = False
@@ -131,7 +152,7 @@ class PipelinedConnection:
             if kw.get("ssl_certfile"):
                 context.load_cert_chain(kw["ssl_certfile"], kw.get("ssl_keyfile"))
         return cls(
-            host=kw.get("host", "127.0.0.1"), port=int(kw.get("port", 6379)),
+            host=host or kw.get("host", "127.0.0.1"), port=int(port or kw.get("port", 6379)),
             path=kw.get("path"), db=int(kw.get("db", 0) or 0), username=kw.get("username"),
             password=kw.get("password"), ssl_context=context,
             timeout=float(kw.get("socket_timeout") or 10.0),
@@ -144,14 +165,37 @@ class PipelinedConnection:
             protocol = await self._connect()
         return await self._send(protocol, args)
 
-    async def evalsha(self, sha: str, source: Any, keys: list[Any], args: list[Any]) -> Any:
+    async def evalsha(
+        self, sha: str, source: Any, keys: list[Any], args: list[Any],
+        wait: tuple[int, int] | None = None,
+    ) -> Any:  # fmt: skip
         """Run a script by its SHA, loading it first where Redis does not know it (a restart,
-        a SCRIPT FLUSH)."""
+        a SCRIPT FLUSH). ``wait`` = (replicas, timeout ms): a ``WAIT`` follows the script on
+        this connection, in the same write; fewer replicas than asked raise ``NotReplicated``
+        (the script's writes are on the primary, not yet known to be on its replicas)."""
         try:
-            return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
+            return await self._evalsha(sha, keys, args, wait)
         except NoScriptError:
             await self.execute("SCRIPT", "LOAD", source)
+            return await self._evalsha(sha, keys, args, wait)
+
+    async def _evalsha(
+        self, sha: str, keys: list[Any], args: list[Any], wait: tuple[int, int] | None
+    ) -> Any:
+        if wait is None:
             return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        ran = self._send(protocol, ("EVALSHA", sha, len(keys), *keys, *args))
+        acked = self._send(protocol, ("WAIT", *wait))  # the same write, the same connection
+        try:
+            reply = await ran
+        finally:
+            await asyncio.gather(acked, return_exceptions=True)  # its reply is read either way
+        if (replicas := int(acked.result())) < wait[0]:
+            raise NotReplicated(reply, replicas, wait[0])
+        return reply
 
     async def aclose(self) -> None:
         if self._watchdog is not None:
@@ -205,7 +249,7 @@ class PipelinedConnection:
                             _Protocol, host, port, ssl=self._ssl
                         )
             except (OSError, TimeoutError) as exc:
-                raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
+                raise ConnectFailed(f"cannot connect to Redis: {exc}") from exc
             try:
                 async with asyncio.timeout(self.timeout):
                     if self._password is not None:

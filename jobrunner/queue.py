@@ -50,9 +50,10 @@ from jobrunner.calls import (
 from jobrunner.connection import is_cluster
 from jobrunner.job import Job, JobRecord, queue_of
 from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
-from jobrunner.pipelined import PipelinedConnection
+from jobrunner.pipelined import NotReplicated, PipelinedConnection
 from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
+from jobrunner.routed import RoutedConnections
 from jobrunner.scripts import Scripts
 
 __all__ = ["BATCH_LIMIT", "Enqueued", "NewJob", "QueueStats", "ReliableQueue", "Reservation"]
@@ -120,10 +121,15 @@ class ReliableQueue:
     over one connection of its own that pipelines concurrent calls (``PipelinedConnection``),
     as producers and workers do; ``aclose()`` closes it.
 
-    On Redis Cluster (``redis`` a cluster client) every script still runs on one node, the one
-    serving its queue's slot; ``pipelined`` is ignored (redis-py's cluster client routes each
-    call), and a batch over several queues is written one queue at a time: all or nothing per
-    queue, not for the batch (see docs/scaling.md).
+    ``wait_replicas``: after each enqueue and ack, ``WAIT`` until that many replicas have the
+    write (at most ``wait_timeout`` seconds): an enqueue that is not confirmed in time raises
+    ``RedisUnavailable`` (it is on the primary; a failover could lose it), an ack goes on and is
+    counted in ``unreplicated`` (a lost ack only means the job runs again).
+
+    On Redis Cluster (``redis`` a cluster client) every script runs on the master serving its
+    queue's slot, over a pipelining connection per master (``RoutedConnections``), and a batch
+    over several queues is written one queue at a time: all or nothing per queue, not for the
+    batch (see docs/scaling.md).
     """
 
     def __init__(
@@ -136,6 +142,8 @@ class ReliableQueue:
         idempotency_ttl: float = 86_400.0,
         count_every: float = 1.0,
         pipelined: bool = False,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         self.redis = redis
         self.registry = registry if registry is not None else default_registry
@@ -146,8 +154,13 @@ class ReliableQueue:
         self._keys: dict[str, QueueKeys] = {}
         self._known_queues: set[str] = set()
         self.cluster = is_cluster(redis)
-        use_pipe = pipelined and not self.cluster
-        self._pipe = PipelinedConnection.from_redis(redis) if use_pipe else None
+        self._pipe: PipelinedConnection | RoutedConnections | None = None
+        if self.cluster:
+            self._pipe = RoutedConnections(redis)  # type: ignore[arg-type]
+        elif pipelined or wait_replicas:  # WAIT must follow the write on its connection
+            self._pipe = PipelinedConnection.from_redis(redis)
+        self._wait = (wait_replicas, _ms(wait_timeout)) if wait_replicas else None
+        self.unreplicated = 0  # acks that WAIT did not see reach wait_replicas replicas
         self._lanes: dict[tuple[str, int], _Lane] = {}  # (queue, max_depth) -> its calls
         self._group_tasks: set[asyncio.Task[None]] = set()
         self.counts = EnqueueCounts(count_every)  # `enqueued` counters carried between calls
@@ -326,13 +339,18 @@ class ReliableQueue:
             await self._pipe.aclose()
 
     async def _call(self, call: Call) -> Any:
-        return await self._script(call.script, keys=call.keys, args=call.args)
+        durable = call.script == "enqueue"
+        return await self._script(call.script, keys=call.keys, args=call.args, durable=durable)
 
-    async def _script(self, name: str, *, keys: list[Any], args: list[Any]) -> Any:
-        """Run a transition's script: on the pipelining connection where there is one."""
+    async def _script(
+        self, name: str, *, keys: list[Any], args: list[Any], durable: bool = False
+    ) -> Any:
+        """Run a transition's script: on the pipelining connection where there is one; a
+        ``durable`` one waits for ``wait_replicas`` (raises ``NotReplicated`` short of them)."""
         script: AsyncScript = getattr(self._scripts, name)
         if self._pipe is not None:
-            return await self._pipe.evalsha(script.sha, script.script, keys, args)
+            wait = self._wait if durable else None
+            return await self._pipe.evalsha(script.sha, script.script, keys, args, wait=wait)
         return await script(keys=keys, args=args)
 
     async def _remember_queues(self, names: Iterable[str]) -> None:
@@ -433,9 +451,13 @@ class ReliableQueue:
         args: list[Any] = [keys.job_prefix, _ms(self.result_ttl), keys.notify_prefix, marks]
         for item in done:
             args += (item[0], item[1], (item[2] if len(item) > 2 else None) or b"")
-        stale, lost = await self._script(
-            "ack", keys=[keys.reserved, keys.stats, keys.cancel], args=args
-        )
+        try:
+            stale, lost = await self._script(
+                "ack", keys=[keys.reserved, keys.stats, keys.cancel], args=args, durable=True
+            )
+        except NotReplicated as exc:  # done on the primary; lost in a failover, it runs again
+            stale, lost = exc.reply
+            self.unreplicated += len(done)
         return [_text(s) for s in stale], [_text(i) for i in lost]
 
     async def start(self, queue: str, items: Sequence[tuple[str, int]]) -> list[str]:

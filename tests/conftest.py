@@ -77,9 +77,11 @@ async def aredis(redis_url: str) -> AsyncIterator[AsyncRedis]:
 
 
 @pytest.fixture
-async def queue(aredis: AsyncRedis) -> ReliableQueue:
+async def queue(aredis: AsyncRedis) -> AsyncIterator[ReliableQueue]:
     """Counts every enqueue at once (``count_every=0``), so a test reads exact counters."""
-    return ReliableQueue(aredis, count_every=0)
+    q = ReliableQueue(aredis, count_every=0)
+    yield q
+    await q.aclose()  # on a cluster it holds a connection per master
 
 
 def wait_until(

@@ -195,6 +195,7 @@ def test_over_its_bound_a_queue_answers_429_then_accepts_when_drained(
             q = ReliableQueue(client)
             batch = await q.reserve("default", 10, lease=30)
             await q.ack("default", [(r.id, r.token) for r in batch])
+            await q.aclose()
         finally:
             await client.aclose()
 
@@ -211,6 +212,7 @@ def test_failed_jobs_are_listed_and_requeued(api: httpx.Client, redis_url: str) 
             q = ReliableQueue(client)
             for r in await q.reserve("default", 3, lease=30):
                 await q.fail("default", r.id, r.token, "boom", dead=True)
+            await q.aclose()
         finally:
             await client.aclose()
 
@@ -235,7 +237,7 @@ def test_health_and_readiness(api: httpx.Client, redis_url: str) -> None:
     async def beat() -> None:
         client = async_redis(redis_url)
         try:
-            await ReliableQueue(client).heartbeat("w1", {"model": "asyncio"}, ttl=30)
+            await ReliableQueue(client).heartbeat("w1", {"model": "asyncio"}, ttl=30)  # no scripts
         finally:
             await client.aclose()
 

@@ -16,7 +16,7 @@ from jobrunner.lab.chaos.probes import PROBE_ASYNC
 from jobrunner.lab.chaos.producer import Probe
 from jobrunner.lab.chaos.report import ChaosReport, publish
 from jobrunner.lab.chaos.session import ChaosSession
-from tests.conftest import wait_until
+from tests.conftest import flush_cluster, wait_until
 from tests.workers import FAST_LOOPS
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -41,11 +41,20 @@ def wait_for_progress(s: ChaosSession, jobs: int) -> None:
     wait_until(lambda: s.completions() >= target, timeout=30, interval=0.1, what="progress")
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_repeated_sigkill_under_steady_load_loses_nothing(model: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("model", "backend"), [*((m, "single") for m in MODELS), ("asyncio", "cluster")]
+)
+def test_repeated_sigkill_under_steady_load_loses_nothing(
+    model: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     concurrency = 2 if model == "process" else 4
-    with session(tmp_path, f"sigkill-loop[{model}]", model=model, concurrency=concurrency,
-                 lease=1.0) as s:  # fmt: skip
+    url = None  # a Redis of the stack's own; or the session's cluster, emptied
+    if backend == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        flush_cluster(cluster)
+        url = cluster.url
+    with session(tmp_path, f"sigkill-loop[{model}, {backend}]", model=model,
+                 concurrency=concurrency, lease=1.0, redis_url=url) as s:  # fmt: skip
         s.producer.start_load(rate=100, batch=10, probe=Probe(ms=10))
         for _ in range(3):
             wait_for_progress(s, 30)

@@ -94,6 +94,7 @@ async def test_on_a_cluster_an_idempotency_key_names_one_job_per_queue(
     assert (again.ids, again.created) == (first.ids, [False])
     assert other.created == [True]
     assert other.ids != first.ids
+    await queue.aclose()
     await client.aclose()
 
 

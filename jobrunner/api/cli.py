@@ -19,6 +19,7 @@ from jobrunner.cli import (
     redis_option,
     require_redis_url,
     settings_from,
+    wait_replicas_option,
 )
 from jobrunner.errors import JobrunnerError
 from jobrunner.logs import configure_logging, get_logger
@@ -46,6 +47,7 @@ def is_loopback(host: str) -> bool:
 @click.option("--allowed-hosts", help="Host names it answers to (default: loopback, --host)")
 @click.option("--no-auth", "no_auth", is_flag=True, help="no tokens: local development only")
 @click.option("--force", is_flag=True, help="allow --no-auth on an address other than loopback")
+@wait_replicas_option
 @log_level_option
 @log_format_option
 def api(host: str, port: int, no_auth: bool, force: bool, **options: Any) -> None:

@@ -145,6 +145,17 @@ class RedisClusterServer:
             )
         return False
 
+    def healthy(self) -> bool:
+        """Every node up, the cluster serving every slot, each master with a replica linked."""
+        if any(node.process is None or node.process.poll() is not None for node in self.nodes):
+            return False
+        if not all(self._node_ready(node) for node in self.nodes):
+            return False
+        with redis.Redis(port=self.nodes[0].port, socket_timeout=1.0) as client:
+            described = client.cluster("nodes").values()
+        linked = [n for n in described if "slave" in n["flags"] and n["connected"]]
+        return len(linked) == self.masters * self.replicas
+
     def master_ports(self) -> list[int]:
         """The ports of the nodes that are masters now (after a failover, a former replica)."""
         for node in self.nodes:

@@ -30,6 +30,7 @@ from typing import Literal
 import psutil
 import redis
 
+from jobrunner.connection import sync_redis
 from jobrunner.dev.redis_server import RedisServer, free_port
 from jobrunner.errors import JobrunnerError
 from jobrunner.keys import PREFIX, QueueKeys, worker_key, workers_key
@@ -211,9 +212,8 @@ class Stack:
     def client(self) -> redis.Redis:  # decoded: str in, str out
         """A synchronous Redis client on the stack's Redis (for notebooks and checks)."""
         if self._client is None:
-            self._client = redis.Redis.from_url(
-                self.redis_url, socket_timeout=5, decode_responses=True
-            )
+            # a cluster client where the URL names a Redis Cluster
+            self._client = sync_redis(self.redis_url, socket_timeout=5, decode_responses=True)
         return self._client
 
     @property

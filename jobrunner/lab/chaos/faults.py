@@ -16,6 +16,7 @@ import time
 
 import psutil
 
+from jobrunner.dev.redis_server import RedisServer
 from jobrunner.dev.stack import ManagedProcess, Stack, StackError
 from jobrunner.keys import QueueKeys
 from jobrunner.lab.chaos.report import FaultRecord
@@ -115,6 +116,15 @@ def restart_redis(stack: Stack, down_for: float = 1.0) -> FaultRecord:
     started = time.time()
     stack.restart_redis(down_for=down_for)
     return FaultRecord("restart_redis", started, time.time(), held, stack.redis_url)
+
+
+def kill_redis_node(stack: Stack, node: RedisServer) -> FaultRecord:
+    """SIGKILL one node of a Redis Cluster (a master: its replica is promoted once the others
+    have seen it fail); the jobs in flight are counted first."""
+    held = in_flight(stack)
+    started = time.time()
+    node.kill()
+    return FaultRecord("kill_redis_node", started, time.time(), held, f"port {node.port}")
 
 
 def replace_dead_workers(stack: Stack, count: int) -> int:

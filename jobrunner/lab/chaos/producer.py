@@ -112,10 +112,13 @@ def _http_item(job: Job) -> dict[str, Any]:
 class LibrarySender:
     """``ReliableQueue.enqueue_jobs`` (or the naive queue's ``LPUSH``) straight to Redis."""
 
-    def __init__(self, redis_url: str, kind: QueueKind = "reliable") -> None:
+    def __init__(
+        self, redis_url: str, kind: QueueKind = "reliable", wait_replicas: int = 0
+    ) -> None:
         self.redis = async_redis(redis_url, max_connections=4)
         self.kind = kind
-        self.queue = ReliableQueue(self.redis)
+        # with wait_replicas, an enqueue the replicas did not confirm is not acknowledged
+        self.queue = ReliableQueue(self.redis, wait_replicas=wait_replicas)
         self.naive = NaiveQueue(self.redis)
 
     async def send(self, jobs: list[Job]) -> Outcome:
@@ -131,6 +134,7 @@ class LibrarySender:
         return Outcome("ack", [job.id for job in jobs], "ok")
 
     async def close(self) -> None:
+        await self.queue.aclose()
         await self.redis.aclose()
 
 

@@ -19,8 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-import redis
-
+from jobrunner.connection import sync_redis
 from jobrunner.dev.stack import Stack, wait_for
 from jobrunner.keys import naive_key
 from jobrunner.lab.chaos.invariants import check_settled
@@ -50,6 +49,7 @@ class ChaosSession:
         ledger_dir: Path | None = None,
         log_dir: Path | None = None,
         grace: float = 10.0,
+        wait_replicas: int = 0,
         **stack_options: Any,
     ) -> None:
         self.name = name
@@ -58,8 +58,10 @@ class ChaosSession:
         self._own_ledger = ledger_dir is None
         self.ledger_dir = ledger_dir or Path(tempfile.mkdtemp(prefix="jobrunner-ledger-"))
         self.ledger_dir.mkdir(parents=True, exist_ok=True)
+        self.wait_replicas = wait_replicas  # the producer's and the workers' (see Settings)
         full_env = {LEDGER_DIR_ENV: str(self.ledger_dir), "JOBRUNNER_LEASE": str(lease),
-                    "JOBRUNNER_PREFETCH": str(prefetch), **(env or {})}  # fmt: skip
+                    "JOBRUNNER_PREFETCH": str(prefetch),
+                    "JOBRUNNER_WAIT_REPLICAS": str(wait_replicas), **(env or {})}  # fmt: skip
         self.stack = Stack(
             workers=workers, model=model, concurrency=concurrency,
             api=via == "api" or stack_options.pop("api", False),
@@ -83,7 +85,7 @@ class ChaosSession:
             assert self.stack.api_url is not None
             sender = HttpSender(self.stack.api_url, token=self.stack.api_token)
         else:
-            sender = LibrarySender(self.stack.redis_url, self.kind)
+            sender = LibrarySender(self.stack.redis_url, self.kind, self.wait_replicas)
         self._producer = Producer(self.ledger_dir, sender)
         return self
 
@@ -141,7 +143,7 @@ class ChaosSession:
     def report(self, name: str | None = None) -> ChaosReport:
         """Compare the ledger with Redis; for the reliable queue, check the keyspace too."""
         dead: set[str] = set()
-        raw = redis.Redis.from_url(self.stack.redis_url)  # bytes: job specs need not be UTF-8
+        raw = sync_redis(self.stack.redis_url)  # bytes: job specs need not be UTF-8
         try:
             for queue in self.stack.queues:
                 dead |= dead_probes(raw, queue, naive=self.kind == "naive")
