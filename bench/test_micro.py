@@ -4,6 +4,10 @@ The queue API is async; each timed call runs its coroutine on the session's one 
 ``run`` fixture), so the figures include a loop round trip as a real caller's would. Under
 ``--benchmark-disable`` (as ``make test`` runs them) each body runs once and the asserts still
 check the result.
+
+Each queue benchmark is judged by the regression gate (bench/gate.py) as a ratio to
+``test_calibration_redis_round_trip``: a PING on the same kind of client and loop, measured in
+the same run.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from typing import Any
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench.conftest import LoopRunner
+from bench.conftest import PYTHON_WORK, REDIS_ROUND_TRIP, LoopRunner, calibrated_by
 from jobrunner.backoff import STRATEGIES, backoff_from_name
+from jobrunner.connection import async_redis
 from jobrunner.job import Job, JobState, new_job_id
 from jobrunner.queue import ReliableQueue
 
@@ -29,8 +34,21 @@ def make_jobs(count: int) -> list[Job]:
     return [Job(id=new_job_id(), type="noop", payload=PAYLOAD) for _ in range(count)]
 
 
+@pytest.mark.benchmark(group="calibration")
+def test_calibration_redis_round_trip(
+    benchmark: BenchmarkFixture, run: LoopRunner, redis_url: str
+) -> None:
+    """A bare round trip (PING) on the client and loop the queue benchmarks use: their yardstick."""
+    client = async_redis(redis_url)
+    try:
+        assert benchmark(lambda: run(client.ping())) is True
+    finally:
+        run(client.aclose())
+
+
 @pytest.mark.benchmark(group="queue")
 def test_enqueue_one(benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue) -> None:
+    calibrated_by(benchmark, REDIS_ROUND_TRIP)
     calls = 0
 
     def enqueue_one() -> str:
@@ -50,6 +68,7 @@ def test_enqueue_one(benchmark: BenchmarkFixture, run: LoopRunner, queue: Reliab
 
 @pytest.mark.benchmark(group="queue")
 def test_enqueue_many(benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue) -> None:
+    calibrated_by(benchmark, REDIS_ROUND_TRIP)
     calls = 0
 
     def setup() -> tuple[tuple[list[Job]], dict[str, Any]]:
@@ -71,6 +90,7 @@ def test_enqueue_many(benchmark: BenchmarkFixture, run: LoopRunner, queue: Relia
 def test_reserve_ack_batch(
     benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue
 ) -> None:
+    calibrated_by(benchmark, REDIS_ROUND_TRIP)
     calls = 0
 
     def setup() -> None:
@@ -122,6 +142,7 @@ def check_delay(name: str, attempt: int, previous: float | None, delay: float) -
 @pytest.mark.benchmark(group="backoff")
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_backoff(benchmark: BenchmarkFixture, name: str) -> None:
+    calibrated_by(benchmark, PYTHON_WORK)
     strategy = backoff_from_name(name, base=BASE, cap=CAP, rng=random.Random(1234))
 
     def schedule() -> list[float]:
