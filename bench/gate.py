@@ -3,14 +3,15 @@
     python -m bench.gate results/benchmarks/ci-latest.json [--baseline bench/baselines.json]
     python -m bench.gate --update-baseline RUN.json [RUN.json ...]
 
-A shared, noisy machine moves every time by a third from one minute to the next, so absolute
-times cannot gate a build. Each benchmark names a calibration (``extra_info["calibration"]``,
-set by ``bench.conftest.calibrated_by``): a benchmark of nothing but the machine (a Redis PING,
-a piece of pure Python, ``GET /healthz``) measured in the same run. The gate divides the
-benchmark's time by its calibration's and compares that ratio with the committed baseline's: a
-ratio more than ``tolerance`` times the baseline's fails the run. A ratio that fell by as much
-passes, with a note to update the baseline. ``--update-baseline`` writes the baseline from one
-or more runs: the median ratio of each, the spread over the runs, the commit and the load.
+A shared, noisy machine moves every time from one minute to the next (docs/performance.md has
+the measured spread), so absolute times cannot gate a build. Each gated benchmark carries a
+calibration (``extra_info["calibration"]``, written by ``bench.conftest.Calibration``): a probe
+of nothing but the machine (a Redis PING, a piece of pure Python, ``GET /healthz``) timed right
+before and after it. The gate divides the benchmark's time by its probe's (the same statistic
+of each) and compares that ratio with the committed baseline's: a ratio more than
+``tolerance`` times the baseline's fails the run; one that fell by as much passes, with a note
+to update the baseline. ``--update-baseline`` writes the baseline from one or more runs: the
+median ratio of each, its spread over the runs, and each run's commit and load average.
 """
 
 from __future__ import annotations
@@ -55,14 +56,13 @@ class Verdict:
 
 
 def ratios(run: dict[str, Any], statistic: str = STATISTIC) -> dict[str, Ratio]:
-    """Each calibrated benchmark of a pytest-benchmark JSON run: its time over its calibration's."""
-    times = {b["name"]: b["stats"][statistic] for b in run["benchmarks"]}
+    """Each calibrated benchmark of a pytest-benchmark JSON run: its time over its probe's."""
     out: dict[str, Ratio] = {}
     for bench in run["benchmarks"]:
         calibration = bench.get("extra_info", {}).get("calibration")
-        if calibration in times:
-            value = times[bench["name"]] / times[calibration]
-            out[bench["name"]] = Ratio(bench["name"], calibration, value)
+        if calibration:
+            value = bench["stats"][statistic] / calibration[statistic]
+            out[bench["name"]] = Ratio(bench["name"], calibration["name"], value)
     return out
 
 

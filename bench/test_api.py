@@ -4,7 +4,8 @@ One blocking keep-alive connection (the standard library's ``http.client``, the 
 at hand) sends one request at a time, so each figure is a request's round trip through uvicorn
 and the app. ``bench/api_throughput.py`` measures the same pair under load with wrk; this pair is
 what the regression gate (bench/gate.py) judges: ``POST /jobs`` as a ratio to the bare endpoint
-in the same run, which cancels the machine, the client and the HTTP server out of it.
+timed right before and after it, which cancels the machine, the client and the HTTP server
+out of it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import redis
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from bench.api_process import serving_api
-from bench.conftest import BARE_ENDPOINT, calibrated_by
+from bench.conftest import Calibration
 from jobrunner.dev.redis_server import RedisServer
 from jobrunner.tokens import encode_record, new_token, tokens_key
 
@@ -54,13 +55,9 @@ def api() -> Iterator[Api]:
             api.connection.close()
 
 
-@pytest.mark.benchmark(group="calibration")
-def test_calibration_bare_endpoint(benchmark: BenchmarkFixture, api: Api) -> None:
-    """A request that touches nothing (``GET /healthz``): the API benchmarks' yardstick."""
-    assert benchmark(api.request, "GET", "/healthz") == 200
-
-
 @pytest.mark.benchmark(group="api")
 def test_post_one_job(benchmark: BenchmarkFixture, api: Api) -> None:
-    calibrated_by(benchmark, BARE_ENDPOINT)
-    assert benchmark(api.request, "POST", "/jobs", ONE_JOB) == 202
+    bare = Calibration("GET /healthz", lambda: api.request("GET", "/healthz"))
+    assert api.request("GET", "/healthz") == 200
+    with bare.around(benchmark):
+        assert benchmark(api.request, "POST", "/jobs", ONE_JOB) == 202

@@ -6,8 +6,8 @@ them: a real caller would have to build it), and decode with ``Job(**data)``, wh
 msgspec's typed decoder, does not validate field types.
 
 Every benchmark checks its round trip, so the table compares codecs that actually agree. The
-regression gate (bench/gate.py) judges each as a ratio to ``test_calibration_python``, a fixed
-piece of pure Python measured in the same run.
+regression gate (bench/gate.py) judges each as a ratio to a fixed piece of pure Python timed
+right before and after it (``bench.conftest.Calibration``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import orjson
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench.conftest import PYTHON_WORK, calibrated_by
+from bench.conftest import Calibration
 from jobrunner.job import Job, decode_job, encode_job
 
 # Non-default queue, retries and timeout, so msgspec (which omits defaults) writes every field the
@@ -83,24 +83,12 @@ def test_payload_is_representative() -> None:
     assert json.loads(encode_job(JOB)).keys() == JOB_DICT.keys()
 
 
-def python_work() -> int:
-    """Dict and list work of the codecs' kind, in the interpreter only: the same on every run."""
-    table = {f"k{i}": i for i in range(64)}
-    return sum(len(str(value)) for key, value in table.items() if key[1] != "x")
-
-
-@pytest.mark.benchmark(group="calibration")
-def test_calibration_python(benchmark: BenchmarkFixture) -> None:
-    """The CPU benchmarks' yardstick: how fast this interpreter runs on this machine now."""
-    assert benchmark(python_work) == 118
-
-
 @pytest.mark.benchmark(group="encode")
 @pytest.mark.parametrize("codec", CODECS)
-def test_encode(benchmark: BenchmarkFixture, codec: str) -> None:
-    calibrated_by(benchmark, PYTHON_WORK)
+def test_encode(benchmark: BenchmarkFixture, codec: str, python_calibration: Calibration) -> None:
     encode, value = ENCODERS[codec]
-    raw = benchmark(encode, value)
+    with python_calibration.around(benchmark):
+        raw = benchmark(encode, value)
     assert isinstance(raw, bytes)
     assert json.loads(raw) == JOB_DICT
     assert DECODERS[codec](raw) == JOB
@@ -108,11 +96,11 @@ def test_encode(benchmark: BenchmarkFixture, codec: str) -> None:
 
 @pytest.mark.benchmark(group="decode")
 @pytest.mark.parametrize("codec", CODECS)
-def test_decode(benchmark: BenchmarkFixture, codec: str) -> None:
-    calibrated_by(benchmark, PYTHON_WORK)
+def test_decode(benchmark: BenchmarkFixture, codec: str, python_calibration: Calibration) -> None:
     encode, value = ENCODERS[codec]
     raw = encode(value)
-    job = benchmark(DECODERS[codec], raw)
+    with python_calibration.around(benchmark):
+        job = benchmark(DECODERS[codec], raw)
     assert isinstance(job, Job)
     assert job == JOB
     assert job.payload == JOB.payload

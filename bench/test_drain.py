@@ -10,8 +10,8 @@ waited for, which favours the baseline by at most its concurrency's worth of job
 ``make bench`` runs this with 5 rounds of 20,000 jobs (``BENCH_DRAIN_JOBS``,
 ``BENCH_DRAIN_ROUNDS``); ``make test`` (``--benchmark-disable``) runs each body once on 500 jobs,
 so the scenarios stay correct without slowing CI; its timed run (``python -m bench.ci``) drains
-2,000 jobs a round, and the regression gate (bench/gate.py) judges each drain as a ratio to
-``test_calibration_sync_redis_round_trip``, a PING measured just before, on the same client.
+2,000 jobs a round, and the regression gate (bench/gate.py) judges each drain as a ratio to a
+PING on the same client, timed before, after and between the rounds (``Calibration``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pytest
 import redis
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench.conftest import SYNC_REDIS_ROUND_TRIP, calibrated_by, slowed
+from bench.conftest import Calibration, slowed
 from jobrunner.dev.redis_server import RedisServer
 from jobrunner.dev.stack import Stack
 from jobrunner.job import Job, encode_job, new_job_id
@@ -110,23 +110,11 @@ def drained(client: redis.Redis, scenario: Scenario, target: int) -> bool:
     return int(client.hget(QUEUE.stats, "processed") or 0) >= target
 
 
-@pytest.mark.benchmark(group="calibration")
-def test_calibration_sync_redis_round_trip(
-    benchmark: BenchmarkFixture, server: RedisServer
-) -> None:
-    """A bare round trip (PING) on the blocking client the drains poll with: their yardstick."""
-    client = redis.Redis.from_url(server.url)
-    try:
-        assert benchmark(client.ping) is True
-    finally:
-        client.close()
-
-
 @pytest.mark.benchmark(group="drain", min_rounds=1, warmup=False)
 def test_drain(benchmark: BenchmarkFixture, running: tuple[Scenario, Stack]) -> None:
     scenario, stack = running
-    calibrated_by(benchmark, SYNC_REDIS_ROUND_TRIP)
     client = stack.client
+    ping = Calibration("redis PING", client.ping, window=0.02)
     count = jobs_per_round(benchmark, scenario)
     rounds = 1 if benchmark.disabled else int(os.environ.get("BENCH_DRAIN_ROUNDS", "5"))
     target = [0]
@@ -135,6 +123,7 @@ def test_drain(benchmark: BenchmarkFixture, running: tuple[Scenario, Stack]) -> 
     def setup() -> None:
         target[0] = int(client.hget(QUEUE.stats, "processed") or 0) + count
         park_jobs(client, scenario, count)
+        ping.sample()  # between rounds, so each round's load is in the yardstick too
 
     def drain() -> None:
         client.rename(PARKED, ready_key)  # idle workers block on the ready list: they wake
@@ -146,7 +135,8 @@ def test_drain(benchmark: BenchmarkFixture, running: tuple[Scenario, Stack]) -> 
     benchmark.extra_info.update(jobs=count, scenario=scenario.name, workers=scenario.workers,
                                 model=scenario.model, queue=scenario.queue,
                                 job_type=scenario.job_type)  # fmt: skip
-    benchmark.pedantic(slowed(benchmark.name, drain), setup=setup, rounds=rounds, iterations=1)
+    with ping.around(benchmark):
+        benchmark.pedantic(slowed(benchmark.name, drain), setup=setup, rounds=rounds, iterations=1)
     if scenario.queue == "reliable":
         assert int(client.hget(QUEUE.stats, "processed") or 0) == target[0]
         assert stack.depth()["reserved"] == 0

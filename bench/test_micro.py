@@ -5,9 +5,9 @@ The queue API is async; each timed call runs its coroutine on the session's one 
 ``--benchmark-disable`` (as ``make test`` runs them) each body runs once and the asserts still
 check the result.
 
-Each queue benchmark is judged by the regression gate (bench/gate.py) as a ratio to
-``test_calibration_redis_round_trip``: a PING on the same kind of client and loop, measured in
-the same run.
+The regression gate (bench/gate.py) judges each queue benchmark as a ratio to a PING on the
+same kind of client and loop, and the backoff maths to a piece of pure Python, each probe timed
+right before and after the benchmark (``bench.conftest.Calibration``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench.conftest import PYTHON_WORK, REDIS_ROUND_TRIP, LoopRunner, calibrated_by
+from bench.conftest import Calibration, LoopRunner
 from jobrunner.backoff import STRATEGIES, backoff_from_name
-from jobrunner.connection import async_redis
 from jobrunner.job import Job, JobState, new_job_id
 from jobrunner.queue import ReliableQueue
 
@@ -34,21 +33,11 @@ def make_jobs(count: int) -> list[Job]:
     return [Job(id=new_job_id(), type="noop", payload=PAYLOAD) for _ in range(count)]
 
 
-@pytest.mark.benchmark(group="calibration")
-def test_calibration_redis_round_trip(
-    benchmark: BenchmarkFixture, run: LoopRunner, redis_url: str
-) -> None:
-    """A bare round trip (PING) on the client and loop the queue benchmarks use: their yardstick."""
-    client = async_redis(redis_url)
-    try:
-        assert benchmark(lambda: run(client.ping())) is True
-    finally:
-        run(client.aclose())
-
-
 @pytest.mark.benchmark(group="queue")
-def test_enqueue_one(benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue) -> None:
-    calibrated_by(benchmark, REDIS_ROUND_TRIP)
+def test_enqueue_one(
+    benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue,
+    redis_calibration: Calibration,
+) -> None:  # fmt: skip
     calls = 0
 
     def enqueue_one() -> str:
@@ -56,7 +45,8 @@ def test_enqueue_one(benchmark: BenchmarkFixture, run: LoopRunner, queue: Reliab
         calls += 1
         return run(queue.enqueue("noop", PAYLOAD))
 
-    job_id = benchmark(enqueue_one)
+    with redis_calibration.around(benchmark):
+        job_id = benchmark(enqueue_one)
     stats = run(queue.stats("default"))
     assert stats.ready == calls
     assert stats.counters["enqueued"] == calls
@@ -67,8 +57,10 @@ def test_enqueue_one(benchmark: BenchmarkFixture, run: LoopRunner, queue: Reliab
 
 
 @pytest.mark.benchmark(group="queue")
-def test_enqueue_many(benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue) -> None:
-    calibrated_by(benchmark, REDIS_ROUND_TRIP)
+def test_enqueue_many(
+    benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue,
+    redis_calibration: Calibration,
+) -> None:  # fmt: skip
     calls = 0
 
     def setup() -> tuple[tuple[list[Job]], dict[str, Any]]:
@@ -79,7 +71,8 @@ def test_enqueue_many(benchmark: BenchmarkFixture, run: LoopRunner, queue: Relia
         calls += 1
         return run(queue.enqueue_jobs(jobs))
 
-    created = benchmark.pedantic(enqueue_many, setup=setup, rounds=20, warmup_rounds=1)
+    with redis_calibration.around(benchmark):
+        created = benchmark.pedantic(enqueue_many, setup=setup, rounds=20, warmup_rounds=1)
     assert created == [True] * MANY
     stats = run(queue.stats("default"))
     assert stats.ready == calls * MANY
@@ -88,9 +81,9 @@ def test_enqueue_many(benchmark: BenchmarkFixture, run: LoopRunner, queue: Relia
 
 @pytest.mark.benchmark(group="queue")
 def test_reserve_ack_batch(
-    benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue
-) -> None:
-    calibrated_by(benchmark, REDIS_ROUND_TRIP)
+    benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue,
+    redis_calibration: Calibration,
+) -> None:  # fmt: skip
     calls = 0
 
     def setup() -> None:
@@ -106,7 +99,8 @@ def test_reserve_ack_batch(
         calls += 1
         return run(reserve_and_ack())
 
-    reserved, stale = benchmark.pedantic(one_batch, setup=setup, rounds=50, warmup_rounds=1)
+    with redis_calibration.around(benchmark):
+        reserved, stale = benchmark.pedantic(one_batch, setup=setup, rounds=50, warmup_rounds=1)
     assert (reserved, stale) == (BATCH, [])
     stats = run(queue.stats("default"))
     assert (stats.ready, stats.reserved, stats.dead) == (0, 0, 0)
@@ -141,8 +135,7 @@ def check_delay(name: str, attempt: int, previous: float | None, delay: float) -
 
 @pytest.mark.benchmark(group="backoff")
 @pytest.mark.parametrize("name", list(STRATEGIES))
-def test_backoff(benchmark: BenchmarkFixture, name: str) -> None:
-    calibrated_by(benchmark, PYTHON_WORK)
+def test_backoff(benchmark: BenchmarkFixture, name: str, python_calibration: Calibration) -> None:
     strategy = backoff_from_name(name, base=BASE, cap=CAP, rng=random.Random(1234))
 
     def schedule() -> list[float]:
@@ -154,7 +147,8 @@ def test_backoff(benchmark: BenchmarkFixture, name: str) -> None:
             delays.append(previous)
         return delays
 
-    delays = benchmark(schedule)
+    with python_calibration.around(benchmark):
+        delays = benchmark(schedule)
     assert len(delays) == ATTEMPTS
     previous: float | None = None
     for attempt, delay in enumerate(delays, start=1):
