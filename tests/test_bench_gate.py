@@ -8,6 +8,7 @@ the same drain without it passes.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,24 @@ def test_the_committed_baseline_says_where_it_ran_and_holds_a_tolerance_under_2x
     assert all(run["commit"] and run["loadavg"] for run in committed["runs"])
     noisy = [n for n, e in committed["ratios"].items() if e["worst_run"] > committed["tolerance"]]
     assert len(noisy) <= len(committed["ratios"]) // 4, noisy
+
+
+def test_the_performance_docs_quote_the_committed_baselines_own_figures() -> None:
+    """Re-write the baseline and forget the prose, and this fails instead of the docs misleading."""
+    committed = json.loads(gate.BASELINE.read_text())
+    docs = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+    text = " ".join(docs.read_text().split())  # the prose may be re-wrapped
+    entries = committed["ratios"].values()
+    spread = statistics.median(e["spread"] for e in entries)
+    worst = statistics.median(e["worst_run"] for e in entries)
+    loads = [run["loadavg"][0] for run in committed["runs"]]
+    assert f"**{committed['tolerance']}x**" in text
+    assert f"median {spread:.2f}x, largest {committed['largest_spread']:.2f}x" in text
+    assert f"(median {worst:.2f}x, largest {committed['worst_run']:.2f}x" in text
+    assert f"load averages {min(loads):.2f} to {max(loads):.2f}" in text
+    assert f"commit `{committed['runs'][0]['commit'][:7]}`" in text
+    assert len(committed["runs"]) == 8
+    assert "over eight runs of the CI suite" in text
 
 
 DRAIN = "test_drain[reliable-asyncio-1proc]"
