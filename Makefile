@@ -14,11 +14,12 @@ DEV := $(VENV)/.installed-dev
 LAB := $(call stamp,dev lab)
 DEMO := $(call stamp,dev lab demo)
 
-.PHONY: help install test lint typecheck unit demo bench lab lab-run clean
+.PHONY: help install test bench-ci lint typecheck unit demo bench lab lab-run clean
 
 help:
 	@echo "make demo   - start an embedded Redis, the API and workers, drive a burst, watch it drain"
-	@echo "make test   - set up .venv, run ruff, mypy and every test"
+	@echo "make test   - set up .venv, run ruff, mypy and every test, then make bench-ci"
+	@echo "make bench-ci - time the benchmarks at small sizes and gate them against bench/baselines.json"
 	@echo "make bench  - run the benchmarks in full and print the figures"
 	@echo "make lab    - open JupyterLab on notebooks/ (LAB_IP=0.0.0.0 on a remote host; make lab-run: re-run them all)"
 
@@ -58,6 +59,13 @@ $(SHELLCHECK):
 
 test: lint typecheck $(DEV) $(CHROMIUM) $(PROMETHEUS) $(SHELLCHECK)
 	$(PY) -m pytest --benchmark-disable $(PYTEST_ARGS)
+	$(PY) -m bench.ci
+
+# CI's benchmark step: the pytest-benchmark suite timed at small sizes (about half a minute),
+# its JSON kept in results/benchmarks/ci-latest.json, and the regression gate on it
+# (bench/gate.py: same-run ratios against bench/baselines.json; docs/performance.md).
+bench-ci: $(DEV)
+	$(PY) -m bench.ci
 
 demo: $(DEMO)
 	$(PY) -m jobrunner.cli demo

@@ -5,7 +5,9 @@ itself; json and orjson get the equivalent dict, built once outside the timed ca
 them: a real caller would have to build it), and decode with ``Job(**data)``, which, unlike
 msgspec's typed decoder, does not validate field types.
 
-Every benchmark checks its round trip, so the table compares codecs that actually agree.
+Every benchmark checks its round trip, so the table compares codecs that actually agree. The
+regression gate (bench/gate.py) judges each as a ratio to a fixed piece of pure Python timed
+right before and after it (``bench.conftest.Calibration``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import orjson
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from bench.conftest import Calibration
 from jobrunner.job import Job, decode_job, encode_job
 
 # Non-default queue, retries and timeout, so msgspec (which omits defaults) writes every field the
@@ -82,9 +85,10 @@ def test_payload_is_representative() -> None:
 
 @pytest.mark.benchmark(group="encode")
 @pytest.mark.parametrize("codec", CODECS)
-def test_encode(benchmark: BenchmarkFixture, codec: str) -> None:
+def test_encode(benchmark: BenchmarkFixture, codec: str, python_calibration: Calibration) -> None:
     encode, value = ENCODERS[codec]
-    raw = benchmark(encode, value)
+    with python_calibration.around(benchmark):
+        raw = benchmark(encode, value)
     assert isinstance(raw, bytes)
     assert json.loads(raw) == JOB_DICT
     assert DECODERS[codec](raw) == JOB
@@ -92,10 +96,11 @@ def test_encode(benchmark: BenchmarkFixture, codec: str) -> None:
 
 @pytest.mark.benchmark(group="decode")
 @pytest.mark.parametrize("codec", CODECS)
-def test_decode(benchmark: BenchmarkFixture, codec: str) -> None:
+def test_decode(benchmark: BenchmarkFixture, codec: str, python_calibration: Calibration) -> None:
     encode, value = ENCODERS[codec]
     raw = encode(value)
-    job = benchmark(DECODERS[codec], raw)
+    with python_calibration.around(benchmark):
+        job = benchmark(DECODERS[codec], raw)
     assert isinstance(job, Job)
     assert job == JOB
     assert job.payload == JOB.payload

@@ -9,7 +9,9 @@ waited for, which favours the baseline by at most its concurrency's worth of job
 
 ``make bench`` runs this with 5 rounds of 20,000 jobs (``BENCH_DRAIN_JOBS``,
 ``BENCH_DRAIN_ROUNDS``); ``make test`` (``--benchmark-disable``) runs each body once on 500 jobs,
-so the scenarios stay correct without slowing CI.
+so the scenarios stay correct without slowing CI; its timed run (``python -m bench.ci``) drains
+2,000 jobs a round, and the regression gate (bench/gate.py) judges each drain as a ratio to a
+PING on the same client, timed before, after and between the rounds (``Calibration``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 import redis
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from bench.conftest import Calibration, slowed
 from jobrunner.dev.redis_server import RedisServer
 from jobrunner.dev.stack import Stack
 from jobrunner.job import Job, encode_job, new_job_id
@@ -111,6 +114,7 @@ def drained(client: redis.Redis, scenario: Scenario, target: int) -> bool:
 def test_drain(benchmark: BenchmarkFixture, running: tuple[Scenario, Stack]) -> None:
     scenario, stack = running
     client = stack.client
+    ping = Calibration("redis PING", client.ping, window=0.02)
     count = jobs_per_round(benchmark, scenario)
     rounds = 1 if benchmark.disabled else int(os.environ.get("BENCH_DRAIN_ROUNDS", "5"))
     target = [0]
@@ -119,6 +123,7 @@ def test_drain(benchmark: BenchmarkFixture, running: tuple[Scenario, Stack]) -> 
     def setup() -> None:
         target[0] = int(client.hget(QUEUE.stats, "processed") or 0) + count
         park_jobs(client, scenario, count)
+        ping.sample()  # between rounds, so each round's load is in the yardstick too
 
     def drain() -> None:
         client.rename(PARKED, ready_key)  # idle workers block on the ready list: they wake
@@ -130,7 +135,8 @@ def test_drain(benchmark: BenchmarkFixture, running: tuple[Scenario, Stack]) -> 
     benchmark.extra_info.update(jobs=count, scenario=scenario.name, workers=scenario.workers,
                                 model=scenario.model, queue=scenario.queue,
                                 job_type=scenario.job_type)  # fmt: skip
-    benchmark.pedantic(drain, setup=setup, rounds=rounds, iterations=1)
+    with ping.around(benchmark):
+        benchmark.pedantic(slowed(benchmark.name, drain), setup=setup, rounds=rounds, iterations=1)
     if scenario.queue == "reliable":
         assert int(client.hget(QUEUE.stats, "processed") or 0) == target[0]
         assert stack.depth()["reserved"] == 0

@@ -4,6 +4,10 @@ The queue API is async; each timed call runs its coroutine on the session's one 
 ``run`` fixture), so the figures include a loop round trip as a real caller's would. Under
 ``--benchmark-disable`` (as ``make test`` runs them) each body runs once and the asserts still
 check the result.
+
+The regression gate (bench/gate.py) judges each queue benchmark as a ratio to a PING on the
+same kind of client and loop, and the backoff maths to a piece of pure Python, each probe timed
+right before and after the benchmark (``bench.conftest.Calibration``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench.conftest import LoopRunner
+from bench.conftest import Calibration, LoopRunner
 from jobrunner.backoff import STRATEGIES, backoff_from_name
 from jobrunner.job import Job, JobState, new_job_id
 from jobrunner.queue import ReliableQueue
@@ -30,7 +34,10 @@ def make_jobs(count: int) -> list[Job]:
 
 
 @pytest.mark.benchmark(group="queue")
-def test_enqueue_one(benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue) -> None:
+def test_enqueue_one(
+    benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue,
+    redis_calibration: Calibration,
+) -> None:  # fmt: skip
     calls = 0
 
     def enqueue_one() -> str:
@@ -38,7 +45,8 @@ def test_enqueue_one(benchmark: BenchmarkFixture, run: LoopRunner, queue: Reliab
         calls += 1
         return run(queue.enqueue("noop", PAYLOAD))
 
-    job_id = benchmark(enqueue_one)
+    with redis_calibration.around(benchmark):
+        job_id = benchmark(enqueue_one)
     stats = run(queue.stats("default"))
     assert stats.ready == calls
     assert stats.counters["enqueued"] == calls
@@ -49,7 +57,10 @@ def test_enqueue_one(benchmark: BenchmarkFixture, run: LoopRunner, queue: Reliab
 
 
 @pytest.mark.benchmark(group="queue")
-def test_enqueue_many(benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue) -> None:
+def test_enqueue_many(
+    benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue,
+    redis_calibration: Calibration,
+) -> None:  # fmt: skip
     calls = 0
 
     def setup() -> tuple[tuple[list[Job]], dict[str, Any]]:
@@ -60,7 +71,8 @@ def test_enqueue_many(benchmark: BenchmarkFixture, run: LoopRunner, queue: Relia
         calls += 1
         return run(queue.enqueue_jobs(jobs))
 
-    created = benchmark.pedantic(enqueue_many, setup=setup, rounds=20, warmup_rounds=1)
+    with redis_calibration.around(benchmark):
+        created = benchmark.pedantic(enqueue_many, setup=setup, rounds=20, warmup_rounds=1)
     assert created == [True] * MANY
     stats = run(queue.stats("default"))
     assert stats.ready == calls * MANY
@@ -69,8 +81,9 @@ def test_enqueue_many(benchmark: BenchmarkFixture, run: LoopRunner, queue: Relia
 
 @pytest.mark.benchmark(group="queue")
 def test_reserve_ack_batch(
-    benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue
-) -> None:
+    benchmark: BenchmarkFixture, run: LoopRunner, queue: ReliableQueue,
+    redis_calibration: Calibration,
+) -> None:  # fmt: skip
     calls = 0
 
     def setup() -> None:
@@ -86,7 +99,8 @@ def test_reserve_ack_batch(
         calls += 1
         return run(reserve_and_ack())
 
-    reserved, stale = benchmark.pedantic(one_batch, setup=setup, rounds=50, warmup_rounds=1)
+    with redis_calibration.around(benchmark):
+        reserved, stale = benchmark.pedantic(one_batch, setup=setup, rounds=50, warmup_rounds=1)
     assert (reserved, stale) == (BATCH, [])
     stats = run(queue.stats("default"))
     assert (stats.ready, stats.reserved, stats.dead) == (0, 0, 0)
@@ -121,7 +135,7 @@ def check_delay(name: str, attempt: int, previous: float | None, delay: float) -
 
 @pytest.mark.benchmark(group="backoff")
 @pytest.mark.parametrize("name", list(STRATEGIES))
-def test_backoff(benchmark: BenchmarkFixture, name: str) -> None:
+def test_backoff(benchmark: BenchmarkFixture, name: str, python_calibration: Calibration) -> None:
     strategy = backoff_from_name(name, base=BASE, cap=CAP, rng=random.Random(1234))
 
     def schedule() -> list[float]:
@@ -133,7 +147,8 @@ def test_backoff(benchmark: BenchmarkFixture, name: str) -> None:
             delays.append(previous)
         return delays
 
-    delays = benchmark(schedule)
+    with python_calibration.around(benchmark):
+        delays = benchmark(schedule)
     assert len(delays) == ATTEMPTS
     previous: float | None = None
     for attempt, delay in enumerate(delays, start=1):

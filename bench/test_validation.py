@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from bench.conftest import Calibration
 from jobrunner.api.bodies import decode_jobs
 from jobrunner.api.errors import ApiError
 from jobrunner.job import Job, check_job
@@ -50,8 +51,11 @@ def validate(raw: bytes) -> str:
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_validate_a_one_mib_body(benchmark: BenchmarkFixture, shape: str) -> None:
+def test_validate_a_one_mib_body(
+    benchmark: BenchmarkFixture, shape: str, python_calibration: Calibration
+) -> None:
     benchmark.group = "POST /jobs validation, 1 MiB body"
-    outcome = benchmark(validate, SHAPES[shape])
+    with python_calibration.around(benchmark):
+        outcome = benchmark(validate, SHAPES[shape])
     expected = shape.rsplit("(", 1)[1].rstrip(")")
     assert outcome == ("accepted" if expected == "accepted" else f"max_{expected.split(': ')[1]}")
