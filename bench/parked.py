@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 import redis
 
+from jobrunner.connection import sync_redis
 from jobrunner.job import Job, encode_job, new_job_id
 from jobrunner.keys import QueueKeys, workers_key
 
@@ -64,16 +65,18 @@ def worker_process(
     model: str = "asyncio",
     tree: Path = ROOT,
     extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[psutil.Process]:
     """One worker of ``model`` run from ``tree``'s code with its default settings, beating
     (ready) when this yields; stopped (SIGTERM) after."""
     env = {**os.environ, "PYTHONPATH": str(tree), **(extra_env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobrunner.cli", "worker", "--redis-url", redis_url,
-         "--model", model, "--import", "jobrunner.lab.handlers.demo", "--log-level", "warning"],
+         "--model", model, "--import", "jobrunner.lab.handlers.demo", "--log-level", "warning",
+         *extra_args],
         cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    client = redis.Redis.from_url(redis_url)
+    client = sync_redis(redis_url)  # a cluster client where the URL names a cluster
     try:
         deadline = time.monotonic() + 60
         while not client.zcard(workers_key()):

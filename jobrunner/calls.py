@@ -56,6 +56,7 @@ class QueueStats(msgspec.Struct, frozen=True):
     dead: int
     counters: dict[str, int]
     paused: bool = False
+    shards: list[QueueStats] = msgspec.field(default_factory=list)  # a sharded queue's, each
 
 
 @dataclass(frozen=True)

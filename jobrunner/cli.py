@@ -351,6 +351,20 @@ def requeue(redis_url: str | None, ids: tuple[str, ...], queue: str, everything:
 
 @main.command()
 @redis_option
+@click.argument("queue")
+@click.argument("count", type=int)
+def shard(redis_url: str | None, queue: str, count: int) -> None:
+    """Spread QUEUE over COUNT shards (on Redis Cluster: over the masters); grows only."""
+    try:
+        before = run_with_queue(redis_url, lambda q: q.declare_shards(queue, count))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{queue}: {before} -> {count} shards (producers and workers follow within "
+               "5 s)")  # fmt: skip
+
+
+@main.command()
+@redis_option
 @click.argument("ids", nargs=-1, required=True)
 def cancel(redis_url: str | None, ids: tuple[str, ...]) -> None:
     """Cancel jobs: a waiting one never runs, a running one is stopped by its worker."""

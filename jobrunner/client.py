@@ -89,10 +89,12 @@ class Client:
         """A client on ``url`` (default: ``REDIS_URL`` / ``JOBRUNNER_REDIS_URL``) that closes
         its connection pool with ``aclose()`` or the ``async with`` block."""
         settings = Settings.from_env(None, **({"redis_url": url} if url else {}))
-        return cls(async_redis(settings.redis_url), prefix=settings.prefix,
-                   result_ttl=settings.result_ttl, idempotency_ttl=settings.idempotency_ttl,
-                   wait_replicas=settings.wait_replicas, wait_timeout=settings.wait_timeout,
-                   owns_connection=True, **options)  # fmt: skip
+        defaults = {"prefix": settings.prefix, "result_ttl": settings.result_ttl,
+                    "idempotency_ttl": settings.idempotency_ttl,
+                    "wait_replicas": settings.wait_replicas,
+                    "wait_timeout": settings.wait_timeout}  # fmt: skip
+        return cls(async_redis(settings.redis_url), owns_connection=True,
+                   **{**defaults, **options})  # fmt: skip
 
     async def __aenter__(self) -> Client:
         return self

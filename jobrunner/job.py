@@ -88,14 +88,18 @@ def make_job(
 # its queue. The id carries it: ``<local>@<queue>``, or just ``<local>`` on the default queue.
 # Looking a job up is then one read, however many queues there are.
 
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# a shard of a sharded queue is named <queue>~<index> (jobrunner/shards.py)
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}(~[1-9][0-9]{0,3})?$")
 QUEUE_SEPARATOR = "@"
 
 
 def check_queue_name(name: str) -> str:
     """The name, if it may name a queue (it goes inside Redis keys' ``{...}`` hash tags)."""
     if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
-        raise ValueError(f"queue name {name!r}: 1 to 64 letters, digits, '_', '.', ':' or '-'")
+        raise ValueError(
+            f"queue name {name!r}: 1 to 64 letters, digits, '_', '.', ':' or '-' "
+            "(and '~<n>' naming a shard)"
+        )
     return name
 
 

@@ -49,6 +49,11 @@ def queues_key(prefix: str = PREFIX) -> str:
     return f"{prefix}:queues"
 
 
+def shards_key(prefix: str = PREFIX) -> str:
+    """HASH queue name -> how many shards it is spread over (jobrunner/shards.py)."""
+    return f"{prefix}:shards"
+
+
 def workers_key(prefix: str = PREFIX) -> str:
     """ZSET worker id -> last heartbeat (ms)."""
     return f"{prefix}:workers"

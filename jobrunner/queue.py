@@ -49,12 +49,21 @@ from jobrunner.calls import (
 )
 from jobrunner.connection import is_cluster
 from jobrunner.job import Job, JobRecord, queue_of
-from jobrunner.keys import PREFIX, QueueKeys, queues_key, worker_key, workers_key
+from jobrunner.keys import PREFIX, QueueKeys, queues_key, shards_key, worker_key, workers_key
 from jobrunner.pipelined import NotReplicated, PipelinedConnection
 from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
 from jobrunner.routed import RoutedConnections
 from jobrunner.scripts import Scripts
+from jobrunner.shards import (
+    ShardCounts,
+    check_shards,
+    combined,
+    expand,
+    logical_of,
+    place,
+    shards_of,
+)
 
 __all__ = ["BATCH_LIMIT", "Enqueued", "NewJob", "QueueStats", "ReliableQueue", "Reservation"]
 
@@ -160,6 +169,7 @@ class ReliableQueue:
         elif pipelined or wait_replicas:  # WAIT must follow the write on its connection
             self._pipe = PipelinedConnection.from_redis(redis)
         self._wait = (wait_replicas, _ms(wait_timeout)) if wait_replicas else None
+        self.shards = ShardCounts()  # this process's copy of the shard counts (shards.py)
         self.unreplicated = 0  # acks that WAIT did not see reach wait_replicas replicas
         self._lanes: dict[tuple[str, int], _Lane] = {}  # (queue, max_depth) -> its calls
         self._group_tasks: set[asyncio.Task[None]] = set()
@@ -196,8 +206,7 @@ class ReliableQueue:
         """
         job = self.registry.new_job(type, payload, queue=queue, job_id=job_id,
                                     max_retries=max_retries, timeout=timeout)  # fmt: skip
-        await self.enqueue_batch([NewJob(job, delay, fresh=job_id is None)])
-        return job.id
+        return (await self.enqueue_batch([NewJob(job, delay, fresh=job_id is None)])).ids[0]
 
     async def enqueue_jobs(
         self, jobs: Sequence[Job], *, delay: float = 0.0, checked: bool = False
@@ -232,6 +241,9 @@ class ReliableQueue:
         queue, Redis at maxmemory or unreachable) is every caller's, as it would have been
         each one's alone.
         """
+        counts = await self.shard_counts()
+        if counts:
+            items = [place(item, counts) for item in items]
         if self._pipe is None or not items or len(items) >= COALESCE_LIMIT:
             return await self._write_batch(items, max_depth, checked)
         queue = items[0].job.queue
@@ -358,6 +370,34 @@ class ReliableQueue:
         if new:
             await self.redis.sadd(queues_key(self.prefix), *new)
             self._known_queues.update(new)
+
+    # ---------------------------------------------------------------- shards
+
+    async def shard_counts(self) -> dict[str, int]:
+        """The sharded queues and their shard counts, re-read every ``shards.refresh`` s."""
+        if self.shards.due():
+            self.shards.update(await self.redis.hgetall(shards_key(self.prefix)))
+        return self.shards.counts
+
+    async def serving(self, queues: Sequence[str], turn: int = 0) -> list[str]:
+        """The queues that hold ``queues``' jobs, shards in place of sharded ones (rotated by
+        ``turn``), in priority order: what a worker reserves from."""
+        return expand(queues, await self.shard_counts(), turn)
+
+    async def declare_shards(self, queue: str, n: int) -> int:
+        """Spread ``queue`` over ``n`` shards (more than it has; never fewer); returns the
+        number it had."""
+        key = shards_key(self.prefix)
+        current = int(await self.redis.hget(key, queue) or 1)
+        check_shards(queue, n, current)
+        await self.redis.hset(key, queue, n)
+        await self._remember_queues([queue])
+        self.shards.update(await self.redis.hgetall(key))
+        return current
+
+    async def holding(self, queue: str) -> list[str]:
+        """The queues that hold ``queue``'s jobs: its shards, or itself."""
+        return shards_of(queue, await self.shard_counts())
 
     # ---------------------------------------------------------------- consuming
 
@@ -565,12 +605,13 @@ class ReliableQueue:
 
     async def requeue(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Send dead jobs back to ready: the given ids, or every dead job when ``ids`` is None."""
-        keys = self.keys(queue)
         if ids is not None:
-            return int(await self._call(requeue_call(keys, ids))) if ids else 0
+            return sum([int(await self._call(requeue_call(self.keys(name), part)))
+                        for name, part in _by_shard(queue, ids).items()])  # fmt: skip
         total = 0
-        while n := int(await self._call(requeue_call(keys, None))):
-            total += n
+        for name in await self.holding(queue):
+            while n := int(await self._call(requeue_call(self.keys(name), None))):
+                total += n
         return total
 
     async def cancel(self, job_id: str, queue: str | None = None) -> str:
@@ -580,8 +621,11 @@ class ReliableQueue:
         return _text(await self._call(cancel_call(keys, job_id, self.result_ttl)))
 
     async def pause(self, queue: str, paused: bool = True) -> bool:
-        """Stop (or resume) handing out the queue's jobs; True if that changed anything."""
-        return bool(await self._call(pause_call(self.keys(queue), paused)))
+        """Stop (or resume) handing out the queue's jobs (every shard's); True if that changed
+        anything."""
+        changed = [await self._call(pause_call(self.keys(name), paused))
+                   for name in await self.holding(queue)]  # fmt: skip
+        return any(changed)
 
     async def watch(self, job_id: str, queue: str | None = None) -> str:
         """Flag a job as waited for (its end is then pushed to its notify list); its state."""
@@ -590,8 +634,9 @@ class ReliableQueue:
     # ---------------------------------------------------------------- reading
 
     async def queue_names(self) -> list[str]:
+        """Every queue enqueued to (a sharded one once, by its name, not its shards')."""
         names = await self.redis.smembers(queues_key(self.prefix))
-        return sorted(_text(n) for n in names)
+        return sorted({logical_of(_text(n)) for n in names})
 
     async def stats(self, queue: str) -> QueueStats:
         return (await self.stats_many([queue]))[0]
@@ -600,13 +645,16 @@ class ReliableQueue:
         """Depths, counters and the paused flag of several queues in one round trip (after
         writing the ``enqueued`` counts this producer carries, so it reads its own writes)."""
         await self.flush_counts()
+        held = {queue: await self.holding(queue) for queue in queues}  # a sharded one: each
+        flat = [name for queue in queues for name in held[queue]]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                for command, key in stats_commands(self.keys(queue)):
+            for name in flat:
+                for command, key in stats_commands(self.keys(name)):
                     getattr(pipe, command)(key)
             replies = await pipe.execute()
-        width = len(replies) // len(queues) if queues else 0
-        return [stats_of(q, replies[i * width : (i + 1) * width]) for i, q in enumerate(queues)]
+        width = len(replies) // len(flat) if flat else 0
+        each = {q: stats_of(q, replies[i * width : (i + 1) * width]) for i, q in enumerate(flat)}
+        return [combined(queue, [each[name] for name in held[queue]]) for queue in queues]
 
     async def get_job(self, job_id: str, queue: str | None = None) -> JobRecord | None:
         """A job with its state, or None when it is unknown (or its result expired).
@@ -636,9 +684,24 @@ class ReliableQueue:
 
     async def delete_dead(self, queue: str, ids: Sequence[str]) -> int:
         """Remove dead jobs for good; ids not in dead are left alone. Returns how many."""
-        return int(await self._call(delete_call(self.keys(queue), ids))) if ids else 0
+        return sum([int(await self._call(delete_call(self.keys(name), part)))
+                    for name, part in _by_shard(queue, ids).items()])  # fmt: skip
 
     async def _listed(
+        self, queue: str, where: str, offset: int, limit: int
+    ) -> list[tuple[JobRecord, float]]:
+        """A page of one of the queue's sorted sets (over every shard of a sharded one: each
+        shard's first offset + limit, merged by score)."""
+        names = await self.holding(queue)
+        if len(names) == 1:
+            return await self._listed_one(queue, where, offset, limit)
+        rows = [
+            row for name in names for row in await self._listed_one(name, where, 0, offset + limit)
+        ]
+        rows.sort(key=lambda row: row[1], reverse=where == "dead")
+        return rows[offset : offset + limit]
+
+    async def _listed_one(
         self, queue: str, where: str, offset: int, limit: int
     ) -> list[tuple[JobRecord, float]]:
         """A page of one of the queue's sorted sets, read in two round trips."""
@@ -695,3 +758,12 @@ class ReliableQueue:
             if info:
                 out[worker_id] = {_text(k): _text(v) for k, v in info.items()}
         return out
+
+
+def _by_shard(queue: str, ids: Sequence[str]) -> dict[str, list[str]]:
+    """Ids given for ``queue``, by the shard each names (an id that names none: ``queue``)."""
+    out: dict[str, list[str]] = {}
+    for job_id in ids:
+        named = queue_of(job_id)
+        out.setdefault(named if logical_of(named) == queue else queue, []).append(job_id)
+    return out

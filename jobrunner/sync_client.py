@@ -44,11 +44,12 @@ from jobrunner.config import Settings
 from jobrunner.connection import is_cluster, sync_redis
 from jobrunner.errors import UnknownJob
 from jobrunner.job import JobRecord, JobState, queue_of
-from jobrunner.keys import PREFIX, QueueKeys, queues_key
+from jobrunner.keys import PREFIX, QueueKeys, queues_key, shards_key
 from jobrunner.pipelined import SyncPipelinedConnection
 from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
 from jobrunner.scripts import SyncScripts
+from jobrunner.shards import ShardCounts, combined, place, shards_of
 
 
 class SyncClient:
@@ -77,6 +78,7 @@ class SyncClient:
         self._known_queues: set[str] = set()
         self._keys: dict[str, QueueKeys] = {}
         self.counts = EnqueueCounts()  # `enqueued` counters carried between calls
+        self.shards = ShardCounts()  # this client's copy of the shard counts (shards.py)
         self._timer: threading.Timer | None = None
         self._timer_lock = threading.Lock()
 
@@ -147,6 +149,8 @@ class SyncClient:
         return self._write(items, checked=False).ids
 
     def _write(self, items: list[NewJob], checked: bool) -> Enqueued:
+        if counts := self._shard_counts():  # a sharded queue's jobs go to their shards
+            items = [place(item, counts) for item in items]
         if self.cluster and len(groups := by_queue(items)) > 1:  # one script call per slot
             check_jobs(items, jobs_checked=checked)
             return merged(items, [(g, self._write(g, checked=True)) for g in groups])
@@ -169,6 +173,12 @@ class SyncClient:
         if self.counts.settle(call, queues, items, done.created):
             self._flush_counts_later()
         return done
+
+    def _shard_counts(self) -> dict[str, int]:
+        """The sharded queues' shard counts, re-read every ``shards.refresh`` seconds."""
+        if self.shards.due():
+            self.shards.update(self.redis.hgetall(shards_key(self.prefix)))
+        return self.shards.counts
 
     def _flush_counts_later(self) -> None:
         """A flush within ``counts.every`` (a daemon timer), unless one is already due."""
@@ -205,12 +215,18 @@ class SyncClient:
         return record_of(job_id, queue, fields) if fields else None
 
     def stats(self, queue: str) -> QueueStats:
-        """The queue's depths, lifetime counters and whether it is paused, in one round trip."""
+        """The queue's depths, lifetime counters and whether it is paused, in one round trip
+        (a sharded queue's: summed over its shards, each beside)."""
         self.flush_counts()  # read its own writes
+        names = shards_of(queue, self._shard_counts())
         pipe = self.redis.pipeline(transaction=False)
-        for command, key in stats_commands(self.keys(queue)):
-            getattr(pipe, command)(key)
-        return stats_of(queue, pipe.execute())
+        for name in names:
+            for command, key in stats_commands(self.keys(name)):
+                getattr(pipe, command)(key)
+        replies = pipe.execute()
+        width = len(replies) // len(names)
+        each = [stats_of(n, replies[i * width : (i + 1) * width]) for i, n in enumerate(names)]
+        return combined(queue, each)
 
     def result(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait for a job to end and return its result (see ``Client.result``)."""

@@ -27,9 +27,9 @@ Q = "jr:{default}"
 # (job, result, cancel, pause, resume: test_cli_operate.py.)
 COMMANDS = ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis", "profile",
             "up", "demo", "loadgen", "scheduler", "chaos", "experiment", "token",
-            "redis-acl", "job", "result", "cancel", "pause", "resume"]  # fmt: skip
+            "redis-acl", "job", "result", "cancel", "pause", "resume", "shard"]  # fmt: skip
 PRODUCTION = ["worker", "enqueue", "stats", "requeue", "scheduler", "token", "redis-acl", "job",
-              "result", "cancel", "pause", "resume"]  # fmt: skip
+              "result", "cancel", "pause", "resume", "shard"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

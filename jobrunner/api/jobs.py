@@ -31,6 +31,7 @@ from jobrunner.metrics import ApiMetrics
 from jobrunner.payload import PayloadLimitError
 from jobrunner.queue import NewJob, ReliableQueue
 from jobrunner.registry import Registry
+from jobrunner.shards import logical_of
 
 ENQUEUED = msgspec.json.Encoder()
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
@@ -129,7 +130,8 @@ def jobs_router(
         """A job's state, attempts, last error and timestamps: one read, whatever the number of
         queues (the id names its queue; `queue` is for an id chosen without one)."""
         name = queue or queue_of_id(job_id)
-        visible = name in accepted and principal_of(request.state).allows(name)
+        home = logical_of(name)  # a shard is its queue's, for what is declared and allowed
+        visible = home in accepted and principal_of(request.state).allows(home)
         record = await queue_of(request).get_job(job_id, name) if visible else None
         if record is None:
             raise ApiError(404, "not_found", f"no job {job_id!r} (or its result expired)")
@@ -140,7 +142,8 @@ def jobs_router(
         """Cancel a job: a ready or scheduled one ends `cancelled` and never runs; a running one
         is `cancelling` until its worker stops it. An ended job is left as it is."""
         name = queue or queue_of_id(job_id)
-        visible = name in accepted and principal_of(request.state).allows(name)
+        home = logical_of(name)
+        visible = home in accepted and principal_of(request.state).allows(home)
         state = await queue_of(request).cancel(job_id, name) if visible else ""
         if not state:
             raise ApiError(404, "not_found", f"no job {job_id!r} (or its result expired)")

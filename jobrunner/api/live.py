@@ -84,7 +84,8 @@ class LiveFeed:
         sec, usec = await redis.time()
         beats: list[Any] = await redis.zrange(workers_key(prefix), 0, -1, withscores=True)
         now = int(sec) + int(usec) / 1e6
-        names = self.queues
+        held = {queue: await self.queue.holding(queue) for queue in self.queues}
+        names = [name for queue in self.queues for name in held[queue]]  # shards, each
         live = [(_text(w), now - score / 1000) for w, score in beats]
         live = [(w, age) for w, age in live if age <= self.worker_max_age]
         async with redis.pipeline(transaction=False) as pipe:
@@ -101,8 +102,13 @@ class LiveFeed:
                 pipe.hgetall(worker_key(worker_id, prefix))
             replies = await pipe.execute()
         width = 7
-        queues = [self._queue_view(name, now, replies[width * i : width * (i + 1)])
-                  for i, name in enumerate(names)]  # fmt: skip
+        each = {name: replies[width * i : width * (i + 1)] for i, name in enumerate(names)}
+        queues = []
+        for queue in self.queues:
+            view = self._queue_view(queue, now, _summed([each[name] for name in held[queue]]))
+            if len(held[queue]) > 1:  # a sharded queue: one row, each shard's depths beside
+                view["shards"] = [_depths(name, each[name]) for name in held[queue]]
+            queues.append(view)
         workers = []
         for (worker_id, age), info in zip(live, replies[width * len(names) :], strict=True):
             if info:  # the description expired between the two round trips
@@ -204,3 +210,25 @@ class LiveFeed:
             started = loop.time()
             await self.tick()
             await asyncio.sleep(max(0.0, self.interval - (loop.time() - started)))
+
+
+def _summed(replies: list[list[Any]]) -> list[Any]:
+    """Several shards' replies (depths, counters, paused, claimed) as one queue's."""
+    if len(replies) == 1:
+        return replies[0]
+    counters: dict[Any, int] = {}
+    for reply in replies:
+        for k, v in reply[4].items():
+            counters[k] = counters.get(k, 0) + int(v)
+
+    def total(i: int) -> int:
+        return sum(int(reply[i]) for reply in replies)
+
+    paused = int(all(int(reply[5]) for reply in replies))
+    return [total(0), total(1), total(2), total(3), counters, paused, total(6)]
+
+
+def _depths(name: str, reply: list[Any]) -> dict[str, Any]:
+    ready, scheduled, reserved, dead, _, paused, claimed = reply
+    return {"name": name, "ready": int(ready) + int(claimed), "scheduled": int(scheduled),
+            "in_flight": int(reserved), "dead": int(dead), "paused": bool(paused)}  # fmt: skip

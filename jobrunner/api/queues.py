@@ -15,6 +15,7 @@ from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError
 from jobrunner.api.jobs import queue_of
 from jobrunner.api.responses import NOT_FOUND, UNAVAILABLE
 from jobrunner.api.schemas import Paused, QueueView
+from jobrunner.calls import QueueStats
 from jobrunner.metrics import ApiMetrics
 
 READY_MAX_HEARTBEAT_AGE = 30.0  # seconds: a worker that beat more recently counts as alive
@@ -32,12 +33,7 @@ def queues_router(metrics: ApiMetrics, declared: Sequence[str]) -> APIRouter:
         visible = [name for name in declared if principal.allows(name)]
         out = []
         for s in await queue_of(request).stats_many(visible):
-            depths = {"ready": s.ready, "scheduled": s.scheduled, "dead": s.dead}
-            rates = request.app.state.rates.rates(s.name)
-            out.append(
-                QueueView(name=s.name, in_flight=s.reserved, paused=s.paused,
-                          counters=s.counters, rates=rates, **depths)
-            )  # fmt: skip
+            out.append(_view(s, request.app.state.rates.rates(s.name)))
         return out
 
     @router.post("/queues/{name}/pause", response_model=Paused, responses=NOT_FOUND)
@@ -85,3 +81,9 @@ def queues_router(metrics: ApiMetrics, declared: Sequence[str]) -> APIRouter:
         return {"status": "ready", "workers": len(workers)}
 
     return router
+
+
+def _view(s: QueueStats, rates: dict[str, float]) -> QueueView:
+    return QueueView(name=s.name, ready=s.ready, scheduled=s.scheduled, in_flight=s.reserved,
+                     dead=s.dead, paused=s.paused, counters=s.counters, rates=rates,
+                     shards=[_view(shard, {}) for shard in s.shards])  # fmt: skip

@@ -145,6 +145,10 @@ class QueueView(BaseModel):
         default_factory=dict,
         description="per second over the last 10 s and 60 s: enqueued, processed, failed, dead",
     )
+    shards: list[QueueView] = Field(
+        default_factory=list, description="a sharded queue's shards, each (the figures above "
+        "are their sums)",
+    )  # fmt: skip
 
 
 class Problem(BaseModel):

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from jobrunner.logs import Throttle
 from jobrunner.metrics import WorkerMetrics
 from jobrunner.queue import ReliableQueue
+from jobrunner.shards import logical_of
 
 FINAL_TRIES = 20
 STREAM_GAP = 0.01  # an ack sent less than this ago: completions are streaming in
@@ -116,5 +117,5 @@ class AckBuffer:
         if stale:
             self.counts["stale"] += len(stale)
             self.counts["completed"] -= len(stale)
-            self.metrics.stale.labels(queue).inc(len(stale))
+            self.metrics.stale.labels(logical_of(queue)).inc(len(stale))
             self._log.warning("stale completions rejected", ids=stale[:10], count=len(stale))

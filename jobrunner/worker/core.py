@@ -32,6 +32,7 @@ from jobrunner.ratelimit.base import Decision
 from jobrunner.ratelimit.gate import ExecutionGate
 from jobrunner.ratelimit.spec import LimitSpec, parse_limits
 from jobrunner.registry import HandlerSpec, JobContext, Registry
+from jobrunner.shards import logical_of
 from jobrunner.worker.acks import AckBuffer
 from jobrunner.worker.components import Periodic
 from jobrunner.worker.outcome import Kind, Outcome
@@ -90,6 +91,7 @@ class Worker:
         self.counts: Counter[str] = Counter()
         self.window = runner.concurrency + settings.effective_prefetch
         self._inflight: dict[str, _InFlight] = {}
+        self._turn = 0  # which shard of a sharded queue is reserved from first
         self._tasks: set[asyncio.Task[None]] = set()  # failures being recorded
         self._running: set[asyncio.Future[Outcome]] = set()  # jobs the runner has
         self._waiting: deque[_InFlight] = deque()  # admitted, waiting for room in the runner
@@ -227,7 +229,8 @@ class Worker:
                 if await self._reserve(room):
                     continue
                 # Nothing ready: block until a transition readies jobs, or idle_poll_max passes.
-                await self.queue.wait_for_work(self.settings.queues, self.settings.idle_poll_max)
+                serving = await self.queue.serving(self.settings.queues)
+                await self.queue.wait_for_work(serving, self.settings.idle_poll_max)
             except RedisError as exc:
                 if (held := self._throttle.allow("reserve")) is not None:
                     self._log.warning("reserve failed; retrying", error=str(exc), suppressed=held)
@@ -235,7 +238,9 @@ class Worker:
 
     async def _reserve(self, room: int) -> int:
         got = 0
-        for name in self.settings.queues:
+        # a sharded queue's shards take turns at coming first: none waits behind the others
+        self._turn += 1
+        for name in await self.queue.serving(self.settings.queues, self._turn):
             want = min(room - got, self.settings.batch_size)
             # Jobs that will run at once get their start mark from reserve itself: no start
             # round trip before them. Not where an execution limit may hold a job back (a job
@@ -351,7 +356,7 @@ class Worker:
             self.counts["cancelled"] += 1
             entry = self._inflight.get(r.id)
             job_type = entry.job.type if entry is not None and entry.job else UNKNOWN_TYPE
-            self.metrics.cancelled.labels(job_type, r.queue).inc()
+            self.metrics.cancelled.labels(job_type, logical_of(r.queue)).inc()
             self._log.info("job", job_id=r.id, type=job_type, attempt=r.attempts,
                            outcome="cancelled", result="cancelled", error=why)  # fmt: skip
         self._forget(r)
@@ -381,7 +386,7 @@ class Worker:
             self._acks.add(r.queue, r.id, r.token, outcome.result)
             self.counts["completed"] += 1
             wait = (r.reserved_ms - r.enqueued_ms) / 1000
-            self.metrics.succeeded(job_type, r.queue, wait, run_seconds)
+            self.metrics.succeeded(job_type, logical_of(r.queue), wait, run_seconds)
             self._forget(r)
             self._log_outcome(r, job_type, outcome, "done", run_seconds)
         elif outcome.kind is Kind.NOT_RUN:
@@ -407,7 +412,7 @@ class Worker:
             deferred = await self._write("defer", self.queue.defer, queue, batch)
             self.counts["deferred"] += deferred or 0
         for (r, job_type), _ in items:
-            self.metrics.deferred.labels(job_type, r.queue, key).inc()
+            self.metrics.deferred.labels(job_type, logical_of(r.queue), key).inc()
             self._forget(r)  # if the write failed, the lease expires and the reaper returns it
 
     def _limit_decided(self, limit: LimitSpec, key: str, decision: Decision) -> None:
@@ -435,7 +440,7 @@ class Worker:
         if delay is None and backoff is not None:
             delay = backoff.delay(r.attempts, r.last_delay)
         result = await self._fail(r, outcome.error or outcome.kind.value, delay or 0.0, dead)
-        self.metrics.failed_attempt(job_type, r.queue, result, run_seconds)
+        self.metrics.failed_attempt(job_type, logical_of(r.queue), result, run_seconds)
         self._forget(r)
         self._log_outcome(r, job_type, outcome, result, run_seconds)
 
@@ -541,7 +546,7 @@ class Worker:
         flush_logs()
 
     async def _maintain(self) -> None:
-        for name in self.settings.queues:
+        for name in await self.queue.serving(self.settings.queues):
             promoted = await self.queue.promote(name)
             requeued, dead, cancel = await self.queue.reap(name)
             if cancel:
