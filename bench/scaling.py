@@ -1,6 +1,6 @@
 """One queue on one Redis against one sharded queue on a 3-master Redis Cluster, in one run.
 
-    python -m bench.scaling [--jobs 20000] [--shards 3] [--workers 2] [--out results]
+    python -m bench.scaling [--jobs 20000] [--shards 3] [--workers 2] [--rounds 3] [--out results]
 
 Both setups get the same work: ``--jobs`` noop jobs enqueued in batches of 100 by 8 concurrent
 callers on one ``Client``, then drained by ``--workers`` asyncio worker processes. For each:
@@ -9,7 +9,8 @@ workers share two cores, so the cluster cannot run faster here), and what holds 
 machines: the Redis CPU a job costs (``/proc`` CPU time of the serving masters, their
 replicas' apart), how that CPU is shared between the masters (the point of shards: one queue's
 work spread over several Redis cores), Redis commands a job (``INFO commandstats`` summed over
-the masters) and the workers' CPU a job. Writes ``results/bench-scaling.json`` and ``.md``.
+the masters) and the workers' CPU a job. The setups alternate, ``--rounds`` times; each figure
+is the median of its rounds. Writes ``results/bench-scaling.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -153,6 +155,25 @@ def sharded(jobs: int, workers: int, shards: int) -> dict[str, Any]:
         return measure(cluster.url, masters, replicas, jobs, workers)
 
 
+def redis_bound(setup: dict[str, Any]) -> float:
+    """Jobs a second (enqueued and drained) at which the busiest master's core is full, where
+    each master has a core of its own: what the Redis CPU a job and its shares imply."""
+    busiest = (setup["enqueue_redis_cpu_us"] * max(setup["enqueue_master_shares"])
+               + setup["drain_redis_cpu_us"] * max(setup["drain_master_shares"]))  # fmt: skip
+    return 1e6 / busiest
+
+
+def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds (a list of shares: each share's median)."""
+    out: dict[str, Any] = {}
+    for key, value in rounds[0].items():
+        if isinstance(value, list):
+            out[key] = [statistics.median(r[key][i] for r in rounds) for i in range(len(value))]
+        else:
+            out[key] = statistics.median(r[key] for r in rounds)
+    return out
+
+
 def table(result: dict[str, Any]) -> str:
     one, many = result["single"], result["cluster"]
     rows = [
@@ -164,6 +185,7 @@ def table(result: dict[str, Any]) -> str:
         ("Redis commands/job, enqueue", "enqueue_commands_per_job", "{:.2f}"),
         ("Redis commands/job, drain", "drain_commands_per_job", "{:.2f}"),
         ("worker CPU µs/job", "worker_cpu_us", "{:.1f}"),
+        ("jobs/s at which the busiest master's core is full", "redis_bound_jobs_per_s", "{:,.0f}"),
     ]
     lines = [f"| | one queue, one Redis | one queue, {result['shards']} shards, "
              "3-master cluster | ratio |", "|---|---:|---:|---:|"]  # fmt: skip
@@ -184,17 +206,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--shards", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     load = os.getloadavg()
     print(f"scaling: {args.jobs} jobs, load average {load[0]:.2f}", flush=True)
-    print("one queue on one Redis ...", flush=True)
-    one = single(args.jobs, args.workers)
-    print(f"one queue over {args.shards} shards on a 3-master cluster ...", flush=True)
-    many = sharded(args.jobs, args.workers, args.shards)
+    ones, manys = [], []
+    for n in range(args.rounds):
+        print(f"round {n + 1}/{args.rounds}: one queue on one Redis ...", flush=True)
+        ones.append(single(args.jobs, args.workers))
+        print(f"round {n + 1}/{args.rounds}: {args.shards} shards on a 3-master cluster ...",
+              flush=True)  # fmt: skip
+        manys.append(sharded(args.jobs, args.workers, args.shards))
+    one, many = median_of(ones), median_of(manys)
+    for setup in (one, many):
+        setup["redis_bound_jobs_per_s"] = redis_bound(setup)
     result = {"commit": head_commit(), "load_average": [round(x, 2) for x in load],
               "load_average_after": [round(x, 2) for x in os.getloadavg()],
               "cpus": os.cpu_count(), "shards": args.shards, "workers": args.workers,
+              "rounds": args.rounds,
               "single": one, "cluster": many}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench-scaling.json").write_text(json.dumps(result, indent=2) + "\n")
