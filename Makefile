@@ -57,7 +57,13 @@ SHELLCHECK := /usr/bin/shellcheck
 $(SHELLCHECK):
 	command -v shellcheck >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck)
 
-test: lint typecheck $(DEV) $(CHROMIUM) $(PROMETHEUS) $(SHELLCHECK)
+# tests/test_netns_faults.py partitions hosts made of network namespaces with Debian's iptables
+# (its nft form by default; the legacy one works too); iproute2's `ip` is already there.
+IPTABLES := /usr/sbin/iptables
+$(IPTABLES):
+	command -v iptables >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables)
+
+test: lint typecheck $(DEV) $(CHROMIUM) $(PROMETHEUS) $(SHELLCHECK) $(IPTABLES)
 	$(PY) -m pytest --benchmark-disable $(PYTEST_ARGS)
 	$(PY) -m bench.ci
 

@@ -289,8 +289,12 @@ class Stack:
         args: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
         wait: bool = True,
+        launcher: Iterable[str] = (),
     ) -> int:
-        """Start one more worker; returns its pid once it heartbeats (unless ``wait=False``)."""
+        """Start one more worker; returns its pid once it heartbeats (unless ``wait=False``).
+
+        ``launcher`` is a command that execs the worker (``ip netns exec HOST``: the worker on
+        another network host; ``taskset -c 1``), so the pid is still the worker's own."""
         concurrency = concurrency if concurrency is not None else self.concurrency
         argv = [self.worker_command, "--queues", ",".join(self.queues)]
         if concurrency:
@@ -302,7 +306,7 @@ class Stack:
             if port:
                 argv += ["--metrics-port", str(port)]
         argv += [*self.worker_args, *args]
-        proc = self._spawn("worker", argv, env=env)
+        proc = self._spawn("worker", argv, env=env, launcher=launcher)
         proc.metrics_port = port
         with self._lock:
             self.workers.append(proc)
@@ -422,14 +426,17 @@ class Stack:
         return token
 
     def _spawn(
-        self, role: Role, argv: list[str], env: Mapping[str, str] | None = None
-    ) -> ManagedProcess:
+        self, role: Role, argv: list[str], env: Mapping[str, str] | None = None,
+        launcher: Iterable[str] = (),
+    ) -> ManagedProcess:  # fmt: skip
         self._counter += 1
         name = f"{role}-{self._counter}"
         log_path = self.log_dir / f"{name}.log"
-        full_argv = [sys.executable, "-m", "jobrunner.cli", *argv]
+        before = list(launcher)
+        full_argv = [*before, sys.executable, "-m", "jobrunner.cli", *argv]
         if role in ("api", "worker", "scheduler"):
-            full_argv[4:4] = ["--redis-url", self.redis_url, "--log-format", "json"]
+            at = len(before) + 4  # after the subcommand
+            full_argv[at:at] = ["--redis-url", self.redis_url, "--log-format", "json"]
             for module in self.imports:
                 full_argv += ["--import", module]
         full_env = {**os.environ, **self.env, **(env or {})}

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,10 +138,19 @@ class LibrarySender:
         await self.redis.aclose()
 
 
+async def _call(function: Callable[[], None]) -> None:
+    function()
+
+
 class Producer:
     """Sends probes (steady load or on demand) and writes one ledger line per probe."""
 
-    def __init__(self, ledger_dir: Path | str, sender: Sender, *, queue: str = "default") -> None:
+    def __init__(
+        self, ledger_dir: Path | str, sender: Sender, *, queue: str = "default",
+        thread_setup: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
+        """``thread_setup`` runs first on the load's thread (``Host.enter``: the producer on
+        another network host, every connection it opens there)."""
         self.ledger = LedgerFile(ledger_dir, "producer")
         self.sender = sender
         self.queue = queue
@@ -152,6 +161,8 @@ class Producer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="chaos-producer",
                                         daemon=True)  # fmt: skip
         self._thread.start()
+        if thread_setup is not None:
+            asyncio.run_coroutine_threadsafe(_call(thread_setup), self._loop).result(timeout=10)
         self._load: Future[None] | None = None
         self._stop_load = threading.Event()
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import random
 import threading
+from collections.abc import Callable
 
 from jobrunner.dev.redis_server import free_port
 from jobrunner.scripts import script_source
@@ -34,10 +36,59 @@ class _Link:
                 writer.close()
 
 
+class _Delayed:
+    """Writes chunks to ``writer`` in order, each at its due time (see the module's doc)."""
+
+    def __init__(self, writer: asyncio.StreamWriter, proxy: RedisProxy) -> None:
+        self.writer = writer
+        self.proxy = proxy
+        self.last_due = 0.0
+        self.queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        self.task = asyncio.ensure_future(self._deliver())
+
+    def put(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.proxy.latency
+        self.proxy.chunks += 1
+        if self.proxy.loss and self.proxy.rng.random() < self.proxy.loss:
+            due += self.proxy.rng.uniform(*self.proxy.stall)
+            self.proxy.stalls += 1
+        self.last_due = max(due, self.last_due)  # nothing overtakes a held chunk
+        self.queue.put_nowait((self.last_due, data))
+
+    async def finish(self) -> None:
+        """Deliver what is queued, then stop."""
+        self.queue.put_nowait(None)
+        await self.task
+
+    async def _deliver(self) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ConnectionError, OSError):  # the link closed: nothing to do
+            while (item := await self.queue.get()) is not None:
+                due, data = item
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)  # the link's delay is the point
+                self.writer.write(data)
+                await self.writer.drain()
+
+
 class RedisProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(
+        self, target_host: str, target_port: int, *, listen_host: str = "127.0.0.1",
+        listen_port: int | None = None, latency: float = 0.0, loss: float = 0.0,
+        stall: tuple[float, float] = (0.2, 0.4), seed: int | None = None,
+        thread_setup: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         self.target = (target_host, target_port)
-        self.port = free_port()
+        self.host = listen_host
+        self.port = listen_port or free_port()
+        self.latency = latency
+        self.loss = loss
+        self.stall = stall
+        self.rng = random.Random(seed)
+        self.chunks = 0  # chunks forwarded through the delay (either way)
+        self.stalls = 0  # of those, held as if lost and sent again
+        self._thread_setup = thread_setup
         self.dropped = 0
         self._marker = b""
         self._drops_left = 0
@@ -49,7 +100,7 @@ class RedisProxy:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> RedisProxy:
         self._thread.start()
@@ -87,9 +138,11 @@ class RedisProxy:
         self.stop()
 
     def _serve(self) -> None:
+        if self._thread_setup is not None:
+            self._thread_setup()
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._accept, "127.0.0.1", self.port)
+            asyncio.start_server(self._accept, self.host, self.port)
         )
         self._ready.set()
         self._loop.run_forever()
@@ -102,29 +155,37 @@ class RedisProxy:
             return
         link = _Link(writer, up_writer)
         self._links.add(link)
+        # always through the delay: latency and loss may be turned on while connections live
+        to_server, to_client = _Delayed(up_writer, self), _Delayed(writer, self)
         try:
-            await asyncio.gather(self._upstream(reader, link), self._downstream(up_reader, link))
+            await asyncio.gather(self._upstream(reader, link, to_server),
+                                 self._downstream(up_reader, link, to_client))  # fmt: skip
         finally:
             self._links.discard(link)
             link.close()
+            for delayed in (to_server, to_client):
+                delayed.task.cancel()
 
-    async def _upstream(self, reader: asyncio.StreamReader, link: _Link) -> None:
-        while data := await reader.read(65536):
-            with self._lock:
-                if self._drops_left and self._marker and self._marker in data:
-                    self._drops_left -= 1
-                    link.drop_next_reply = True
-            link.server.write(data)
-            await link.server.drain()
+    async def _upstream(self, reader: asyncio.StreamReader, link: _Link, delayed: _Delayed) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                with self._lock:
+                    if self._drops_left and self._marker and self._marker in data:
+                        self._drops_left -= 1
+                        link.drop_next_reply = True
+                delayed.put(data)
+            await delayed.finish()
         link.close()
 
-    async def _downstream(self, reader: asyncio.StreamReader, link: _Link) -> None:
+    async def _downstream(
+        self, reader: asyncio.StreamReader, link: _Link, delayed: _Delayed
+    ) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
                 if link.drop_next_reply:  # the command ran; its caller never hears of it
                     self.dropped += 1
                     link.close()
                     return
-                link.client.write(data)
-                await link.client.drain()
+                delayed.put(data)
+            await delayed.finish()
         link.close()
