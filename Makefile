@@ -89,6 +89,8 @@ bench: $(DEV)
 	$(PY) -m bench.enqueue_cost
 	$(PY) -m bench.models_io
 	$(PY) -m bench.costs
+	$(PY) -m bench.scaling
+	$(PY) -m bench.wait_cost
 
 # JupyterLab refuses to run as root unless told; on a remote host: make lab LAB_IP=0.0.0.0
 lab: $(LAB)

@@ -190,9 +190,9 @@ def table(result: dict[str, Any]) -> str:
     lines = [f"| | one queue, one Redis | one queue, {result['shards']} shards, "
              "3-master cluster | ratio |", "|---|---:|---:|---:|"]  # fmt: skip
     for label, key, fmt in rows:
-        ratio = many[key] / one[key] if one[key] else float("nan")
+        ratio = f"{many[key] / one[key]:.2f}x" if one[key] else "—"
         lines.append(f"| {label} | {fmt.format(one[key])} | {fmt.format(many[key])} | "
-                     f"{ratio:.2f}x |")  # fmt: skip
+                     f"{ratio} |")  # fmt: skip
     for phase in ("enqueue", "drain"):
         lines.append(
             f"| Redis CPU share of each master, {phase} | 1.0 | "
