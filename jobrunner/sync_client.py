@@ -264,10 +264,16 @@ class SyncClient:
         return int(self._call(delete_call(self.keys(queue), ids))) if ids else 0
 
     def pause(self, queue: str) -> bool:
-        return bool(self._call(pause_call(self.keys(queue), True)))
+        """Workers stop taking the queue's jobs (every shard's); True if that changed."""
+        return self._set_paused(queue, True)
 
     def resume(self, queue: str) -> bool:
-        return bool(self._call(pause_call(self.keys(queue), False)))
+        return self._set_paused(queue, False)
+
+    def _set_paused(self, queue: str, paused: bool) -> bool:
+        names = shards_of(queue, self._shard_counts())
+        changed = [bool(self._call(pause_call(self.keys(n), paused))) for n in names]  # each
+        return any(changed)
 
 
 _default: list[SyncClient] = []  # made on first use

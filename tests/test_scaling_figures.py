@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.scaling import main as scaling_main
-from bench.scaling import table
 from bench.wait_cost import main as wait_main
+from jobrunner.lab.scaling import table
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "docs" / "scaling.md").read_text()
