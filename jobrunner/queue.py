@@ -241,7 +241,10 @@ class ReliableQueue:
         queue, Redis at maxmemory or unreachable) is every caller's, as it would have been
         each one's alone.
         """
-        counts = await self.shard_counts()
+        try:
+            counts = await self.shard_counts()
+        except RedisError as exc:  # nothing written: a refusal, as the script's would be
+            raise enqueue_refusal(exc) or exc from exc
         if counts:
             items = [place(item, counts) for item in items]
         if self._pipe is None or not items or len(items) >= COALESCE_LIMIT:

@@ -149,7 +149,11 @@ class SyncClient:
         return self._write(items, checked=False).ids
 
     def _write(self, items: list[NewJob], checked: bool) -> Enqueued:
-        if counts := self._shard_counts():  # a sharded queue's jobs go to their shards
+        try:
+            counts = self._shard_counts()
+        except RedisError as exc:  # nothing written: a refusal, as the script's would be
+            raise enqueue_refusal(exc) or exc from exc
+        if counts:  # a sharded queue's jobs go to their shards
             items = [place(item, counts) for item in items]
         if self.cluster and len(groups := by_queue(items)) > 1:  # one script call per slot
             check_jobs(items, jobs_checked=checked)

@@ -163,6 +163,7 @@ async def test_a_slot_is_enqueued_once_even_after_its_job_finished_and_expired(
     assert (state[b"fired"], state[b"last_fire"], state[b"next_fire"]) == (b"3", b"4000", b"5000")
     stats = await queue.stats("default")
     assert stats.counters["enqueued"] == 3
+    await queue.aclose()  # on a cluster it holds a connection per master
 
 
 async def test_a_scheduled_job_is_an_ordinary_job_with_its_types_options(
@@ -327,6 +328,7 @@ async def test_a_fired_slot_writes_the_same_job_hash_as_an_enqueue(aredis: Async
     queue = ReliableQueue(aredis, registry=handlers)
     await queue.enqueue("noop", {"n": 1}, job_id="sched:tick:2000")
     enqueued = await aredis.hgetall("jr:{default}:job:sched:tick:2000")
+    await queue.aclose()
     assert fired.pop(b"eq")
     assert enqueued.pop(b"eq")
     assert fired == enqueued

@@ -100,6 +100,11 @@ class RedisClusterServer:
                 self.nodes.append(node.start())
             self._create()
             self._wait_until_ok()
+            deadline = time.monotonic() + self.start_timeout
+            while not self.healthy():  # every replica linked to its master, not a master still
+                if time.monotonic() > deadline:
+                    raise EmbeddedRedisError("the cluster's replicas did not link in time")
+                time.sleep(0.05)  # polls the nodes: the cluster gives no readiness signal
         except BaseException:
             self.stop()
             raise
@@ -166,11 +171,11 @@ class RedisClusterServer:
                 redis.Redis(port=node.port, socket_timeout=1.0) as client,
             ):
                 described = client.cluster("nodes")
-                return sorted(
+                return sorted(  # a master that serves slots (a new node is a master too)
                     int(address.split("@")[0].rsplit(":", 1)[1])
                     for address, about in described.items()
                     if "master" in about["flags"] and "fail" not in about["flags"]
-                    and about["connected"]
+                    and about["connected"] and about["slots"]
                 )  # fmt: skip
         return []
 
