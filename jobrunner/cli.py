@@ -194,6 +194,9 @@ def main() -> None:
 @click.option("--lease", type=float, help="seconds a reservation lasts unless renewed")
 @click.option("--grace", type=float, help="seconds to finish in-flight jobs on shutdown")
 @click.option("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+@click.option("--history", type=int,
+              help="write ended jobs to each queue's history stream, bounded to about this many "
+                   "entries, for `jobrunner archiver` (default 0: off)")  # fmt: skip
 @wait_replicas_option
 @log_level_option
 @log_format_option

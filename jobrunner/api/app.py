@@ -47,6 +47,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
             redis, prefix=settings.prefix, result_ttl=settings.result_ttl, registry=registry,
             idempotency_ttl=settings.idempotency_ttl, pipelined=True,
             wait_replicas=settings.wait_replicas, wait_timeout=settings.wait_timeout,
+            history=settings.history,
         )  # fmt: skip
         app.state.queues = queues
         app.state.rates = RateTracker(app.state.queue, queues)
