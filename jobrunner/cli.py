@@ -3,7 +3,8 @@
 ``worker``, ``scheduler``, ``enqueue``, ``job``, ``result``, ``cancel``, ``pause``, ``resume``,
 ``stats``, ``requeue`` and ``token`` need nothing beyond the core install. ``api`` and the lab
 and development commands live beside the code they drive (``jobrunner/api/cli.py``,
-``jobrunner/dev/cli.py``, ``jobrunner/lab/cli.py``) and are imported by name when invoked, so
+``jobrunner/dev/cli.py``, ``jobrunner/lab/cli.py``, and ``archiver`` in
+``jobrunner/archive/cli.py``) and are imported by name when invoked, so
 ``jobrunner --help`` works on a bare install and a command whose extra is missing says which
 one to install instead of failing with a traceback.
 """
@@ -87,6 +88,9 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     ),
     "up": LazyCommand("jobrunner.dev.cli:up", "demo", "Run Redis, the API and workers here.", DEMO),
     "demo": LazyCommand("jobrunner.dev.cli:demo", "demo", "Post a burst, watch it drain.", DEMO),
+    "archiver": LazyCommand(
+        "jobrunner.archive.cli:archiver", "history", "Ended jobs into PostgreSQL.", ("psycopg",)
+    ),
     "redis": LazyCommand("jobrunner.dev.cli:redis_cmd", None, "Run a private redis-server."),
     "profile": LazyCommand(
         "jobrunner.dev.cli:profile", "demo", "Record a py-spy flamegraph.", ("psutil",)

@@ -110,3 +110,12 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own (tests/postgres.py), dropped after."""
+    from tests.postgres import scratch_database
+
+    with scratch_database() as url:
+        yield url
