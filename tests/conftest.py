@@ -84,6 +84,15 @@ async def queue(aredis: AsyncRedis) -> AsyncIterator[ReliableQueue]:
     await q.aclose()  # on a cluster it holds a connection per master
 
 
+@pytest.fixture
+async def hqueue(aredis: AsyncRedis) -> AsyncIterator[ReliableQueue]:
+    """``queue`` with history on (bound 100,000 entries): the terminal scripts write the
+    history stream (docs/history.md)."""
+    q = ReliableQueue(aredis, count_every=0, history=100_000)
+    yield q
+    await q.aclose()
+
+
 def wait_until(
     condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.02, what: str = ""
 ) -> object:

@@ -31,6 +31,11 @@ def scratch_database() -> Iterator[str]:
 
 
 def count(url: str, sql: str = "SELECT count(*) FROM job_history", *params: object) -> int:
+    """The first column of the query's row; 0 while the table is not yet made (an archiver
+    migrates the schema when it first connects)."""
     with psycopg.connect(url, connect_timeout=5) as conn:
-        row = conn.execute(sql.encode(), params).fetchone()
+        try:
+            row = conn.execute(sql.encode(), params).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0
         return int(row[0]) if row else 0

@@ -3,10 +3,8 @@ what each ending writes, that history off writes nothing, and that the bound hol
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
@@ -14,13 +12,6 @@ from jobrunner.job import decode_job
 from jobrunner.queue import ReliableQueue
 
 STREAM = "jr:{default}:history"
-
-
-@pytest.fixture
-async def hqueue(aredis: AsyncRedis) -> AsyncIterator[ReliableQueue]:
-    q = ReliableQueue(aredis, count_every=0, history=1000)
-    yield q
-    await q.aclose()
 
 
 def entries(sync_redis: redis.Redis) -> list[dict[str, str]]:

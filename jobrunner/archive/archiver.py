@@ -89,7 +89,7 @@ class Archiver:
         batch: int = 5000,
         block: float = 1.0,
         claim_idle: float = 60.0,
-        queues_every: float = 5.0,
+        queues_every: float = 1.0,
         retention_days: float = 30.0,
         retention_every: float = 3600.0,
         backoff: Backoff | None = None,
