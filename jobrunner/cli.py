@@ -61,6 +61,16 @@ wait_replicas_option = click.option(
     help="WAIT for this many replicas after each enqueue and ack (default 0: do not wait)",
 )  # fmt: skip
 
+pg_url_option = click.option(
+    "--pg-url",
+    help="the job history's PostgreSQL: postgresql://user@host:5432/db (JOBRUNNER_PG_URL)",
+)
+history_option = click.option(
+    "--history", type=int,
+    help="write ended jobs to each queue's history stream, bounded to about this many entries, "
+         "for `jobrunner archiver` (default 0: off)",
+)  # fmt: skip
+
 log_level_option = click.option("--log-level")
 log_format_option = click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
 
@@ -198,9 +208,7 @@ def main() -> None:
 @click.option("--lease", type=float, help="seconds a reservation lasts unless renewed")
 @click.option("--grace", type=float, help="seconds to finish in-flight jobs on shutdown")
 @click.option("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-@click.option("--history", type=int,
-              help="write ended jobs to each queue's history stream, bounded to about this many "
-                   "entries, for `jobrunner archiver` (default 0: off)")  # fmt: skip
+@history_option
 @wait_replicas_option
 @log_level_option
 @log_format_option

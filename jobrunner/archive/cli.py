@@ -7,13 +7,18 @@ from typing import Any
 
 import click
 
-from jobrunner.cli import log_format_option, log_level_option, redis_option, settings_from
+from jobrunner.cli import (
+    log_format_option,
+    log_level_option,
+    pg_url_option,
+    redis_option,
+    settings_from,
+)
 
 
 @click.command()
 @redis_option
-@click.option("--pg-url", help="the history database: postgresql://user@host:5432/db "
-              "(JOBRUNNER_PG_URL)")  # fmt: skip
+@pg_url_option
 @click.option("--consumer", help="this archiver's name in the consumer group (default: host name)")
 @click.option("--batch", type=int, default=5000, show_default=True,
               help="entries read per stream and round")  # fmt: skip

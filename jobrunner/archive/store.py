@@ -72,6 +72,7 @@ class HistoryQuery(msgspec.Struct, kw_only=True, frozen=True):
 
     type: str | None = None
     queue: str | None = None
+    queues: tuple[str, ...] = ()  # only these queues (a token bound to queues); (): any
     state: str | None = None
     since: float | None = None
     until: float | None = None
@@ -245,6 +246,9 @@ class HistoryStore:
             if value is not None:
                 where.append(f"{column} = %s")
                 params.append(value)
+        if q.queues:
+            where.append("queue = ANY(%s)")
+            params.append(list(q.queues))
         if q.since is not None:
             where.append("finished_at >= to_timestamp(%s)")
             params.append(q.since)
