@@ -41,7 +41,7 @@ from jobrunner.archive.store import HistoryStore, Incoming
 from jobrunner.dev.redis_server import RedisServer
 from jobrunner.job import Job, encode_job
 from jobrunner.keys import QueueKeys
-from tests.postgres import scratch_database
+from jobrunner.lab.history import scratch_database
 
 BATCH = 5000
 HISTORY_BOUND = 1_000_000

@@ -123,8 +123,8 @@ async def eventually(
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A PostgreSQL database of this test's own (tests/postgres.py), dropped after."""
-    from tests.postgres import scratch_database
+    """A PostgreSQL database of this test's own on 127.0.0.1:5432, dropped after."""
+    from jobrunner.lab.history import scratch_database
 
     with scratch_database() as url:
         yield url

@@ -73,6 +73,7 @@ SMALL: dict[str, dict[str, object]] = {
         "repeats": 1,
     },
     "08-live-queue-draining": {"jobs": 1500, "refresh": 1.0},
+    "09-job-history": {"jobs": 5000},
 }
 FIGURES = {
     "01-start-the-stack": ["01-job-lives.png"],
@@ -91,6 +92,7 @@ FIGURES = {
     ],
     "07-failure-injection": ["07-ledger.png"],
     "08-live-queue-draining": ["08-live-drain.png"],
+    "09-job-history": ["09-history-latency.png"],
 }
 
 
