@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,15 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from jobrunner.archive.archiver import GROUP, Archiver
-from jobrunner.archive.store import Incoming
+from jobrunner.archive.store import HistoryStore, Incoming
 from jobrunner.backoff import Constant
+from jobrunner.connection import async_redis
+from jobrunner.dev.redis_server import RedisServer
 from jobrunner.job import make_job
+from jobrunner.keys import QueueKeys
 from jobrunner.lab.chaos.proxy import RedisProxy
 from jobrunner.queue import ReliableQueue
-from tests.conftest import eventually, wait_until
+from tests.conftest import BACKENDS, eventually, on_backend, wait_until
 from tests.postgres import count
 from tests.workers import ROOT, WorkerProcess
 
@@ -214,3 +218,91 @@ def test_an_archiver_killed_mid_backlog_and_restarted_archives_every_job_once(
     assert 0 < at_kill < 20_000
     assert (count(pg_url), pg_ids(pg_url)) == (20_000, 20_000)
     assert sync_redis.xpending(STREAM, GROUP)["pending"] == 0
+
+
+async def test_a_dead_archivers_pending_entries_are_claimed_by_another_after_idling(
+    aredis: AsyncRedis, hqueue: ReliableQueue, sync_redis: redis.Redis, pg_url: str
+) -> None:
+    """Not restarted under its name: a second archiver takes its entries over (XAUTOCLAIM)."""
+    await end_jobs(hqueue, [f"j{i}" for i in range(1500)])
+    dying = DiesAfterCommit(aredis, pg_url, consumer="gone", queues_every=0.1, batch=1000)
+    with pytest.raises(Crashed):
+        await dying.run()
+    other = archiver(aredis, pg_url, consumer="other", claim_idle=0.3)
+    task = asyncio.create_task(other.run())
+    await eventually(lambda: asyncio.sleep(0, sync_redis.xlen(STREAM) == 0), what="drained")
+    other.stop()
+    await task
+    assert other.counts["claimed"] == 1000
+    assert (count(pg_url), pg_ids(pg_url)) == (1500, 1500)
+    assert sync_redis.xpending(STREAM, GROUP)["pending"] == 0
+
+
+async def test_the_archiver_deletes_rows_past_the_retention_in_its_loop(
+    aredis: AsyncRedis, hqueue: ReliableQueue, pg_url: str
+) -> None:
+    async with await HistoryStore.connect(pg_url) as store:
+        old = int(time.time() * 1000) - 40 * 86_400_000
+        await store.write([Incoming(id=f"old{i}", queue="default", type="noop", state="done",
+                                    attempts=1, error=None, payload=None, result=None,
+                                    enqueued_ms=old, started_ms=old, finished_ms=old)
+                           for i in range(30)])  # fmt: skip
+    await end_jobs(hqueue, ["recent"])
+    arch = archiver(aredis, pg_url, retention_days=30)
+    task = asyncio.create_task(arch.run())
+    await eventually(lambda: asyncio.sleep(0, arch.counts["entries"] == 1), what="archived")
+    arch.stop()
+    await task
+    assert arch.counts["expired"] == 30
+    assert count(pg_url) == 1
+
+
+async def test_with_redis_unreachable_the_archiver_waits_and_resumes(
+    redis_server: RedisServer, hqueue: ReliableQueue, pg_url: str
+) -> None:
+    with RedisProxy("127.0.0.1", redis_server.port) as proxy:
+        client = AsyncRedis.from_url(proxy.url)
+        arch = archiver(client, pg_url)
+        task = asyncio.create_task(arch.run())
+        await end_jobs(hqueue, ["first"])
+        await eventually(lambda: asyncio.sleep(0, count(pg_url) == 1), what="the first row")
+        proxy.set_down(True)
+        await end_jobs(hqueue, [f"j{i}" for i in range(100)])
+        await eventually(lambda: asyncio.sleep(0, arch.counts["redis_errors"] >= 3),
+                         what="three failed attempts to reach Redis")  # fmt: skip
+        assert count(pg_url) == 1
+        proxy.set_down(False)
+        await eventually(lambda: asyncio.sleep(0, count(pg_url) == 101), what="every row")
+        arch.stop()
+        await task
+        await client.aclose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest) -> str:
+    return on_backend(request)
+
+
+async def test_the_archiver_drains_several_queues_on_one_redis_or_a_cluster(
+    backend_url: str, pg_url: str
+) -> None:
+    """On a cluster each queue's stream sits in its own slot: read one at a time there."""
+    client = async_redis(backend_url)
+    queue = ReliableQueue(client, count_every=0, history=100_000)
+    names = ["alpha", "beta", "gamma"]
+    jobs = [make_job("noop", queue=name, job_id=f"{name}{i}") for name in names for i in range(200)]
+    await queue.enqueue_jobs(jobs)
+    for name in names:
+        batch = await queue.reserve(name, 200, lease=60)
+        await queue.start(name, [(r.id, r.token) for r in batch])
+        await queue.ack(name, [(r.id, r.token) for r in batch])
+    arch = archiver(client, pg_url)
+    task = asyncio.create_task(arch.run())
+    await eventually(lambda: asyncio.sleep(0, count(pg_url) == 600), what="600 rows")
+    arch.stop()
+    await task
+    lengths = [await client.xlen(QueueKeys(name).history) for name in names]
+    await queue.aclose()
+    await client.aclose()
+    assert lengths == [0, 0, 0]
+    assert count(pg_url, "SELECT count(DISTINCT queue) FROM job_history") == 3

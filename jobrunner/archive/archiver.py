@@ -32,6 +32,7 @@ from redis.exceptions import RedisError, ResponseError
 from jobrunner.archive.store import HistoryStore, Incoming
 from jobrunner.backoff import Backoff, Exponential
 from jobrunner.calls import UNDECODABLE, text
+from jobrunner.connection import is_cluster
 from jobrunner.keys import PREFIX, QueueKeys, queues_key
 from jobrunner.logs import get_logger
 
@@ -95,6 +96,7 @@ class Archiver:
         backoff: Backoff | None = None,
     ) -> None:
         self.redis = redis
+        self.cluster = is_cluster(redis)
         self.pg_url = pg_url
         self.prefix = prefix
         self.consumer = consumer or socket.gethostname()
@@ -126,6 +128,7 @@ class Archiver:
                     failures = 0
                 except RedisError as exc:  # its entries stay pending: read again once back
                     failures += 1
+                    self.counts["redis_errors"] += 1
                     self._pending = True
                     self.log.warning("archiver.redis_unavailable", error=str(exc))
                     await self._pause(self.backoff.delay(failures))
@@ -178,16 +181,29 @@ class Archiver:
             self._streams[stream] = queue
 
     async def _read(self) -> dict[str, list[Entry]]:
+        """A batch: our own pending entries first (from id 0), then new ones (``>``), waiting
+        up to ``block`` for them. All streams in one XREADGROUP; on Redis Cluster, where the
+        streams live in different slots, one call a stream, and a pause when all were empty."""
         start = "0" if self._pending else ">"
-        reply: Any = await self.redis.xreadgroup(
-            GROUP, self.consumer, dict.fromkeys(self._streams, start), count=self.batch,
-            block=None if self._pending else max(1, round(self.block * 1000)),
-        )  # fmt: skip
+        block = None if self._pending else max(1, round(self.block * 1000))
+        reply: Any = []
+        if self.cluster:
+            for stream in self._streams:
+                reply += await self.redis.xreadgroup(
+                    GROUP, self.consumer, {stream: start}, count=self.batch
+                ) or []  # fmt: skip
+        else:
+            reply = await self.redis.xreadgroup(
+                GROUP, self.consumer, dict.fromkeys(self._streams, start), count=self.batch,
+                block=block,
+            )  # fmt: skip
         entries: dict[str, list[Entry]] = {
             text(stream): found for stream, found in reply or [] if found
         }
         if self._pending and not entries:
             self._pending = False  # our pending entries are done: new ones from now on
+        elif self.cluster and not entries:
+            await self._pause(self.block)
         return entries
 
     async def _claim(self) -> dict[str, list[Entry]]:
@@ -214,7 +230,7 @@ class Archiver:
         written = await self._write(rows)
         if written is None:
             return  # stopping while PostgreSQL is down: the entries stay pending
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:  # per node on a cluster
             for stream, found in entries.items():
                 ids = [entry_id for entry_id, _ in found]
                 pipe.xack(stream, GROUP, *ids)
