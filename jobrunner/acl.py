@@ -18,6 +18,8 @@ ACL_COMMANDS = (
     "llen", "lpush", "rpush", "rpop", "blpop", "blmove",
     "sadd", "srem", "smembers",
     "zadd", "zcard", "zrange", "zrangebyscore", "zrevrange", "zrem", "zscore",
+    # the history stream (Settings.history > 0): the scripts write it, the archiver reads it
+    "xadd", "xtrim", "xlen", "xgroup|create", "xreadgroup", "xautoclaim", "xack", "xdel",
 )  # fmt: skip
 
 

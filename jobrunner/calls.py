@@ -254,9 +254,11 @@ def enqueue_result(
 # ------------------------------------------------------------------ operators
 
 
-def cancel_call(keys: QueueKeys, job_id: str, result_ttl: float) -> Call:
+def cancel_call(keys: QueueKeys, job_id: str, result_ttl: float, history: int = 0) -> Call:
+    """``history``: the bound of the queue's history stream (0: no entry; see keys.py)."""
     return Call("cancel", [keys.job(job_id), keys.scheduled, keys.stats, keys.cancel,
-                           keys.notify(job_id)], [job_id, ms(result_ttl)])  # fmt: skip
+                           keys.notify(job_id), keys.history],
+                [job_id, ms(result_ttl), history])  # fmt: skip
 
 
 def watch_call(keys: QueueKeys, job_id: str) -> Call:

@@ -3,7 +3,8 @@
 ``worker``, ``scheduler``, ``enqueue``, ``job``, ``result``, ``cancel``, ``pause``, ``resume``,
 ``stats``, ``requeue`` and ``token`` need nothing beyond the core install. ``api`` and the lab
 and development commands live beside the code they drive (``jobrunner/api/cli.py``,
-``jobrunner/dev/cli.py``, ``jobrunner/lab/cli.py``) and are imported by name when invoked, so
+``jobrunner/dev/cli.py``, ``jobrunner/lab/cli.py``, and ``archiver`` in
+``jobrunner/archive/cli.py``) and are imported by name when invoked, so
 ``jobrunner --help`` works on a bare install and a command whose extra is missing says which
 one to install instead of failing with a traceback.
 """
@@ -60,6 +61,16 @@ wait_replicas_option = click.option(
     help="WAIT for this many replicas after each enqueue and ack (default 0: do not wait)",
 )  # fmt: skip
 
+pg_url_option = click.option(
+    "--pg-url",
+    help="the job history's PostgreSQL: postgresql://user@host:5432/db (JOBRUNNER_PG_URL)",
+)
+history_option = click.option(
+    "--history", type=int,
+    help="write ended jobs to each queue's history stream, bounded to about this many entries, "
+         "for `jobrunner archiver` (default 0: off)",
+)  # fmt: skip
+
 log_level_option = click.option("--log-level")
 log_format_option = click.option("--log-format", type=click.Choice(["json", "console", "auto"]))
 
@@ -87,6 +98,9 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     ),
     "up": LazyCommand("jobrunner.dev.cli:up", "demo", "Run Redis, the API and workers here.", DEMO),
     "demo": LazyCommand("jobrunner.dev.cli:demo", "demo", "Post a burst, watch it drain.", DEMO),
+    "archiver": LazyCommand(
+        "jobrunner.archive.cli:archiver", "history", "Ended jobs into PostgreSQL.", ("psycopg",)
+    ),
     "redis": LazyCommand("jobrunner.dev.cli:redis_cmd", None, "Run a private redis-server."),
     "profile": LazyCommand(
         "jobrunner.dev.cli:profile", "demo", "Record a py-spy flamegraph.", ("psutil",)
@@ -194,6 +208,7 @@ def main() -> None:
 @click.option("--lease", type=float, help="seconds a reservation lasts unless renewed")
 @click.option("--grace", type=float, help="seconds to finish in-flight jobs on shutdown")
 @click.option("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+@history_option
 @wait_replicas_option
 @log_level_option
 @log_format_option

@@ -14,6 +14,7 @@ ends the job pushes to a list of that job's, which the client blocks on.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 import weakref
 from collections.abc import Iterable, Mapping
@@ -25,7 +26,7 @@ from redis.asyncio import Redis
 from jobrunner.calls import FINAL_STATES, NewJob, QueueStats
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
-from jobrunner.errors import JobCancelled, JobFailed, UnknownJob
+from jobrunner.errors import ConfigError, JobCancelled, JobFailed, UnknownJob
 from jobrunner.job import JobRecord, JobState, queue_of
 from jobrunner.keys import PREFIX
 from jobrunner.queue import ReliableQueue
@@ -74,27 +75,30 @@ class Client:
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
         owns_connection: bool = False,
+        history: int = 0,
+        pg_url: str = "",
     ) -> None:
         self.redis = redis
         self.registry = registry if registry is not None else default_registry
         self._queue = ReliableQueue(
             redis, prefix=prefix, registry=self.registry, result_ttl=result_ttl,
             idempotency_ttl=idempotency_ttl, pipelined=True, wait_replicas=wait_replicas,
-            wait_timeout=wait_timeout,
+            wait_timeout=wait_timeout, history=history,
         )  # fmt: skip
         self._owns = owns_connection
+        self.pg_url = pg_url  # the job history's database, for history()
+        self._history: Any = None  # its HistoryStore, opened by the first history()
 
     @classmethod
     def from_url(cls, url: str | None = None, **options: Any) -> Client:
         """A client on ``url`` (default: ``REDIS_URL`` / ``JOBRUNNER_REDIS_URL``) that closes
         its connection pool with ``aclose()`` or the ``async with`` block."""
         settings = Settings.from_env(None, **({"redis_url": url} if url else {}))
-        defaults = {"prefix": settings.prefix, "result_ttl": settings.result_ttl,
-                    "idempotency_ttl": settings.idempotency_ttl,
-                    "wait_replicas": settings.wait_replicas,
-                    "wait_timeout": settings.wait_timeout}  # fmt: skip
-        return cls(async_redis(settings.redis_url), owns_connection=True,
-                   **{**defaults, **options})  # fmt: skip
+        given = {"prefix": settings.prefix, "result_ttl": settings.result_ttl,
+                 "idempotency_ttl": settings.idempotency_ttl, "history": settings.history,
+                 "wait_replicas": settings.wait_replicas, "wait_timeout": settings.wait_timeout,
+                 "pg_url": settings.pg_url, **options}  # fmt: skip
+        return cls(async_redis(settings.redis_url), owns_connection=True, **given)
 
     async def __aenter__(self) -> Client:
         return self
@@ -106,6 +110,9 @@ class Client:
 
     async def aclose(self) -> None:
         await self._queue.aclose()  # the `enqueued` counts it carries
+        if self._history is not None:
+            await self._history.aclose()
+            self._history = None
         if self._owns:
             await self.redis.aclose()
 
@@ -184,6 +191,24 @@ class Client:
     async def delete(self, queue: str, ids: list[str]) -> int:
         """Remove dead jobs for good (only dead ones: a live job is never deleted)."""
         return await self._queue.delete_dead(queue, ids)
+
+    async def history(self, **filters: Any) -> Any:
+        """Jobs that ended, from the history database (``pg_url``; docs/history.md): a
+        ``HistoryPage`` (``rows`` newest first, ``next`` the cursor of the following page).
+        ``filters``: type, queue, state, since, until (epoch seconds), error (full-text),
+        limit, cursor, as ``GET /history``'s. Needs the ``history`` extra (psycopg), which is
+        imported here, by name: the core depends on none of it."""
+        if not self.pg_url:
+            raise ConfigError("no history database: pass pg_url or set JOBRUNNER_PG_URL")
+        try:
+            store = importlib.import_module("jobrunner.archive.store")
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"history() needs {exc.name!r}: pip install 'jobrunner[history]'"
+            ) from exc
+        if self._history is None:
+            self._history = await store.HistoryStore.connect(self.pg_url)
+        return await self._history.query(store.HistoryQuery(**filters))
 
     async def pause(self, queue: str) -> bool:
         """Workers stop taking the queue's jobs (those running finish); enqueues still work."""

@@ -68,6 +68,13 @@ class Settings(msgspec.Struct, kw_only=True):
     per_child_prefetch: Annotated[int, msgspec.Meta(ge=1)] = 16
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0  # 0: no metrics server
     limits: str = ""  # execution limits by job type: 'email=50/s;resize=concurrency:4'
+    # job history (docs/history.md): above 0, jobs that end are written to their queue's
+    # history stream, at most about this many entries a queue until the archiver takes them
+    history: NonNegInt = 0
+
+    # the history archive (jobrunner archiver, GET /history): PostgreSQL, psycopg's URL form
+    pg_url: str = ""
+    history_retention_days: NonNeg = 30.0  # rows older are deleted by the archiver; 0: kept
 
     # api
     auth: bool = True  # tokens required (jobrunner token create); off only for local development

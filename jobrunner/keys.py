@@ -15,8 +15,8 @@ class QueueKeys:
     """The keys of one named queue."""
 
     __slots__ = (
-        "cancel", "claimed", "dead", "fence", "job_prefix", "name", "notify_prefix", "paused",
-        "ready", "reserved", "scheduled", "stats",
+        "cancel", "claimed", "dead", "fence", "history", "job_prefix", "name", "notify_prefix",
+        "paused", "ready", "reserved", "scheduled", "stats",
     )  # fmt: skip
 
     def __init__(self, name: str, prefix: str = PREFIX) -> None:
@@ -36,6 +36,10 @@ class QueueKeys:
         self.notify_prefix = f"{tag}:notify:"
         self.cancel = f"{tag}:cancel"  # SET of running jobs asked to stop; their worker acts
         self.paused = f"{tag}:paused"  # STRING: present while the queue is paused
+        # STREAM of jobs that ended (done, dead, cancelled), one entry each, written by the
+        # terminal scripts when history is on (Settings.history > 0, its bound in entries); the
+        # archiver reads it in the consumer group "archiver", then XACK + XDEL (docs/history.md)
+        self.history = f"{tag}:history"
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id

@@ -135,6 +135,10 @@ class ReliableQueue:
     ``RedisUnavailable`` (it is on the primary; a failover could lose it), an ack goes on and is
     counted in ``unreplicated`` (a lost ack only means the job runs again).
 
+    ``history``: above 0, every job that ends here (ack, fail, cancel, reap) is also written to
+    its queue's history stream, trimmed to about that many entries, for the archiver
+    (``jobrunner archiver``, docs/history.md); 0 (the default) writes nothing.
+
     On Redis Cluster (``redis`` a cluster client) every script runs on the master serving its
     queue's slot, over a pipelining connection per master (``RoutedConnections``), and a batch
     over several queues is written one queue at a time: all or nothing per queue, not for the
@@ -153,8 +157,10 @@ class ReliableQueue:
         pipelined: bool = False,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
+        history: int = 0,
     ) -> None:
         self.redis = redis
+        self.history = history  # the history stream's bound in entries; 0: no history
         self.registry = registry if registry is not None else default_registry
         self.prefix = prefix
         self.result_ttl = result_ttl
@@ -491,13 +497,15 @@ class ReliableQueue:
         start marks no longer held)."""
         keys = self.keys(queue)
         marks = _marks(starts) if starts else ""
-        args: list[Any] = [keys.job_prefix, _ms(self.result_ttl), keys.notify_prefix, marks]
+        args: list[Any] = [keys.job_prefix, _ms(self.result_ttl), keys.notify_prefix, marks,
+                           self.history]  # fmt: skip
         for item in done:
             args += (item[0], item[1], (item[2] if len(item) > 2 else None) or b"")
         try:
-            stale, lost = await self._script(
-                "ack", keys=[keys.reserved, keys.stats, keys.cancel], args=args, durable=True
-            )
+            stale, lost = await self._script("ack",
+                keys=[keys.reserved, keys.stats, keys.cancel, keys.history], args=args,
+                durable=True,
+            )  # fmt: skip
         except NotReplicated as exc:  # done on the primary; lost in a failover, it runs again
             stale, lost = exc.reply
             self.unreplicated += len(done)
@@ -519,11 +527,12 @@ class ReliableQueue:
         if not items:
             return 0
         keys = self.keys(queue)
-        args: list[Any] = [keys.job_prefix, _ms(self.result_ttl), keys.notify_prefix]
+        args: list[Any] = [keys.job_prefix, _ms(self.result_ttl), keys.notify_prefix,
+                           self.history]  # fmt: skip
         for job_id, token, why in items:
             args += (job_id, token, why)
-        return int(await self._script("cancelled", keys=[keys.reserved, keys.stats, keys.cancel],
-                                                 args=args))  # fmt: skip
+        return int(await self._script("cancelled",
+            keys=[keys.reserved, keys.stats, keys.cancel, keys.history], args=args))  # fmt: skip
 
     async def fail(
         self,
@@ -539,9 +548,9 @@ class ReliableQueue:
         cancellation was asked for while it ran); "stale" if not ours."""
         keys = self.keys(queue)
         reply = await self._script("fail",
-            keys=[keys.reserved, keys.scheduled, keys.dead, keys.stats, keys.cancel],
+            keys=[keys.reserved, keys.scheduled, keys.dead, keys.stats, keys.cancel, keys.history],
             args=[keys.job_prefix, job_id, token, error, _ms(delay), repr(delay), int(dead),
-                  keys.notify_prefix, _ms(self.result_ttl)],
+                  keys.notify_prefix, _ms(self.result_ttl), self.history],
         )  # fmt: skip
         return _text(reply)
 
@@ -601,8 +610,8 @@ class ReliableQueue:
         keys = self.keys(queue)
         requeued, dead, cancel = await self._script(
             "reap",
-            keys=[keys.reserved, keys.ready, keys.dead, keys.stats, keys.cancel],
-            args=[keys.job_prefix, limit, keys.notify_prefix, _ms(self.result_ttl)],
+            keys=[keys.reserved, keys.ready, keys.dead, keys.stats, keys.cancel, keys.history],
+            args=[keys.job_prefix, limit, keys.notify_prefix, _ms(self.result_ttl), self.history],
         )
         return int(requeued), int(dead), [_text(i) for i in cancel]
 
@@ -621,7 +630,7 @@ class ReliableQueue:
         """Cancel a job: 'cancelled' (it will not run), 'cancelling' (running; its worker
         stops it), its final state if it had ended, or '' if unknown."""
         keys = self.keys(queue or queue_of(job_id))
-        return _text(await self._call(cancel_call(keys, job_id, self.result_ttl)))
+        return _text(await self._call(cancel_call(keys, job_id, self.result_ttl, self.history)))
 
     async def pause(self, queue: str, paused: bool = True) -> bool:
         """Stop (or resume) handing out the queue's jobs (every shard's); True if that changed

@@ -64,8 +64,10 @@ class SyncClient:
         result_ttl: float = 600.0,
         idempotency_ttl: float = 86_400.0,
         owns_connection: bool = False,
+        history: int = 0,
     ) -> None:
         self.redis = redis
+        self.history = history  # the history stream's bound (cancel writes to it); 0: off
         self.prefix = prefix
         self.registry = registry if registry is not None else default_registry
         self.result_ttl = result_ttl
@@ -89,7 +91,7 @@ class SyncClient:
         settings = Settings.from_env(None, **({"redis_url": url} if url else {}))
         return cls(sync_redis(settings.redis_url), prefix=settings.prefix,
                    result_ttl=settings.result_ttl, idempotency_ttl=settings.idempotency_ttl,
-                   owns_connection=True, **options)  # fmt: skip
+                   history=settings.history, owns_connection=True, **options)  # fmt: skip
 
     def __enter__(self) -> SyncClient:
         return self
@@ -252,7 +254,7 @@ class SyncClient:
 
     def cancel(self, job_id: str) -> str:
         keys = self.keys(queue_of(job_id))
-        return text(self._call(cancel_call(keys, job_id, self.result_ttl)))
+        return text(self._call(cancel_call(keys, job_id, self.result_ttl, self.history)))
 
     def requeue(self, queue: str, ids: list[str] | None = None) -> int:
         keys = self.keys(queue)

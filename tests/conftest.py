@@ -84,6 +84,15 @@ async def queue(aredis: AsyncRedis) -> AsyncIterator[ReliableQueue]:
     await q.aclose()  # on a cluster it holds a connection per master
 
 
+@pytest.fixture
+async def hqueue(aredis: AsyncRedis) -> AsyncIterator[ReliableQueue]:
+    """``queue`` with history on (bound 100,000 entries): the terminal scripts write the
+    history stream (docs/history.md)."""
+    q = ReliableQueue(aredis, count_every=0, history=100_000)
+    yield q
+    await q.aclose()
+
+
 def wait_until(
     condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.02, what: str = ""
 ) -> object:
@@ -110,3 +119,12 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own on 127.0.0.1:5432, dropped after."""
+    from jobrunner.lab.history import scratch_database
+
+    with scratch_database() as url:
+        yield url

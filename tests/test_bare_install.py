@@ -21,7 +21,7 @@ from tests.conftest import wait_until
 ROOT = Path(__file__).resolve().parents[1]
 NOT_IN_THE_CORE = {"pydantic", "pydantic-settings", "fastapi", "uvicorn", "rich", "psutil",
                    "pandas", "matplotlib", "pillow", "aiohttp", "urllib3", "hdrhistogram",
-                   "pyinstrument", "py-spy"}  # fmt: skip
+                   "pyinstrument", "py-spy", "psycopg", "psycopg-binary"}  # fmt: skip
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +79,9 @@ def test_the_bare_cli_helps_and_names_the_extra_a_lab_command_needs(bare: Path) 
     api = subprocess.run([jobrunner, "api"], env=clean_env(), capture_output=True, text=True,
                          timeout=60)  # fmt: skip
     assert "pip install 'jobrunner[api]'" in api.stderr
+    archiver = subprocess.run([jobrunner, "archiver"], env=clean_env(), capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+    assert "pip install 'jobrunner[history]'" in archiver.stderr
 
 
 def test_a_bare_worker_runs_a_job_enqueued_by_the_bare_library(

@@ -24,10 +24,11 @@ Q = "jr:{default}"
 
 
 # Every command, each tested here or in its own file (up: test_stack.py, loadgen: test_loadgen.py).
-# (job, result, cancel, pause, resume: test_cli_operate.py.)
+# (job, result, cancel, pause, resume: test_cli_operate.py; archiver: test_archive_worker.py.)
 COMMANDS = ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis", "profile",
             "up", "demo", "loadgen", "scheduler", "chaos", "experiment", "token",
-            "redis-acl", "job", "result", "cancel", "pause", "resume", "shard"]  # fmt: skip
+            "redis-acl", "job", "result", "cancel", "pause", "resume", "shard",
+            "archiver"]  # fmt: skip
 PRODUCTION = ["worker", "enqueue", "stats", "requeue", "scheduler", "token", "redis-acl", "job",
               "result", "cancel", "pause", "resume", "shard"]  # fmt: skip
 

@@ -74,6 +74,7 @@ SMALL: dict[str, dict[str, object]] = {
     },
     "08-live-queue-draining": {"jobs": 1500, "refresh": 1.0},
     "09-outgrowing-one-redis": {"jobs": 4000, "rounds": 1},
+    "10-job-history": {"jobs": 5000},
 }
 FIGURES = {
     "01-start-the-stack": ["01-job-lives.png"],
@@ -93,6 +94,7 @@ FIGURES = {
     "07-failure-injection": ["07-ledger.png"],
     "08-live-queue-draining": ["08-live-drain.png"],
     "09-outgrowing-one-redis": ["09-redis-cpu-per-master.png"],
+    "10-job-history": ["10-history-latency.png"],
 }
 
 

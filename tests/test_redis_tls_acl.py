@@ -1,4 +1,5 @@
-"""Redis with TLS and an ACL user: the API, a worker and a scheduler through rediss:// only.
+"""Redis with TLS and an ACL user: the API, a worker, a scheduler and the archiver through
+rediss:// only.
 
 The test makes a certificate authority and a server certificate for 127.0.0.1 with openssl,
 starts a redis-server whose TLS port is the only one jobrunner is given, and a user made from
@@ -7,6 +8,7 @@ starts a redis-server whose TLS port is the only one jobrunner is given, and a u
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -19,9 +21,14 @@ import pytest
 import redis
 
 from jobrunner.acl import acl_rule
+from jobrunner.archive.archiver import Archiver
+from jobrunner.connection import async_redis
 from jobrunner.dev.redis_server import RedisServer, free_port
+from jobrunner.job import make_job
+from jobrunner.queue import ReliableQueue
 from tests.api_server import api_process, bearer
-from tests.conftest import wait_until
+from tests.conftest import eventually, wait_until
+from tests.postgres import count
 from tests.workers import FAST_LOOPS
 
 pytestmark = pytest.mark.slow
@@ -65,6 +72,15 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, R
         yield url, server
 
 
+def fresh_admin(server: RedisServer) -> redis.Redis:
+    """An admin connection (not through the ACL user) to an emptied server with an empty ACL
+    log, so a test can list what the user was refused."""
+    admin = redis.Redis(port=server.port)
+    admin.flushall()
+    admin.execute_command("ACL", "LOG", "RESET")
+    return admin
+
+
 def test_the_acl_user_can_do_nothing_else(tls_redis: tuple[str, RedisServer]) -> None:
     url, _ = tls_redis
     client = redis.Redis.from_url(url)
@@ -83,9 +99,7 @@ def test_api_worker_and_scheduler_run_jobs_through_tls_and_the_acl_user(
     tls_redis: tuple[str, RedisServer], tmp_path: Path
 ) -> None:
     url, server = tls_redis
-    admin = redis.Redis(port=server.port)
-    admin.flushall()
-    admin.execute_command("ACL", "LOG", "RESET")
+    admin = fresh_admin(server)
     token_made = subprocess.run(
         [sys.executable, "-m", "jobrunner.cli", "token", "create", "--name", "t", "--scope",
          "enqueue", "--scope", "read", "--redis-url", url],
@@ -130,3 +144,28 @@ def test_api_worker_and_scheduler_run_jobs_through_tls_and_the_acl_user(
     denied = {entry["object"] for entry in admin.acl_log() if entry["username"] == "jobrunner"}
     admin.close()
     assert denied <= {"config|get"}
+
+
+async def test_history_and_the_archiver_need_nothing_beyond_the_acl_rule(
+    tls_redis: tuple[str, RedisServer], pg_url: str
+) -> None:
+    """The terminal scripts' XADD/XTRIM and the archiver's group reads, acks and deletes."""
+    url, server = tls_redis
+    admin = fresh_admin(server)
+    client = async_redis(url)
+    queue = ReliableQueue(client, count_every=0, history=1000)
+    await queue.enqueue_jobs([make_job("noop", job_id=f"j{i}") for i in range(50)])
+    batch = await queue.reserve("default", 50, lease=30)
+    await queue.start("default", [(r.id, r.token) for r in batch])
+    await queue.ack("default", [(r.id, r.token) for r in batch])
+    archiver = Archiver(client, pg_url, consumer="acl", block=0.1, queues_every=0.1)
+    task = asyncio.create_task(archiver.run())
+    await eventually(lambda: asyncio.sleep(0, archiver.counts["entries"] == 50), what="archived")
+    archiver.stop()
+    await task
+    await queue.aclose()
+    await client.aclose()
+    denied = [entry["object"] for entry in admin.acl_log() if entry["username"] == "jobrunner"]
+    admin.close()
+    assert denied == []
+    assert count(pg_url) == 50

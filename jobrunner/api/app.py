@@ -10,6 +10,7 @@ import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from types import ModuleType
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     metrics = ApiMetrics()
     metrics.expect(registry.names(), queues)
     debug = debug_routes() if settings.debug_routes else None
+    history = history_reader(settings.pg_url) if settings.pg_url else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,6 +49,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
             redis, prefix=settings.prefix, result_ttl=settings.result_ttl, registry=registry,
             idempotency_ttl=settings.idempotency_ttl, pipelined=True,
             wait_replicas=settings.wait_replicas, wait_timeout=settings.wait_timeout,
+            history=settings.history,
         )  # fmt: skip
         app.state.queues = queues
         app.state.rates = RateTracker(app.state.queue, queues)
@@ -56,6 +59,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
                 yield
         finally:
             await app.state.rates.stop()
+            if history is not None:
+                await history.aclose()
             await app.state.queue.aclose()
             await redis.aclose()
 
@@ -85,6 +90,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     app.include_router(dashboard_router())
     if debug:
         app.include_router(debug.debug_router())
+    if history is not None:
+        app.include_router(importlib.import_module("jobrunner.api.history").history_router(history))
     return app
 
 
@@ -100,6 +107,15 @@ def declared_queues(settings: Settings, registry: Registry) -> list[str]:
             f"{len(queues)} queues are declared, more than max_queues ({settings.max_queues})"
         )
     return queues
+
+
+def history_reader(pg_url: str) -> Any:
+    """GET /history's connection to the history database; it needs psycopg (history extra)."""
+    try:
+        module = importlib.import_module("jobrunner.api.history")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"--pg-url needs {exc.name!r}: pip install 'jobrunner[history]'") from exc
+    return module.HistoryReader(pg_url)
 
 
 def debug_routes() -> ModuleType:

@@ -47,7 +47,7 @@ _RULES: list[tuple[str, str, frozenset[str] | str]] = [
     ("GET", r"/jobs/[^/]+", frozenset({"read"})),
     (
         "GET",
-        r"/failed|/queues|/schedules|/scheduled|/running|/dashboard/(events|snapshot)",
+        r"/failed|/queues|/schedules|/scheduled|/running|/history|/dashboard/(events|snapshot)",
         frozenset({"read"}),
     ),
     # cancel, pause, resume, requeue and delete are not listed: they need admin

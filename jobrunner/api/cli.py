@@ -13,9 +13,11 @@ import click
 import msgspec
 
 from jobrunner.cli import (
+    history_option,
     imports_option,
     log_format_option,
     log_level_option,
+    pg_url_option,
     redis_option,
     require_redis_url,
     settings_from,
@@ -47,6 +49,8 @@ def is_loopback(host: str) -> bool:
 @click.option("--allowed-hosts", help="Host names it answers to (default: loopback, --host)")
 @click.option("--no-auth", "no_auth", is_flag=True, help="no tokens: local development only")
 @click.option("--force", is_flag=True, help="allow --no-auth on an address other than loopback")
+@pg_url_option
+@history_option
 @wait_replicas_option
 @log_level_option
 @log_format_option

@@ -1,28 +1,32 @@
 -- ack: mark leased jobs done, each with its result; a completion whose token is not the current
 -- lease is rejected.
--- KEYS[1] reserved ZSET     KEYS[2] stats HASH     KEYS[3] cancel SET
+-- KEYS[1] reserved ZSET     KEYS[2] stats HASH     KEYS[3] cancel SET     KEYS[4] history STREAM
 -- ARGV[1] job key prefix     ARGV[2] result ttl ms (0 = delete the job hash at once)
 -- ARGV[3] notify key prefix     ARGV[4] start marks of other leased jobs to write in the same
---   call, as start.lua's ARGV[2] ('' = none)     ARGV[5..] triples: id, token, result (JSON; '' = none)
+--   call, as start.lua's ARGV[2] ('' = none)     ARGV[5] history bound (0 = no history entry)
+-- ARGV[6..] triples: id, token, result (JSON; '' = none)
 -- Returns: {the ids whose completion was rejected as stale (their lease was taken over), the ids
 --   of the start marks no longer held under their token (do not start them)}.
 -- Idempotent: a retried ack of the same lease finds its job done under its token and is no-op.
 -- Stats: processed, and the sums run_ms (start to done) and turnaround_ms (enqueued to done) of
 -- the jobs acked, on Redis's clock: a reader divides their change by processed's for averages.
 --#include _notify
+--#include _history
 --#include _start_marks
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 -- 'fu': the finish time in microseconds, for end-to-end latency finer than a millisecond.
 local now_us = t[1] .. string.format('%06d', tonumber(t[2]))
 local prefix, ttl, notify_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local bound = tonumber(ARGV[5])
 local stale = {}
 local done, run_ms, turnaround_ms = 0, 0, 0
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   local id, token, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = prefix .. id
   local f = redis.call('HMGET', key, 't', 's', 'w', 'c', 'eq', 'st')
   if f[1] == token and redis.call('ZREM', KEYS[1], id) == 1 then
+    if bound > 0 then history(KEYS[4], bound, KEYS[2], key, id, 'done', now, nil, result) end
     if ttl > 0 then
       if result ~= '' then
         redis.call('HSET', key, 's', 'done', 'fi', now, 'fu', now_us, 'r', result)

@@ -30,7 +30,8 @@ async def serve(settings: Settings, *, worker_id: str | None = None) -> dict[str
     # there costs a third of redis-py's CPU (bench.models_io), which the thread model felt most
     queue = ReliableQueue(redis, prefix=settings.prefix, result_ttl=settings.result_ttl,
                           pipelined=True, wait_replicas=settings.wait_replicas,
-                          wait_timeout=settings.wait_timeout)  # fmt: skip
+                          wait_timeout=settings.wait_timeout,
+                          history=settings.history)  # fmt: skip
     await warn_about_redis(redis, worker=worker_id)
     metrics = WorkerMetrics()
     if settings.metrics_port:

@@ -3,7 +3,9 @@
 ``drop_replies(marker, count)``: the next ``count`` commands whose bytes contain ``marker`` (an
 ack script's SHA, say) reach Redis and run there, but the connection is cut before the reply
 comes back: the caller cannot know whether its write happened. ``cut_all()`` drops every open
-connection (a network blip). Runs its own event loop in a thread.
+connection (a network blip); ``set_down(True)`` drops them and refuses new ones until
+``set_down(False)`` (the server gone a while; any TCP server, PostgreSQL too). Runs its own
+event loop in a thread.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class RedisProxy:
         self.dropped = 0
         self._marker = b""
         self._drops_left = 0
+        self.down = False  # new connections are closed at once, as a server that is gone
         self._links: set[_Link] = set()
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -118,6 +121,12 @@ class RedisProxy:
                 link.close()
 
         self._loop.call_soon_threadsafe(cut)
+
+    def set_down(self, down: bool) -> None:
+        """Down: every open connection dropped, every new one closed at once; up: pass again."""
+        self.down = down
+        if down:
+            self.cut_all()
 
     def stop(self) -> None:
         async def shutdown() -> None:
@@ -148,6 +157,9 @@ class RedisProxy:
         self._loop.run_forever()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
