@@ -24,7 +24,19 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 MODELS = ["asyncio", "thread", "process"]
 
 
+@pytest.fixture(params=["single", "cluster"])
+def chaos_url(request: pytest.FixtureRequest) -> str | None:
+    """Where the stack's Redis is: one of its own, or the session's Redis Cluster, emptied."""
+    if request.param == "single":
+        return None
+    cluster = request.getfixturevalue("redis_cluster")
+    flush_cluster(cluster)
+    return str(cluster.url)
+
+
 def session(tmp_path: Path, name: str, **options: object) -> ChaosSession:
+    if options.get("redis_url") and "cluster" not in name:
+        name += " on a cluster"  # reports are kept by name: the two backends apart
     return ChaosSession(name, env=FAST_LOOPS, ledger_dir=tmp_path / "ledger",
                         log_dir=tmp_path / "logs", **options)  # type: ignore[arg-type]  # fmt: skip
 
@@ -71,9 +83,9 @@ def test_repeated_sigkill_under_steady_load_loses_nothing(
     assert report.acknowledged == report.sent
 
 
-def test_a_killed_process_model_child_loses_nothing(tmp_path: Path) -> None:
-    with session(tmp_path, "kill-child[process]", model="process", concurrency=2, workers=1,
-                 lease=1.0) as s:  # fmt: skip
+def test_a_killed_process_model_child_loses_nothing(tmp_path: Path, chaos_url: str | None) -> None:
+    with session(tmp_path, "kill-child[process]", redis_url=chaos_url, model="process",
+                 concurrency=2, workers=1, lease=1.0) as s:  # fmt: skip
         worker = s.stack.worker_pids()[0]
         s.producer.start_load(rate=60, batch=6, probe=Probe(ms=10))
         for _ in range(3):
@@ -94,11 +106,11 @@ def stats(s: ChaosSession) -> dict[str, int]:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_sigterm_during_a_batch_finishes_or_hands_back_every_job(
-    model: str, tmp_path: Path
+    model: str, tmp_path: Path, chaos_url: str | None
 ) -> None:
     concurrency = 2 if model == "process" else 4
-    with session(tmp_path, f"sigterm-batch[{model}]", model=model, concurrency=concurrency,
-                 lease=1.0) as s:  # fmt: skip
+    with session(tmp_path, f"sigterm-batch[{model}]", redis_url=chaos_url, model=model,
+                 concurrency=concurrency, lease=1.0) as s:  # fmt: skip
         s.producer.send([Probe(ms=200)] * 40)
         wait_until(lambda: faults.in_flight(s.stack) >= 8, what="both workers holding a batch")
         fault, code = faults.terminate_worker(s.stack)
@@ -116,8 +128,11 @@ def test_sigterm_during_a_batch_finishes_or_hands_back_every_job(
 
 def test_a_second_signal_during_the_drain_exits_at_once_and_loses_nothing(
     tmp_path: Path,
+    chaos_url: str | None,
 ) -> None:
-    with session(tmp_path, "sigterm-twice[asyncio]", lease=1.0, grace=30.0) as s:
+    with session(
+        tmp_path, "sigterm-twice[asyncio]", redis_url=chaos_url, lease=1.0, grace=30.0
+    ) as s:
         s.producer.send([Probe(ms=1500)] * 16)
         wait_until(lambda: faults.in_flight(s.stack) >= 16, what="jobs running and prefetched")
         fault, code = faults.terminate_worker(s.stack, second_signal_after=0.3)
@@ -132,8 +147,10 @@ def test_a_second_signal_during_the_drain_exits_at_once_and_loses_nothing(
     assert report.duplicates <= report.in_flight_at_faults
 
 
-def test_a_slow_worker_with_a_live_heartbeat_keeps_its_job(tmp_path: Path) -> None:
-    with session(tmp_path, "slow-worker[asyncio]", lease=1.0) as s:
+def test_a_slow_worker_with_a_live_heartbeat_keeps_its_job(
+    tmp_path: Path, chaos_url: str | None
+) -> None:
+    with session(tmp_path, "slow-worker[asyncio]", redis_url=chaos_url, lease=1.0) as s:
         s.producer.send([Probe(ms=3500)])  # three and a half leases
         s.settle()
         report = s.report()
@@ -146,8 +163,9 @@ def test_a_slow_worker_with_a_live_heartbeat_keeps_its_job(tmp_path: Path) -> No
 
 def test_a_stalled_worker_loses_its_job_and_its_late_completion_is_rejected(
     tmp_path: Path,
+    chaos_url: str | None,
 ) -> None:
-    with session(tmp_path, "stalled-worker[asyncio]", lease=1.0) as s:
+    with session(tmp_path, "stalled-worker[asyncio]", redis_url=chaos_url, lease=1.0) as s:
         s.producer.send([Probe(type=PROBE_ASYNC, do="block_loop", ms=3000, until_attempt=1)])
         wait_until(lambda: stats(s).get("stale", 0) == 1, what="the late completion rejected")
         s.settle()
