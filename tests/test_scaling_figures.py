@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from bench.scaling import main as scaling_main
@@ -65,3 +67,16 @@ def test_the_wait_benchmark_runs_small_with_a_replica_linked(tmp_path: Path) -> 
         "batched_jobs_per_s",
         "drain_jobs_per_s",
     }
+
+
+def test_the_lab_readme_quotes_the_committed_run_of_notebook_9() -> None:
+    notebook = nbformat.read(ROOT / "notebooks" / "09-outgrowing-one-redis.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code"
+                      for o in c.get("outputs", []))  # fmt: skip
+    single = re.search(r"one Redis is full near ([\d,]+) jobs/s \(([\d.]+) µs", printed)
+    sharded = re.search(r"busiest master is full near ([\d,]+) jobs/s: ([\d.]+)x", printed)
+    assert single is not None
+    assert sharded is not None
+    readme = " ".join((ROOT / "notebooks" / "README.md").read_text().split())
+    assert f"one Redis spends {single[2]} µs of its core a job, full near {single[1]}" in readme
+    assert f"the busiest is full near {sharded[1]} jobs/s: {sharded[2]}x" in readme
