@@ -61,6 +61,23 @@ def on_backend(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("redis_url"))
 
 
+@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.slow)])
+def chaos_url(request: pytest.FixtureRequest) -> str | None:
+    """For a chaos session on both backends: None (the stack starts a Redis of its own), or
+    the session's Redis Cluster, emptied."""
+    if request.param == "single":
+        return None
+    cluster: RedisClusterServer = request.getfixturevalue("redis_cluster")
+    flush_cluster(cluster)
+    return cluster.url
+
+
+def named_for_backend(name: str, options: dict[str, object]) -> str:
+    """A chaos report's name, told apart on a cluster (reports are kept by name)."""
+    on_cluster = str(options.get("redis_url") or "").startswith("redis+cluster")
+    return f"{name} on a cluster" if on_cluster and "cluster" not in name else name
+
+
 @pytest.fixture
 def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     """A client on ``redis_url``: a cluster client where it names a cluster."""

@@ -18,7 +18,7 @@ from jobrunner.lab.chaos.ledger import read_records
 from jobrunner.lab.chaos.producer import Probe
 from jobrunner.lab.chaos.report import publish
 from jobrunner.lab.chaos.session import ChaosSession
-from tests.conftest import wait_until
+from tests.conftest import named_for_backend, wait_until
 from tests.workers import FAST_LOOPS
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -28,6 +28,7 @@ MODELS = ["asyncio", "thread", "process"]
 
 def session(tmp_path: Path, name: str, env: dict[str, str] | None = None,
             **options: object) -> ChaosSession:  # fmt: skip
+    name = named_for_backend(name, options)
     return ChaosSession(name, env={**FAST_LOOPS, **(env or {})}, ledger_dir=tmp_path / "ledger",
                         log_dir=tmp_path / "logs", **options)  # type: ignore[arg-type]  # fmt: skip
 
@@ -55,10 +56,12 @@ def garbage_requests(api: str, count: int, seed: int = 7) -> list[int]:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_poison_of_every_kind_is_contained_and_nothing_is_lost(model: str, tmp_path: Path) -> None:
+def test_poison_of_every_kind_is_contained_and_nothing_is_lost(
+    model: str, tmp_path: Path, chaos_url: str | None
+) -> None:
     concurrency = 2 if model == "process" else 4
     with session(tmp_path, f"poison[{model}]", via="api", model=model, concurrency=concurrency,
-                 lease=1.0) as s:  # fmt: skip
+                 lease=1.0, redis_url=chaos_url) as s:  # fmt: skip
         client, keys = s.stack.client, QueueKeys("default")
         s.producer.send([Probe(ms=5)] * 30)
         raising = s.producer.send([Probe(do="raise", max_retries=2)] * 3).ids

@@ -16,7 +16,7 @@ from jobrunner.lab.chaos.probes import PROBE_ASYNC
 from jobrunner.lab.chaos.producer import Probe
 from jobrunner.lab.chaos.report import ChaosReport, publish
 from jobrunner.lab.chaos.session import ChaosSession
-from tests.conftest import flush_cluster, wait_until
+from tests.conftest import flush_cluster, named_for_backend, wait_until
 from tests.workers import FAST_LOOPS
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -24,19 +24,8 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 MODELS = ["asyncio", "thread", "process"]
 
 
-@pytest.fixture(params=["single", "cluster"])
-def chaos_url(request: pytest.FixtureRequest) -> str | None:
-    """Where the stack's Redis is: one of its own, or the session's Redis Cluster, emptied."""
-    if request.param == "single":
-        return None
-    cluster = request.getfixturevalue("redis_cluster")
-    flush_cluster(cluster)
-    return str(cluster.url)
-
-
 def session(tmp_path: Path, name: str, **options: object) -> ChaosSession:
-    if options.get("redis_url") and "cluster" not in name:
-        name += " on a cluster"  # reports are kept by name: the two backends apart
+    name = named_for_backend(name, options)
     return ChaosSession(name, env=FAST_LOOPS, ledger_dir=tmp_path / "ledger",
                         log_dir=tmp_path / "logs", **options)  # type: ignore[arg-type]  # fmt: skip
 
