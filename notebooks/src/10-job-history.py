@@ -94,6 +94,25 @@ cleanup.close()
 dead
 
 # %% [markdown]
+# ## Claims, checked
+#
+# These fail when the data no longer supports the text: the run time is flat across the day,
+# the latency is not, and the 95th percentile moves more than the median.
+
+# %%
+runs = day.groupby(["type", "hour"])["run_ms"].median().unstack()
+busiest = int(waits["jobs"].idxmax())
+quietest = int(waits["jobs"].idxmin())
+emails = by_hour.loc["email"]
+assert (runs.max(axis=1) / runs.min(axis=1)).max() < 1.5, "a type's run time moved with the hour"
+assert emails.loc[busiest, "p50"] > 2 * emails.loc[quietest, "p50"], "the peak did not slow it"
+assert (emails.loc[busiest, "p95"] / emails.loc[quietest, "p95"]
+        > emails.loc[busiest, "p50"] / emails.loc[quietest, "p50"]), "the tail moved less"  # fmt: skip
+assert len(dead) > 0, "the full-text search found none of the dead"
+print(f"busiest hour {busiest}, quietest {quietest}: e-mail p50 "
+      f"{emails.loc[quietest, 'p50']:.0f} -> {emails.loc[busiest, 'p50']:.0f} ms")
+
+# %% [markdown]
 # ## What it teaches
 #
 # - The run time of a type is the same all day; its latency is not. At the peak the queue wait
