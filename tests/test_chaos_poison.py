@@ -119,12 +119,16 @@ def test_poison_of_every_kind_is_contained_and_nothing_is_lost(
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_jobs_prefetched_beside_a_worker_killer_lose_no_attempt(model: str, tmp_path: Path) -> None:
+def test_jobs_prefetched_beside_a_worker_killer_lose_no_attempt(
+    model: str, tmp_path: Path, chaos_url: str | None
+) -> None:
     """One slot, a deep prefetch, a job that kills its worker at every start, and behind it
     jobs allowed a single attempt (max_retries 0). Charged at reservation, each death cost the
     prefetched jobs their only attempt and they died unrun; charged at start, they are handed
     back whole and all complete, while the killer is dead after max_retries + 1 starts."""
-    report, dead, killer, starts, attempts, errors = killer_and_bystanders(model, "start", tmp_path)
+    report, dead, killer, starts, attempts, errors = killer_and_bystanders(
+        model, "start", tmp_path, chaos_url
+    )
     bystanders = [i for i in attempts if i != killer]
     assert killer in dead
     assert starts.count(killer) == attempts[killer] == 3
@@ -152,14 +156,14 @@ def test_charged_on_reserve_the_prefetched_bystanders_die_unrun(tmp_path: Path) 
 
 
 def killer_and_bystanders(
-    model: str, charge_on: str, tmp_path: Path
+    model: str, charge_on: str, tmp_path: Path, redis_url: str | None = None
 ) -> tuple[Any, set[str], str, list[str], dict[str, int], dict[str, str]]:
     """A killer (max_retries 2) ahead of 20 bystanders (max_retries 0), all waiting before the
     worker starts, so its first reservation holds them all: one slot, a deep prefetch.
     Supervised until every job is done or dead. The report is published."""
     with session(tmp_path, f"prefetched-beside-killer[{model},{charge_on}]", workers=0,
                  model=model, concurrency=1, prefetch=20, lease=1.0,
-                 env={"JOBRUNNER_CHARGE_ON": charge_on}) as s:  # fmt: skip
+                 env={"JOBRUNNER_CHARGE_ON": charge_on}, redis_url=redis_url) as s:  # fmt: skip
         client, keys = s.stack.client, QueueKeys("default")
         [killer] = s.producer.send([Probe(do="exit", max_retries=2)]).ids
         bystanders = s.producer.send([Probe(ms=5, max_retries=0)] * 20).ids
