@@ -89,4 +89,5 @@ def test_with_wait_for_a_replica_a_master_killed_under_load_loses_nothing_acknow
           f"violations={report.invariant_violations}")  # fmt: skip
     assert report.lost == 0, report.lost_ids
     assert report.phantoms == 0
-    assert report.duplicates <= report.in_flight_at_faults
+    # duplicates are not bounded by the jobs in flight at the kill: a reservation (not waited
+    # for) written on the dead master and not yet replicated runs its job again on the new one
