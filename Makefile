@@ -91,6 +91,7 @@ bench: $(DEV)
 	$(PY) -m bench.costs
 	$(PY) -m bench.scaling
 	$(PY) -m bench.wait_cost
+	$(PY) -m bench.grpc_vs_http
 
 # JupyterLab refuses to run as root unless told; on a remote host: make lab LAB_IP=0.0.0.0
 lab: $(LAB)
