@@ -254,6 +254,30 @@ async def test_unreachable_redis_is_unavailable_and_not_serving() -> None:
         await server.stop(1)
 
 
+async def test_the_ingress_limit_holds_per_client_as_over_http(redis_url: str) -> None:
+    """JOBRUNNER_INGRESS_RATE: a client named by x-client-id (else by its address) gets its
+    own budget; over it, RESOURCE_EXHAUSTED `rate_limited`, and another client still gets in."""
+    settings = api_settings(redis_url, ingress_rate="token_bucket:2/10s:burst=2")
+    server = GrpcServer(settings, load_handlers(["tests.jobs"]))
+    port = await server.start("127.0.0.1", 0)
+    token = make_token(redis_url)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.JobsStub(channel)
+            mine = (("authorization", f"Bearer {token}"), ("x-client-id", "a"))
+            for _ in range(2):
+                await stub.Enqueue(pb.EnqueueRequest(job=spec()), metadata=mine)
+            with pytest.raises(grpc.aio.AioRpcError) as limited:
+                await stub.Enqueue(pb.EnqueueRequest(job=spec()), metadata=mine)
+            assert refusal(limited) == (
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited", "X-Client-Id",
+            )  # fmt: skip
+            other = (("authorization", f"Bearer {token}"),)  # by its address: another budget
+            assert (await stub.Enqueue(pb.EnqueueRequest(job=spec()), metadata=other)).created
+    finally:
+        await server.stop(1)
+
+
 PARITY = [
     ({"type": "nope"}, spec("nope")),
     ({"type": "noop", "queue": "elsewhere"}, spec(queue="elsewhere")),

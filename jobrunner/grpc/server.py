@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from jobrunner.api.app import declared_queues
 from jobrunner.api.auth import Authenticator
+from jobrunner.api.ingress import ingress_limiter
 from jobrunner.api.jobs import Admission
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
@@ -51,7 +52,8 @@ class GrpcServer:
         authenticator = Authenticator(settings.prefix, settings.token_cache_seconds,
                                       settings.session_ttl, settings.metrics_token)  # fmt: skip
         self.service = JobsService(Admission(settings, self.registry, metrics, self.queues),
-                                   self.queue, authenticator, settings.auth)  # fmt: skip
+                                   self.queue, authenticator, settings.auth,
+                                   ingress_limiter(settings))  # fmt: skip
         self.health = health.aio.HealthServicer()
         bound = settings.max_payload_bytes + HEADROOM  # the HTTP body bound, as a message
         self.server = grpc.aio.server(options=[

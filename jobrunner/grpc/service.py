@@ -31,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobrunner.api.auth import EVERYTHING, Authenticator, Principal
 from jobrunner.api.bodies import decode_jobs
 from jobrunner.api.errors import AUTH_UNAVAILABLE, REDIS_FULL, REDIS_UNAVAILABLE, ApiError
+from jobrunner.api.ingress import IngressLimiter
 from jobrunner.api.jobs import Admission
 from jobrunner.calls import FINAL_STATES
 from jobrunner.errors import RedisFull, RedisUnavailable
@@ -145,13 +146,19 @@ def add_jobs_service(service: JobsService, server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
-def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            text = value.decode(errors="replace") if isinstance(value, bytes) else value
-            scheme, _, token = text.partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
+def metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str:
+    """The first value of an (ASCII) metadata key, '' when absent."""
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     return ""
+
+
+def peer_host(peer: str) -> str:
+    """``ipv4:127.0.0.1:5000`` -> ``127.0.0.1``; ``ipv6:[::1]:5000`` -> ``::1``."""
+    address = peer.partition(":")[2] or peer
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    return host.strip("[]") or "-"
 
 
 class JobsService(pb_grpc.JobsServicer):
@@ -163,8 +170,10 @@ class JobsService(pb_grpc.JobsServicer):
         queue: ReliableQueue,
         authenticator: Authenticator,
         auth: bool = True,
+        ingress: IngressLimiter | None = None,
     ) -> None:
         self.admission = admission
+        self.ingress = ingress
         self.queue = queue
         self.authenticator = authenticator
         self.auth = auth
@@ -283,10 +292,22 @@ class JobsService(pb_grpc.JobsServicer):
             raise ApiError(400, "malformed_message", f"the message is not a valid {kind}")
 
     async def principal(self, context: grpc.aio.ServicerContext[Any, Any], scope: str) -> Principal:
-        """Who calls, from ``authorization: Bearer jrt_...``, if their token has ``scope``."""
+        """Who calls, from ``authorization: Bearer jrt_...``, if their token has ``scope``; then
+        the caller's ingress budget, as POST /jobs checks the two."""
+        principal = await self.authenticated(context, scope)
+        if self.ingress is not None:
+            named = metadata_value(context, self.ingress.header.lower())
+            client = named or peer_host(context.peer())
+            await self.ingress.check(self.queue.redis, client, bool(named))
+        return principal
+
+    async def authenticated(
+        self, context: grpc.aio.ServicerContext[Any, Any], scope: str
+    ) -> Principal:
         if not self.auth:
             return Principal(EVERYTHING)
-        token = bearer_token(context)
+        scheme, _, token = metadata_value(context, "authorization").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
         try:
             record = await self.authenticator.bearer(self.queue.redis, token) if token else None
         except RedisError:
