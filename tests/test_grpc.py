@@ -373,17 +373,24 @@ def test_the_cli_serves_and_stays_healthy_under_random_bytes(grpc_process: tuple
     address, token = grpc_process
     metadata = (("authorization", f"Bearer {token}"),)
     with grpc.insecure_channel(address) as channel:
-        raw = channel.unary_unary("/jobrunner.v1.Jobs/Enqueue")  # bytes in, bytes out
+        calls = {  # bytes in, bytes out; a stream is read to its end
+            name: channel.unary_unary(f"/jobrunner.v1.Jobs/{name}")
+            for name in ("Enqueue", "EnqueueBatch", "GetJob", "CancelJob")
+        }
+        watch = channel.unary_stream("/jobrunner.v1.Jobs/WatchJob")
         health = health_pb2_grpc.HealthStub(channel)
         stub = pb_grpc.JobsStub(channel)
 
-        @settings(max_examples=150, deadline=None,
+        @settings(max_examples=300, deadline=None,
                   suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-        @given(st.binary(max_size=2048))
-        def random_bytes(message: bytes) -> None:
-            assert status(lambda: raw(message, metadata=metadata, timeout=10)) in (
-                grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT,
-            )  # fmt: skip
+        @given(st.sampled_from([*calls, "WatchJob"]), st.binary(max_size=2048))
+        def random_bytes(name: str, message: bytes) -> None:
+            if name == "WatchJob":
+                answer = status(lambda: list(watch(message, metadata=metadata, timeout=2)))
+            else:
+                answer = status(lambda: calls[name](message, metadata=metadata, timeout=10))
+            assert answer in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT,
+                              grpc.StatusCode.NOT_FOUND), (name, answer)  # fmt: skip
 
         floats = st.floats(allow_nan=True, allow_infinity=True)
 
