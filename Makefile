@@ -23,7 +23,8 @@ help:
 	@echo "make bench  - run the benchmarks in full and print the figures"
 	@echo "make lab    - open JupyterLab on notebooks/ (LAB_IP=0.0.0.0 on a remote host; make lab-run: re-run them all)"
 
-$(VENV)/.installed-%: pyproject.toml
+# setup.py generates the gRPC modules from proto/ at install: a changed .proto reinstalls
+$(VENV)/.installed-%: pyproject.toml setup.py proto/jobrunner/v1/jobs.proto
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[$*]'
@@ -91,6 +92,7 @@ bench: $(DEV)
 	$(PY) -m bench.costs
 	$(PY) -m bench.scaling
 	$(PY) -m bench.wait_cost
+	$(PY) -m bench.grpc_vs_http
 
 # JupyterLab refuses to run as root unless told; on a remote host: make lab LAB_IP=0.0.0.0
 lab: $(LAB)

@@ -96,6 +96,9 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     "api": LazyCommand(
         "jobrunner.api.cli:api", "api", "Serve the HTTP API and the dashboard.", API
     ),
+    "grpc": LazyCommand(
+        "jobrunner.grpc.cli:grpc_cmd", "grpc", "Serve the gRPC API.", ("grpc", *API)
+    ),
     "up": LazyCommand("jobrunner.dev.cli:up", "demo", "Run Redis, the API and workers here.", DEMO),
     "demo": LazyCommand("jobrunner.dev.cli:demo", "demo", "Post a burst, watch it drain.", DEMO),
     "archiver": LazyCommand(

@@ -28,7 +28,7 @@ Q = "jr:{default}"
 COMMANDS = ["worker", "naive-worker", "api", "enqueue", "stats", "requeue", "redis", "profile",
             "up", "demo", "loadgen", "scheduler", "chaos", "experiment", "token",
             "redis-acl", "job", "result", "cancel", "pause", "resume", "shard",
-            "archiver"]  # fmt: skip
+            "archiver", "grpc"]  # fmt: skip
 PRODUCTION = ["worker", "enqueue", "stats", "requeue", "scheduler", "token", "redis-acl", "job",
               "result", "cancel", "pause", "resume", "shard"]  # fmt: skip
 

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-UPPER = {"api", "archive", "dev", "lab"}
+UPPER = {"api", "archive", "dev", "grpc", "lab"}
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:

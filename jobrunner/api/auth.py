@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from jobrunner.api.errors import AUTH_UNAVAILABLE
 from jobrunner.keys import PREFIX
 from jobrunner.tokens import SCOPES, TokenRecord, TokenStore
 
@@ -203,8 +204,7 @@ class AuthMiddleware:
             if need == PUBLIC:
                 principal = None
             else:
-                detail = "Redis cannot be reached to check the token; try again shortly"
-                await self.refuse(send, 503, "redis_unavailable", detail)
+                await self.refuse(send, 503, "redis_unavailable", AUTH_UNAVAILABLE)
                 return
         state["principal"] = principal
         if need == PUBLIC:

@@ -36,6 +36,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def allow_no_auth(host: str, port: int, force: bool, risk: str, open_to: str) -> None:
+    """Refuse --no-auth off loopback without --force; else warn that it is open."""
+    if not is_loopback(host) and not force:
+        raise click.UsageError(
+            f"--no-auth on {host} would let anyone who reaches it {risk} jobs; "
+            "bind to 127.0.0.1, or add --force if a trusted proxy guards it"
+        )
+    warning = (f"WARNING: authentication is OFF (--no-auth): anyone who reaches "
+               f"{host}:{port} can {open_to} jobs.")  # fmt: skip
+    click.secho(warning, fg="red", err=True)
+
+
 @click.command()
 @redis_option
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -67,14 +79,7 @@ def api(host: str, port: int, no_auth: bool, force: bool, **options: Any) -> Non
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger(component="api")
     if not settings.auth:
-        if not is_loopback(host) and not force:
-            raise click.UsageError(
-                f"--no-auth on {host} would let anyone who reaches it run and requeue jobs; "
-                "bind to 127.0.0.1, or add --force if a trusted proxy guards it"
-            )
-        warning = (f"WARNING: authentication is OFF (--no-auth): anyone who reaches "
-                   f"{host}:{port} can enqueue, read and requeue jobs.")  # fmt: skip
-        click.secho(warning, fg="red", err=True)
+        allow_no_auth(host, port, force, "run and requeue", "enqueue, read and requeue")
     try:
         app = create_app(settings)
     except JobrunnerError as exc:

@@ -18,6 +18,15 @@ from jobrunner.errors import RedisFull, RedisUnavailable
 from jobrunner.logs import get_logger
 
 RETRY_AFTER_SECONDS = 1
+REDIS_UNAVAILABLE = (
+    "Redis cannot be reached. The jobs were most likely not written, but a connection "
+    "lost after the request was sent cannot tell: retry with the same idempotency_key."
+)
+REDIS_FULL = (
+    "Redis is at its memory limit and refuses new jobs; they were not written. "
+    "Try again once workers have drained the queue."
+)
+AUTH_UNAVAILABLE = "Redis cannot be reached to check the token; try again shortly"
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
               413: "payload_too_large"}  # fmt: skip
 
@@ -96,24 +105,14 @@ def install_error_handlers(app: FastAPI, max_payload_bytes: int) -> None:
     @app.exception_handler(RedisUnavailable)
     async def redis_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable", error=str(exc))
-        return problem(
-            503,
-            "redis_unavailable",
-            "Redis cannot be reached. The jobs were most likely not written, but a connection "
-            "lost after the request was sent cannot tell: retry with the same idempotency_key.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        return problem(503, "redis_unavailable", REDIS_UNAVAILABLE,
+                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)})  # fmt: skip
 
     @app.exception_handler(RedisFull)
     async def redis_full(_: Request, exc: Exception) -> JSONResponse:
         log.warning("redis full", error=str(exc))
-        return problem(
-            503,
-            "redis_full",
-            "Redis is at its memory limit and refuses new jobs; they were not written. "
-            "Try again once workers have drained the queue.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        return problem(503, "redis_full", REDIS_FULL,
+                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)})  # fmt: skip
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

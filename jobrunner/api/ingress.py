@@ -12,6 +12,7 @@ import math
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from jobrunner.api.errors import ApiError
@@ -23,38 +24,58 @@ EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_CLIENT_ID = 128  # characters of a client id that name its budget
 
 
-def ingress_limit(settings: Settings) -> Callable[[Request], Awaitable[None]] | None:
-    """A FastAPI dependency enforcing the per-client limit, or None when none is configured."""
-    if not settings.ingress_rate.strip():
-        return None
-    spec = parse_limit(settings.ingress_rate)
-    if spec.algorithm == "concurrency":
-        raise ValueError("an ingress limit is a rate (e.g. '100/s'), not a concurrency limit")
-    header = settings.ingress_client_header
-    limiters: dict[int, RedisLimiter] = {}  # per Redis client (one per app lifespan)
+class IngressLimiter:
+    """The per-client budget of ``JOBRUNNER_INGRESS_RATE``, shared by the HTTP and gRPC APIs."""
 
-    async def limit_ingress(request: Request) -> None:
-        if request.url.path in EXEMPT:
-            return
-        client = request.headers.get(header) or (request.client.host if request.client else "-")
-        redis = request.app.state.queue.redis
-        limiter = limiters.get(id(redis))
+    def __init__(self, settings: Settings) -> None:
+        self.spec = parse_limit(settings.ingress_rate)
+        if self.spec.algorithm == "concurrency":
+            raise ValueError("an ingress limit is a rate (e.g. '100/s'), not a concurrency limit")
+        self.header = settings.ingress_client_header
+        self.prefix = settings.prefix
+        self._limiters: dict[int, RedisLimiter] = {}  # per Redis client (one per app lifespan)
+
+    async def check(self, redis: Redis, client: str, named: bool) -> None:
+        """A 429 ``rate_limited`` ApiError when ``client`` (named by the header, else its
+        address) is over its budget; fails open when Redis cannot answer."""
+        limiter = self._limiters.get(id(redis))
         if limiter is None:
-            limiters.clear()
-            limiter = limiters[id(redis)] = redis_limiter(redis, spec, prefix=settings.prefix)
+            self._limiters.clear()
+            limiter = self._limiters[id(redis)] = redis_limiter(redis, self.spec,
+                                                                prefix=self.prefix)  # fmt: skip
         try:
             decision = await limiter.acquire(f"ingress:{client[:MAX_CLIENT_ID]}", ["request"])
         except RedisError:
-            return  # fail open: the route itself answers 503 if it needs Redis
+            return  # fail open: the call itself answers 503 if it needs Redis
         if not decision.allowed:
             wait = decision.retry_after
             raise ApiError(
                 429,
                 "rate_limited",
-                f"client {client[:MAX_CLIENT_ID]!r} is over its limit of {spec.describe()}; "
+                f"client {client[:MAX_CLIENT_ID]!r} is over its limit of {self.spec.describe()}; "
                 f"retry in {wait:.3f}s",
-                field=header if request.headers.get(header) else None,
+                field=self.header if named else None,
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
+
+
+def ingress_limiter(settings: Settings) -> IngressLimiter | None:
+    """The limiter ``settings`` configure, or None when no ingress rate is set."""
+    return IngressLimiter(settings) if settings.ingress_rate.strip() else None
+
+
+def ingress_limit(settings: Settings) -> Callable[[Request], Awaitable[None]] | None:
+    """A FastAPI dependency enforcing the per-client limit, or None when none is configured."""
+    limiter = ingress_limiter(settings)
+    if limiter is None:
+        return None
+    header = limiter.header
+
+    async def limit_ingress(request: Request) -> None:
+        if request.url.path in EXEMPT:
+            return
+        named = request.headers.get(header)
+        client = named or (request.client.host if request.client else "-")
+        await limiter.check(request.app.state.queue.redis, client, bool(named))
 
     return limit_ingress

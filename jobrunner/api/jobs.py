@@ -9,7 +9,7 @@ from typing import Annotated
 import msgspec
 from fastapi import APIRouter, Query, Request, Response
 
-from jobrunner.api.auth import principal_of
+from jobrunner.api.auth import Principal, principal_of
 from jobrunner.api.bodies import JobIn, decode_jobs
 from jobrunner.api.errors import RETRY_AFTER_SECONDS, ApiError
 from jobrunner.api.openapi import JOB_BODIES
@@ -29,6 +29,7 @@ from jobrunner.job import DEFAULT_QUEUE, Job, check_job, job_id_for_key, new_job
 from jobrunner.job import queue_of as queue_of_id
 from jobrunner.metrics import ApiMetrics
 from jobrunner.payload import PayloadLimitError
+from jobrunner.queue import Enqueued as Written
 from jobrunner.queue import NewJob, ReliableQueue
 from jobrunner.registry import Registry
 from jobrunner.shards import logical_of
@@ -44,38 +45,52 @@ def queue_of(request: Request) -> ReliableQueue:
     return q
 
 
-def jobs_router(
-    settings: Settings, registry: Registry, metrics: ApiMetrics, declared: Sequence[str]
-) -> APIRouter:
-    router = APIRouter()
-    accepted = frozenset(declared)
+class Admission:
+    """What an enqueue is checked against and how it is written: the handlers' types, the
+    declared queues, the token's queues, the payload limits and the depth bound. ``POST /jobs``
+    and the gRPC API (``jobrunner.grpc``) both admit jobs through it, so both refuse the same
+    requests with the same codes and sentences (an ``ApiError``)."""
 
-    def declared_queue(name: str, field: str | None = "queue") -> str:
-        if name not in accepted:
+    def __init__(
+        self, settings: Settings, registry: Registry, metrics: ApiMetrics, declared: Sequence[str]
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.metrics = metrics
+        self.declared = list(declared)
+        self.accepted = frozenset(declared)
+
+    def declared_queue(self, name: str, field: str | None = "queue") -> str:
+        if name not in self.accepted:
             raise ApiError(422, "unknown_queue",
-                           f"queue {name!r} is not declared; declared: {', '.join(declared)}",
+                           f"queue {name!r} is not declared; declared: {', '.join(self.declared)}",
                            field=field)  # fmt: skip
         return name
 
-    def permitted(request: Request, name: str, field: str | None = "queue") -> str:
+    def permitted(self, principal: Principal, name: str, field: str | None = "queue") -> str:
         """A declared queue the caller's token may use (tokens may be bound to queues)."""
-        declared_queue(name, field)
-        principal = principal_of(request.state)
+        self.declared_queue(name, field)
         if not principal.allows(name):
             raise ApiError(403, "forbidden_queue",
                            f"token {principal.record.name!r} may not use queue {name!r}",
                            field=field)  # fmt: skip
         return name
 
-    def to_job(item: JobIn, index: int | None) -> Job:
+    def visible(self, principal: Principal, name: str) -> bool:
+        """Whether a job of queue ``name`` may be read (or cancelled) by the caller: a shard is
+        its queue's, for what is declared and allowed."""
+        home = logical_of(name)
+        return home in self.accepted and principal.allows(home)
+
+    def to_job(self, item: JobIn, index: int | None) -> Job:
         """The job a request item asks for, checked once here (the queue is told so)."""
         where = "type" if index is None else f"jobs.{index}.type"
-        if item.type not in registry:
-            known = ", ".join(registry.names())
+        if item.type not in self.registry:
+            known = ", ".join(self.registry.names())
             raise ApiError(422, "unknown_type", f"no handler for {item.type!r}; known: {known}",
                            field=where)  # fmt: skip
-        queue = declared_queue(item.queue or registry.queue_for(item.type),
-                               where.replace("type", "queue"))  # fmt: skip
+        queue = self.declared_queue(item.queue or self.registry.queue_for(item.type),
+                                    where.replace("type", "queue"))  # fmt: skip
         job_id = (
             job_id_for_key(item.idempotency_key, queue)
             if item.idempotency_key
@@ -92,6 +107,46 @@ def jobs_router(
             raise ApiError(422, "invalid", str(exc), field=data) from exc
         return job
 
+    def new_jobs(self, items: Sequence[JobIn], single: bool, principal: Principal) -> list[NewJob]:
+        """The checked jobs of a request (``decode_jobs``'s items), each on a queue the caller
+        may use; an ApiError for the first that is not."""
+        batch = [
+            NewJob(
+                self.to_job(item, None if single else i),
+                item.delay,
+                item.idempotency_key,
+                fresh=item.idempotency_key is None,
+            )  # else its id is the key's: may exist
+            for i, item in enumerate(items)
+        ]
+        for i, new in enumerate(batch):
+            self.permitted(principal, new.job.queue, "queue" if single else f"jobs.{i}.queue")
+        return batch
+
+    async def enqueue(self, queue: ReliableQueue, batch: Sequence[NewJob]) -> Written:
+        """Write the batch, all or nothing; a full queue is a 429 ``queue_full``."""
+        try:
+            done = await queue.enqueue_batch(
+                batch, max_depth=self.settings.max_queue_depth, checked=True
+            )
+        except QueueFull as exc:
+            raise ApiError(429, "queue_full", str(exc), field="queue",
+                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc  # fmt: skip
+        for item, added in zip(batch, done.created, strict=True):
+            if added:
+                self.metrics.enqueued.labels(item.job.type, item.job.queue).inc()
+        return done
+
+
+def jobs_router(
+    settings: Settings, registry: Registry, metrics: ApiMetrics, declared: Sequence[str]
+) -> APIRouter:
+    router = APIRouter()
+    admission = Admission(settings, registry, metrics, declared)
+
+    def permitted(request: Request, name: str, field: str | None = "queue") -> str:
+        return admission.permitted(principal_of(request.state), name, field)
+
     @router.post("/jobs", status_code=202, response_model=Enqueued, responses=ERRORS,
                  openapi_extra=JOB_BODIES)  # fmt: skip
     async def enqueue(request: Request) -> Response:
@@ -101,27 +156,8 @@ def jobs_router(
         # validate and serialize it through the pydantic model (`Enqueued`, kept for the docs),
         # the dearest step of a single-job request after the round trip to Redis.
         items, single = decode_jobs(await request.body())
-        batch = [
-            NewJob(
-                to_job(item, None if single else i),
-                item.delay,
-                item.idempotency_key,
-                fresh=item.idempotency_key is None,
-            )  # else its id is the key's: may exist
-            for i, item in enumerate(items)
-        ]
-        for i, new in enumerate(batch):
-            permitted(request, new.job.queue, "queue" if single else f"jobs.{i}.queue")
-        try:
-            done = await queue_of(request).enqueue_batch(
-                batch, max_depth=settings.max_queue_depth, checked=True
-            )
-        except QueueFull as exc:
-            raise ApiError(429, "queue_full", str(exc), field="queue",
-                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc  # fmt: skip
-        for item, added in zip(batch, done.created, strict=True):
-            if added:
-                metrics.enqueued.labels(item.job.type, item.job.queue).inc()
+        batch = admission.new_jobs(items, single, principal_of(request.state))
+        done = await admission.enqueue(queue_of(request), batch)
         return Response(ENQUEUED.encode({"ids": done.ids, "created": done.created}),
                         status_code=202, media_type="application/json")  # fmt: skip
 
@@ -130,8 +166,7 @@ def jobs_router(
         """A job's state, attempts, last error and timestamps: one read, whatever the number of
         queues (the id names its queue; `queue` is for an id chosen without one)."""
         name = queue or queue_of_id(job_id)
-        home = logical_of(name)  # a shard is its queue's, for what is declared and allowed
-        visible = home in accepted and principal_of(request.state).allows(home)
+        visible = admission.visible(principal_of(request.state), name)
         record = await queue_of(request).get_job(job_id, name) if visible else None
         if record is None:
             raise ApiError(404, "not_found", f"no job {job_id!r} (or its result expired)")
@@ -142,8 +177,7 @@ def jobs_router(
         """Cancel a job: a ready or scheduled one ends `cancelled` and never runs; a running one
         is `cancelling` until its worker stops it. An ended job is left as it is."""
         name = queue or queue_of_id(job_id)
-        home = logical_of(name)
-        visible = home in accepted and principal_of(request.state).allows(home)
+        visible = admission.visible(principal_of(request.state), name)
         state = await queue_of(request).cancel(job_id, name) if visible else ""
         if not state:
             raise ApiError(404, "not_found", f"no job {job_id!r} (or its result expired)")
