@@ -176,6 +176,7 @@ class ReliableQueue:
             self._pipe = PipelinedConnection.from_redis(redis)
         self._wait = (wait_replicas, _ms(wait_timeout)) if wait_replicas else None
         self.shards = ShardCounts()  # this process's copy of the shard counts (shards.py)
+        self._shard_read: asyncio.Future[dict[str, int]] | None = None
         self.unreplicated = 0  # acks that WAIT did not see reach wait_replicas replicas
         self._lanes: dict[tuple[str, int], _Lane] = {}  # (queue, max_depth) -> its calls
         self._group_tasks: set[asyncio.Task[None]] = set()
@@ -383,10 +384,20 @@ class ReliableQueue:
     # ---------------------------------------------------------------- shards
 
     async def shard_counts(self) -> dict[str, int]:
-        """The sharded queues and their shard counts, re-read every ``shards.refresh`` s."""
-        if self.shards.due():
-            self.shards.update(await self.redis.hgetall(shards_key(self.prefix)))
-        return self.shards.counts
+        """The sharded queues and their shard counts, re-read every ``shards.refresh`` s: by
+        one read that every caller meanwhile waits on (they go on in the order they came, as
+        the coalescing of enqueues expects)."""
+        if not self.shards.due():
+            return self.shards.counts  # no await: the caller keeps its place
+        if self._shard_read is None:
+            self._shard_read = asyncio.ensure_future(self._read_shard_counts())
+        return await asyncio.shield(self._shard_read)
+
+    async def _read_shard_counts(self) -> dict[str, int]:
+        try:
+            return self.shards.update(await self.redis.hgetall(shards_key(self.prefix)))
+        finally:
+            self._shard_read = None
 
     async def serving(self, queues: Sequence[str], turn: int = 0) -> list[str]:
         """The queues that hold ``queues``' jobs, shards in place of sharded ones (rotated by
