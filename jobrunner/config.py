@@ -92,6 +92,10 @@ class Settings(msgspec.Struct, kw_only=True):
     ingress_client_header: str = "X-Client-Id"  # header naming the client; else its IP address
     max_queue_depth: NonNegInt = 0  # ready + scheduled jobs above which POST /jobs is a 429
 
+    # tracing (docs/tracing.md): where spans go; "none" imports no OpenTelemetry at all
+    tracing: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str = ""  # OTLP/HTTP base URL (http://jaeger:4318); "" = OTEL_EXPORTER_OTLP_*
+
     # logs
     log_level: str = "info"
     log_format: Literal["json", "console", "auto"] = "auto"
