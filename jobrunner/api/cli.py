@@ -59,6 +59,7 @@ def api(host: str, port: int, no_auth: bool, force: bool, **options: Any) -> Non
     from jobrunner.api import create_app
     from jobrunner.api.auth import default_hosts
     from jobrunner.api.server import run_api
+    from jobrunner.tracing import setup as setup_tracing
 
     settings = settings_from(**options, auth=False if no_auth else None)
     require_redis_url(settings)
@@ -76,6 +77,7 @@ def api(host: str, port: int, no_auth: bool, force: bool, **options: Any) -> Non
                    f"{host}:{port} can enqueue, read and requeue jobs.")  # fmt: skip
         click.secho(warning, fg="red", err=True)
     try:
+        setup_tracing(settings, "jobrunner-api")  # before the app: it instruments itself
         app = create_app(settings)
     except JobrunnerError as exc:
         raise click.ClickException(str(exc)) from exc

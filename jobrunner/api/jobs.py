@@ -32,6 +32,7 @@ from jobrunner.payload import PayloadLimitError
 from jobrunner.queue import NewJob, ReliableQueue
 from jobrunner.registry import Registry
 from jobrunner.shards import logical_of
+from jobrunner.tracing import enqueue_span
 
 ENQUEUED = msgspec.json.Encoder()
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
@@ -113,9 +114,10 @@ def jobs_router(
         for i, new in enumerate(batch):
             permitted(request, new.job.queue, "queue" if single else f"jobs.{i}.queue")
         try:
-            done = await queue_of(request).enqueue_batch(
-                batch, max_depth=settings.max_queue_depth, checked=True
-            )
+            with enqueue_span(batch) as batch:
+                done = await queue_of(request).enqueue_batch(
+                    batch, max_depth=settings.max_queue_depth, checked=True
+                )
         except QueueFull as exc:
             raise ApiError(429, "queue_full", str(exc), field="queue",
                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc  # fmt: skip
