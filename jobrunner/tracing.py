@@ -48,12 +48,41 @@ def setup(settings: Settings, service: str) -> bool:
         raise ConfigError(
             f"tracing={settings.tracing} needs {exc.name!r}: pip install 'jobrunner[tracing]'"
         ) from exc
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider = TracerProvider(resource=Resource.create({"service.name": service}),
+                              sampler=_sampler())  # fmt: skip
     provider.add_span_processor(BatchSpanProcessor(_exporter(settings)))
     trace.set_tracer_provider(provider)
     _provider = provider
     _tracer = provider.get_tracer(TRACER_NAME)
     return True
+
+
+def _sampler() -> Any:
+    """Every trace a request or a job starts, but no Redis command on its own: the API's and
+    the worker's background polls would otherwise each be a trace of one span, every second."""
+    from opentelemetry.sdk.trace.sampling import (
+        ALWAYS_ON,
+        Decision,
+        ParentBased,
+        Sampler,
+        SamplingResult,
+    )
+    from opentelemetry.trace import SpanKind, get_current_span
+
+    class NoLoneClientSpans(Sampler):
+        inner = ParentBased(ALWAYS_ON)
+
+        def should_sample(self, parent_context: Any, trace_id: int, name: str,
+                          kind: Any = None, *args: Any, **kwargs: Any) -> Any:  # fmt: skip
+            parent = get_current_span(parent_context).get_span_context()
+            if kind is SpanKind.CLIENT and not parent.is_valid:
+                return SamplingResult(Decision.DROP)
+            return self.inner.should_sample(parent_context, trace_id, name, kind, *args, **kwargs)
+
+        def get_description(self) -> str:
+            return "NoLoneClientSpans"
+
+    return NoLoneClientSpans()
 
 
 def _exporter(settings: Settings) -> Any:

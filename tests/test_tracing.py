@@ -17,7 +17,7 @@ from tests.conftest import wait_until
 from tests.otlp_receiver import Span, otlp_receiver
 from tests.workers import WorkerProcess
 
-SERVER, PRODUCER, CONSUMER = 2, 4, 5  # OTLP span kinds
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # OTLP span kinds
 
 
 def tracing_env(endpoint: str) -> dict[str, str]:
@@ -62,6 +62,10 @@ def test_one_trace_from_post_jobs_to_the_workers_ack(
                   key=lambda s: s.attributes["jobrunner.attempt"])  # fmt: skip
     trace = post.trace_id
     assert {s.trace_id for s in [post, enqueue, wait, *runs]} == {trace}
+    # the redis instrumentation's spans sit in the request's trace (the token lookup); Redis
+    # polls outside any request or job are not traced at all
+    assert {s.trace_id for s in spans} == {trace}
+    assert any(s.kind == CLIENT and s.service == "jobrunner-api" for s in spans)
     assert (post.service, enqueue.service) == ("jobrunner-api", "jobrunner-api")
     assert {wait.service, *(r.service for r in runs)} == {"jobrunner-worker"}
     assert enqueue.kind == PRODUCER
