@@ -57,6 +57,16 @@ def setup(settings: Settings, service: str) -> bool:
     return True
 
 
+def adopt(provider: Any = None) -> None:
+    """Trace with a ``TracerProvider`` the application set up itself (default: the global one)
+    instead of ``setup``'s: its exporters and sampler, and spans nested in the application's."""
+    global _tracer, _provider
+    from opentelemetry import trace
+
+    _tracer = (provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
+    _provider = None  # the application's to shut down, not ours
+
+
 def _sampler() -> Any:
     """Every trace a request or a job starts, but no Redis command on its own: the API's and
     the worker's background polls would otherwise each be a trace of one span, every second."""

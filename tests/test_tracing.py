@@ -137,3 +137,35 @@ def test_the_console_exporter_writes_the_enqueue_span_on_stderr(redis_url: str) 
     assert enqueue["context"]["span_id"] == "0x" + span_id
     assert enqueue["kind"] == "SpanKind.PRODUCER"
     assert enqueue["resource"]["attributes"]["service.name"] == "producer"
+
+
+def test_an_application_provider_is_adopted_and_the_spec_carries_its_span(redis_url: str) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from jobrunner import tracing
+    from jobrunner.sync_client import SyncClient
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.adopt(provider)
+    try:
+        with (
+            SyncClient.from_url(redis_url) as client,
+            provider.get_tracer("app").start_as_current_span("checkout"),
+        ):
+            ids = client.enqueue_many([{"type": "email"}, {"type": "email"}])
+            records = [client.get(i) for i in ids]
+    finally:
+        tracing.shutdown()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    enqueue, checkout = spans["enqueue"], spans["checkout"]
+    assert enqueue.parent is not None
+    assert enqueue.parent.span_id == checkout.context.span_id
+    assert enqueue.attributes is not None
+    assert enqueue.attributes["messaging.batch.message_count"] == 2
+    tp = f"00-{enqueue.context.trace_id:032x}-{enqueue.context.span_id:016x}-"
+    assert all(r is not None and (r.job.tp or "").startswith(tp) for r in records)
+    assert tracing.tracer() is None  # shut down: off again, and the provider left to its owner
