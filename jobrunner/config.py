@@ -95,6 +95,9 @@ class Settings(msgspec.Struct, kw_only=True):
     # tracing (docs/tracing.md): where spans go; "none" imports no OpenTelemetry at all
     tracing: Literal["none", "console", "otlp"] = "none"
     otlp_endpoint: str = ""  # OTLP/HTTP base URL (http://jaeger:4318); "" = OTEL_EXPORTER_OTLP_*
+    # the share of new traces kept (decided where a trace starts; a job follows its producer's
+    # decision): a job left out costs its worker almost nothing
+    tracing_sample: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
 
     # logs
     log_level: str = "info"

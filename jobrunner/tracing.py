@@ -49,7 +49,7 @@ def setup(settings: Settings, service: str) -> bool:
             f"tracing={settings.tracing} needs {exc.name!r}: pip install 'jobrunner[tracing]'"
         ) from exc
     provider = TracerProvider(resource=Resource.create({"service.name": service}),
-                              sampler=_sampler())  # fmt: skip
+                              sampler=_sampler(settings.tracing_sample))  # fmt: skip
     provider.add_span_processor(BatchSpanProcessor(_exporter(settings)))
     trace.set_tracer_provider(provider)
     _provider = provider
@@ -67,20 +67,21 @@ def adopt(provider: Any = None) -> None:
     _provider = None  # the application's to shut down, not ours
 
 
-def _sampler() -> Any:
-    """Every trace a request or a job starts, but no Redis command on its own: the API's and
-    the worker's background polls would otherwise each be a trace of one span, every second."""
+def _sampler(ratio: float = 1.0) -> Any:
+    """A ``ratio`` of the traces a request or an enqueue starts (a span with a parent follows
+    its parent's decision, so a job's attempts follow its enqueue's), but no Redis command on
+    its own: the API's background polls would otherwise each be a trace of one span."""
     from opentelemetry.sdk.trace.sampling import (
-        ALWAYS_ON,
         Decision,
         ParentBased,
         Sampler,
         SamplingResult,
+        TraceIdRatioBased,
     )
     from opentelemetry.trace import SpanKind, get_current_span
 
     class NoLoneClientSpans(Sampler):
-        inner = ParentBased(ALWAYS_ON)
+        inner = ParentBased(TraceIdRatioBased(ratio))
 
         def should_sample(self, parent_context: Any, trace_id: int, name: str,
                           kind: Any = None, *args: Any, **kwargs: Any) -> Any:  # fmt: skip

@@ -169,3 +169,21 @@ def test_an_application_provider_is_adopted_and_the_spec_carries_its_span(redis_
     tp = f"00-{enqueue.context.trace_id:032x}-{enqueue.context.span_id:016x}-"
     assert all(r is not None and (r.job.tp or "").startswith(tp) for r in records)
     assert tracing.tracer() is None  # shut down: off again, and the provider left to its owner
+
+
+def test_a_job_sampled_out_at_enqueue_is_not_recorded_by_its_worker() -> None:
+    from jobrunner import tracing
+    from jobrunner.calls import NewJob
+    from jobrunner.config import Settings
+
+    assert tracing.setup(Settings(tracing="console", tracing_sample=0.0), "sampled")
+    try:
+        with tracing.enqueue_span([NewJob(make_job("email"))]) as (new,):
+            tp = new.job.tp
+        assert tp is not None
+        assert not int(tp.rsplit("-", 1)[1], 16) & 1  # not sampled: the worker follows that
+        run = tracing.start_run(tp, "email", "default", new.job.id, 1, 0, 0)
+        assert not run.is_recording()
+        tracing.end_run(run, "ok", None)
+    finally:
+        tracing.shutdown()
