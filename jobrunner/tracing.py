@@ -170,6 +170,10 @@ def _traced_enqueue(batch: list[NewJob]) -> Iterator[list[NewJob]]:
 # ------------------------------------------------------------------ the worker's side
 
 
+# the last hex digit of a traceparent's flags is odd when the trace is sampled
+_SAMPLED = tuple("13579bdf")
+
+
 def trace_id_of(tp: str) -> str:
     """The trace id a W3C traceparent (``00-<trace id>-<span id>-<flags>``) names."""
     return tp[3:35]
@@ -189,7 +193,10 @@ def start_run(
 ) -> Any:
     """The span of one attempt (``run <type>``, consumer kind), a child of the job's enqueue
     span; the first attempt also records its ``queue wait`` (enqueue to reservation). The
-    caller ends it with ``end_run``. None when ``tp`` is not a traceparent."""
+    caller ends it with ``end_run``. None when ``tp`` is not a traceparent, or its trace was
+    not sampled (the producer decided: ``tracing_sample``)."""
+    if not tp.endswith(_SAMPLED):  # its producer left it out: no span to make at all
+        return None
     from opentelemetry.trace import SpanKind
 
     try:
