@@ -220,6 +220,13 @@ def start_run(
                               attributes=attributes, start_time=time.time_ns())  # fmt: skip
 
 
+def current_span(span: Any) -> contextlib.AbstractContextManager[Any]:
+    """``span`` as the current span for the block (not ended when it closes)."""
+    from opentelemetry.trace import use_span
+
+    return use_span(span, end_on_exit=False)
+
+
 def end_run(span: Any, outcome: str, error: str | None) -> None:
     """End an attempt's span with its outcome (``ok``, ``failed``, ``dead``, ...)."""
     span.set_attribute("jobrunner.outcome", outcome)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,10 +28,16 @@ def tracing_env(endpoint: str) -> dict[str, str]:
             "OTEL_BSP_SCHEDULE_DELAY": "50"}  # fmt: skip
 
 
-@pytest.mark.parametrize("model", ["asyncio", "thread", "process"])
-def test_one_trace_from_post_jobs_to_the_workers_ack(
-    model: str, redis_url: str, tmp_path: Path
-) -> None:
+def post_and_collect(
+    redis_url: str,
+    tmp_path: Path,
+    model: str,
+    body: dict[str, Any],
+    done: Callable[[list[Span]], bool],
+) -> tuple[str, list[Span], WorkerProcess]:
+    """An API process and a worker of ``model`` exporting to a receiver; POST ``body`` to
+    /jobs and wait until ``done(spans)``: returns the job id, the spans and the (stopped)
+    worker."""  # fmt: skip
     with otlp_receiver() as receiver:
         env = tracing_env(receiver.url)
         worker = WorkerProcess(redis_url, tmp_path, "--model", model, "--concurrency", "2",
@@ -37,24 +45,36 @@ def test_one_trace_from_post_jobs_to_the_workers_ack(
         try:
             with api_process(redis_url, "--import", "tests.jobs", env=env) as (url, _):
                 worker.wait_ready()
-                # fails its first attempt, succeeds on the retry: two runs in the one trace
-                body = {"type": "test.fail_times", "data": {"ledger": redis_url, "times": 1}}
                 answer = httpx.post(f"{url}/jobs", json=body,
                                     headers=bearer(make_token(redis_url)))  # fmt: skip
                 assert answer.status_code == 202, answer.text
-                job_id = answer.json()["ids"][0]
 
-                def traced() -> list[Span]:
+                def arrived() -> list[Span]:
                     spans = receiver.snapshot()
-                    runs = [s for s in spans if s.name == "run test.fail_times"]
-                    posts = [s for s in spans if s.name == "POST /jobs" and s.kind == SERVER]
-                    return spans if len(runs) == 2 and posts else []
+                    return spans if done(spans) else []
 
-                spans = wait_until(traced, 30, what="the API's and the worker's spans")
+                spans = wait_until(arrived, 30, what="the API's and the worker's spans")
             worker.stop()
         finally:
             worker.kill()
     assert isinstance(spans, list)
+    return answer.json()["ids"][0], spans, worker
+
+
+def has(spans: list[Span], name: str, count: int = 1) -> bool:
+    return sum(s.name == name for s in spans) >= count
+
+
+@pytest.mark.parametrize("model", ["asyncio", "thread", "process"])
+def test_one_trace_from_post_jobs_to_the_workers_ack(
+    model: str, redis_url: str, tmp_path: Path
+) -> None:
+    # fails its first attempt, succeeds on the retry: two runs in the one trace
+    body = {"type": "test.fail_times", "data": {"ledger": redis_url, "times": 1}}
+    job_id, spans, worker = post_and_collect(
+        redis_url, tmp_path, model, body,
+        lambda spans: has(spans, "run test.fail_times", 2) and has(spans, "POST /jobs"),
+    )  # fmt: skip
     (post,) = [s for s in spans if s.name == "POST /jobs" and s.kind == SERVER]
     (enqueue,) = [s for s in spans if s.name == "enqueue"]
     (wait,) = [s for s in spans if s.name == "queue wait"]
@@ -185,3 +205,15 @@ def test_a_job_sampled_out_at_enqueue_is_not_recorded_by_its_worker() -> None:
         assert tracing.start_run(tp, "email", "default", new.job.id, 1, 0, 0) is None
     finally:
         tracing.shutdown()
+
+
+def test_a_handlers_own_spans_nest_under_its_attempt_on_the_asyncio_model(
+    redis_url: str, tmp_path: Path
+) -> None:
+    _, spans, _ = post_and_collect(
+        redis_url, tmp_path, "asyncio", {"type": "test.traced_async"},
+        lambda spans: has(spans, "handler work") and has(spans, "run test.traced_async"),
+    )  # fmt: skip
+    (run,) = [s for s in spans if s.name == "run test.traced_async"]
+    (work,) = [s for s in spans if s.name == "handler work"]
+    assert (work.trace_id, work.parent_id) == (run.trace_id, run.span_id)

@@ -33,7 +33,7 @@ from jobrunner.ratelimit.gate import ExecutionGate
 from jobrunner.ratelimit.spec import LimitSpec, parse_limits
 from jobrunner.registry import HandlerSpec, JobContext, Registry
 from jobrunner.shards import logical_of
-from jobrunner.tracing import end_run, start_run, trace_id_of, tracer
+from jobrunner.tracing import current_span, end_run, start_run, trace_id_of, tracer
 from jobrunner.worker.acks import AckBuffer
 from jobrunner.worker.components import Periodic
 from jobrunner.worker.outcome import Kind, Outcome
@@ -331,7 +331,11 @@ class Worker:
             entry.span = start_run(job.tp, job.type, r.queue, job.id, r.attempts,
                                    r.enqueued_ms, r.reserved_ms - r.enqueued_ms)  # fmt: skip
         started = self.clock.monotonic()
-        future = self.runner.submit(job, spec, ctx, entry.mark_started, r.raw)
+        if entry.span is None:
+            future = self.runner.submit(job, spec, ctx, entry.mark_started, r.raw)
+        else:  # current while the runner takes it: an asyncio task inherits it (its handler's
+            with current_span(entry.span):  # spans nest under the attempt's)
+                future = self.runner.submit(job, spec, ctx, entry.mark_started, r.raw)
         entry.future = future
         self._running.add(future)
         future.add_done_callback(
