@@ -223,7 +223,16 @@ def worker(**options: Any) -> None:
     settings = settings_from(**options)
     load_handlers(settings.imports)  # an --import that fails is one line, before anything starts
     configure_logging(settings.log_level, settings.log_format, buffered=True)
-    run_event_loop(serve(settings))
+    from jobrunner import tracing
+
+    try:
+        tracing.setup(settings, "jobrunner-worker")
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        run_event_loop(serve(settings))
+    finally:
+        tracing.shutdown()  # the spans still buffered are exported before the process ends
 
 
 def run_with_queue(

@@ -32,6 +32,7 @@ from jobrunner.keys import PREFIX
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
+from jobrunner.tracing import enqueue_span
 
 # BLPOP waits in pieces shorter than the connection's socket timeout (10 s).
 WAIT_SLICE = 5.0
@@ -138,13 +139,16 @@ class Client:
         job = self.registry.new_job(type, payload, queue=queue, job_id=job_id,
                                     max_retries=max_retries, timeout=timeout)  # fmt: skip
         new = NewJob(job, delay, idempotency_key, fresh=job_id is None)
-        done = await self._queue.enqueue_batch([new])
-        return done.ids[0]
+        return (await self._enqueue([new]))[0]
 
     async def enqueue_many(self, jobs: Iterable[JobSpec]) -> list[str]:
         """Enqueue jobs given as dicts (``{"type": ..., "payload": ..., "queue": ...}``), all
         of them or none (up to 10,000 at a time); returns their ids in order."""
-        return (await self._queue.enqueue_batch(new_jobs(self.registry, jobs))).ids
+        return await self._enqueue(new_jobs(self.registry, jobs))
+
+    async def _enqueue(self, batch: list[NewJob]) -> list[str]:
+        with enqueue_span(batch) as batch:  # with tracing on, the jobs carry its context
+            return (await self._queue.enqueue_batch(batch)).ids
 
     # ---------------------------------------------------------------- following
 

@@ -92,6 +92,13 @@ class Settings(msgspec.Struct, kw_only=True):
     ingress_client_header: str = "X-Client-Id"  # header naming the client; else its IP address
     max_queue_depth: NonNegInt = 0  # ready + scheduled jobs above which POST /jobs is a 429
 
+    # tracing (docs/tracing.md): where spans go; "none" imports no OpenTelemetry at all
+    tracing: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str = ""  # OTLP/HTTP base URL (http://jaeger:4318); "" = OTEL_EXPORTER_OTLP_*
+    # the share of new traces kept (decided where a trace starts; a job follows its producer's
+    # decision): a job left out costs its worker almost nothing
+    tracing_sample: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+
     # logs
     log_level: str = "info"
     log_format: Literal["json", "console", "auto"] = "auto"

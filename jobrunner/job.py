@@ -46,6 +46,9 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
     queue: str = DEFAULT_QUEUE
     max_retries: int | None = None  # None: the handler's option, else DEFAULT_MAX_RETRIES
     timeout: float | None = None  # None: the handler's option, else DEFAULT_TIMEOUT
+    # the W3C traceparent of its enqueue span, with tracing on (jobrunner/tracing.py); absent
+    # otherwise, so a spec encodes to the same bytes as before tracing existed
+    tp: str | None = None
 
 
 class JobRecord(msgspec.Struct, kw_only=True):

@@ -50,6 +50,7 @@ from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
 from jobrunner.scripts import SyncScripts
 from jobrunner.shards import ShardCounts, combined, place, shards_of
+from jobrunner.tracing import enqueue_span
 
 
 class SyncClient:
@@ -148,7 +149,8 @@ class SyncClient:
         return self._enqueue(new_jobs(self.registry, jobs))
 
     def _enqueue(self, items: list[NewJob]) -> list[str]:
-        return self._write(items, checked=False).ids
+        with enqueue_span(items) as items:  # with tracing on, the jobs carry its context
+            return self._write(items, checked=False).ids
 
     def _write(self, items: list[NewJob], checked: bool) -> Enqueued:
         try:

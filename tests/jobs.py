@@ -164,3 +164,12 @@ def invoice(payload: Invoice) -> str:
     """A typed payload: the handler receives an Invoice, not a dict."""
     assert isinstance(payload, Invoice)
     return f"order {payload.order}: {payload.total:.2f}"
+
+
+@handler("test.traced_async", backoff=FAST_RETRY)
+async def traced_async(payload: Any) -> None:
+    """Makes a span of its own with the process's tracer (tests/test_tracing.py)."""
+    from opentelemetry import trace
+
+    with trace.get_tracer("tests.jobs").start_as_current_span("handler work"):
+        await asyncio.sleep(0)

@@ -31,6 +31,7 @@ from jobrunner.metrics import ApiMetrics
 from jobrunner.preflight import warn_about_redis
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import Registry, load_handlers
+from jobrunner.tracing import instrument_redis, tracer
 
 
 def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
@@ -88,11 +89,21 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     app.include_router(queues_router(metrics, queues))
     app.include_router(schedules_router())
     app.include_router(dashboard_router())
+    if tracer() is not None:  # tracing.setup turned it on: the official instrumentations
+        instrument_app(app)
     if debug:
         app.include_router(debug.debug_router())
     if history is not None:
         app.include_router(importlib.import_module("jobrunner.api.history").history_router(history))
     return app
+
+
+def instrument_app(app: FastAPI) -> None:
+    """A server span per request (not the probes' and scrapers'), and spans for Redis calls."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz,/readyz,/metrics")
+    instrument_redis()
 
 
 def declared_queues(settings: Settings, registry: Registry) -> list[str]:

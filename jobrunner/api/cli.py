@@ -71,6 +71,7 @@ def api(host: str, port: int, no_auth: bool, force: bool, **options: Any) -> Non
     from jobrunner.api import create_app
     from jobrunner.api.auth import default_hosts
     from jobrunner.api.server import run_api
+    from jobrunner.tracing import setup as setup_tracing
 
     settings = settings_from(**options, auth=False if no_auth else None)
     require_redis_url(settings)
@@ -81,6 +82,7 @@ def api(host: str, port: int, no_auth: bool, force: bool, **options: Any) -> Non
     if not settings.auth:
         allow_no_auth(host, port, force, "run and requeue", "enqueue, read and requeue")
     try:
+        setup_tracing(settings, "jobrunner-api")  # before the app: it instruments itself
         app = create_app(settings)
     except JobrunnerError as exc:
         raise click.ClickException(str(exc)) from exc

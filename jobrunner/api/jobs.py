@@ -33,6 +33,7 @@ from jobrunner.queue import Enqueued as Written
 from jobrunner.queue import NewJob, ReliableQueue
 from jobrunner.registry import Registry
 from jobrunner.shards import logical_of
+from jobrunner.tracing import enqueue_span
 
 ENQUEUED = msgspec.json.Encoder()
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
@@ -126,9 +127,10 @@ class Admission:
     async def enqueue(self, queue: ReliableQueue, batch: Sequence[NewJob]) -> Written:
         """Write the batch, all or nothing; a full queue is a 429 ``queue_full``."""
         try:
-            done = await queue.enqueue_batch(
-                batch, max_depth=self.settings.max_queue_depth, checked=True
-            )
+            with enqueue_span(list(batch)) as batch:  # each job carries its trace, if tracing
+                done = await queue.enqueue_batch(
+                    batch, max_depth=self.settings.max_queue_depth, checked=True
+                )
         except QueueFull as exc:
             raise ApiError(429, "queue_full", str(exc), field="queue",
                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc  # fmt: skip

@@ -33,6 +33,7 @@ from jobrunner.ratelimit.gate import ExecutionGate
 from jobrunner.ratelimit.spec import LimitSpec, parse_limits
 from jobrunner.registry import HandlerSpec, JobContext, Registry
 from jobrunner.shards import logical_of
+from jobrunner.tracing import current_span, end_run, start_run, trace_id_of, tracer
 from jobrunner.worker.acks import AckBuffer
 from jobrunner.worker.components import Periodic
 from jobrunner.worker.outcome import Kind, Outcome
@@ -53,6 +54,7 @@ class _InFlight:
     ctx: JobContext | None = None
     future: asyncio.Future[Outcome] | None = None  # once handed to the runner
     cancel_requested: bool = False
+    span: Any = None  # its attempt's span, with tracing on (jobrunner/tracing.py)
 
     def mark_started(self) -> None:
         self.started = True
@@ -100,6 +102,7 @@ class Worker:
         self._forced = asyncio.Event()
         self._log = get_logger(worker=self.worker_id)
         self._throttle = Throttle()  # repeated warnings during an outage: one a second
+        self._traced = tracer() is not None  # tracing.setup ran before: one test a job if off
         lease_renewal = min(settings.heartbeat_interval, settings.lease / 3)
         self._components = [
             Periodic("heartbeat", lease_renewal, self._heartbeat),
@@ -324,8 +327,15 @@ class Worker:
         assert job is not None
         assert spec is not None
         assert ctx is not None
+        if self._traced and job.tp:  # a child of its enqueue span, in the job's trace
+            entry.span = start_run(job.tp, job.type, r.queue, job.id, r.attempts,
+                                   r.enqueued_ms, r.reserved_ms - r.enqueued_ms)  # fmt: skip
         started = self.clock.monotonic()
-        future = self.runner.submit(job, spec, ctx, entry.mark_started, r.raw)
+        if entry.span is None:
+            future = self.runner.submit(job, spec, ctx, entry.mark_started, r.raw)
+        else:  # current while the runner takes it: an asyncio task inherits it (its handler's
+            with current_span(entry.span):  # spans nest under the attempt's)
+                future = self.runner.submit(job, spec, ctx, entry.mark_started, r.raw)
         entry.future = future
         self._running.add(future)
         future.add_done_callback(
@@ -355,10 +365,12 @@ class Worker:
         if done:
             self.counts["cancelled"] += 1
             entry = self._inflight.get(r.id)
-            job_type = entry.job.type if entry is not None and entry.job else UNKNOWN_TYPE
+            job = entry.job if entry is not None else None
+            job_type = job.type if job is not None else UNKNOWN_TYPE
             self.metrics.cancelled.labels(job_type, logical_of(r.queue)).inc()
-            self._log.info("job", job_id=r.id, type=job_type, attempt=r.attempts,
-                           outcome="cancelled", result="cancelled", error=why)  # fmt: skip
+            log = self._job_log(job.tp if job is not None else None)
+            log.info("job", job_id=r.id, type=job_type, attempt=r.attempts,
+                     outcome="cancelled", result="cancelled", error=why)  # fmt: skip
         self._forget(r)
 
     def _finished(
@@ -373,6 +385,8 @@ class Worker:
         self._running.discard(future)
         self._pump()  # its room in the runner goes to the next job waiting
         if future.cancelled():
+            if entry.span is not None:
+                end_run(entry.span, "abandoned", None)
             return  # abandoned at shutdown: still in flight, released by the drain
         r = entry.reservation
         error = future.exception()
@@ -381,6 +395,9 @@ class Worker:
             outcome = Outcome(Kind.CRASHED, f"runner failed: {error!r}")
         else:
             outcome = future.result()
+        if entry.span is not None:
+            end_run(entry.span, outcome.kind.value, outcome.error)
+        tp = entry.job.tp if entry.job is not None else None
         run_seconds = self.clock.monotonic() - started
         if outcome.ok:  # the hot path: no task, no await
             self._acks.add(r.queue, r.id, r.token, outcome.result)
@@ -388,13 +405,13 @@ class Worker:
             wait = (r.reserved_ms - r.enqueued_ms) / 1000
             self.metrics.succeeded(job_type, logical_of(r.queue), wait, run_seconds)
             self._forget(r)
-            self._log_outcome(r, job_type, outcome, "done", run_seconds)
+            self._log_outcome(r, job_type, outcome, "done", run_seconds, tp)
         elif outcome.kind is Kind.NOT_RUN:
             self._spawn(self._give_back(r))
         elif outcome.kind is Kind.CANCELLED:
             self._spawn(self._cancelled(r, outcome.error or "cancelled"))
         else:
-            self._spawn(self._settle(r, outcome, job_type, backoff, run_seconds))
+            self._spawn(self._settle(r, outcome, job_type, backoff, run_seconds, tp))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -433,6 +450,7 @@ class Worker:
         job_type: str,
         backoff: Backoff | None,
         run_seconds: float = 0.0,
+        tp: str | None = None,
     ) -> None:
         """Record a failed attempt (retry later or dead) and write its log line."""
         dead = outcome.kind is Kind.DEAD or backoff is None
@@ -442,13 +460,23 @@ class Worker:
         result = await self._fail(r, outcome.error or outcome.kind.value, delay or 0.0, dead)
         self.metrics.failed_attempt(job_type, logical_of(r.queue), result, run_seconds)
         self._forget(r)
-        self._log_outcome(r, job_type, outcome, result, run_seconds)
+        self._log_outcome(r, job_type, outcome, result, run_seconds, tp)
+
+    def _job_log(self, tp: str | None) -> Any:
+        """The logger for a job's line: with its trace id when it carries a trace context."""
+        return self._log if tp is None else self._log.bind(trace_id=trace_id_of(tp))
 
     def _log_outcome(
-        self, r: Reservation, job_type: str, outcome: Outcome, result: str, run_seconds: float
+        self,
+        r: Reservation,
+        job_type: str,
+        outcome: Outcome,
+        result: str,
+        run_seconds: float,
+        tp: str | None = None,
     ) -> None:
         """The one log line per job outcome."""
-        self._log.info(
+        self._job_log(tp).info(
             "job",
             job_id=r.id,
             type=job_type,
