@@ -54,9 +54,9 @@ def ran(done: subprocess.CompletedProcess[str]) -> bool:
     return done.returncode == 0
 
 
-def failing(runs: list[Path], partial: bool) -> list[str]:
+def failing(runs: list[Path], partial: bool, baseline_path: Path = gate.BASELINE) -> list[str]:
     """The node ids of the benchmarks the gate fails on these runs."""
-    baseline = json.loads(gate.BASELINE.read_text())
+    baseline = json.loads(baseline_path.read_text())
     loaded = [json.loads(path.read_text()) for path in runs]
     verdicts = gate.judge(gate.combined(loaded, baseline["statistic"]), baseline, partial)
     names = {v.name for v in verdicts if v.status == "SLOWER"}
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("-k", dest="select", help="only the benchmarks this -k expression picks")
     parser.add_argument("--no-gate", action="store_true", help="run the benchmarks only")
+    parser.add_argument("--baseline", type=Path, default=gate.BASELINE, help="judged against")
     args = parser.parse_args(argv)
     for old in args.out.parent.glob(f"{args.out.stem}-confirm-*.json"):
         old.unlink()
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_gate:
         return 0
     runs, partial = [args.out], bool(args.select)
-    suspects = failing(runs, partial)
+    suspects = failing(runs, partial, args.baseline)
     for n in range(1, CONFIRMATIONS + 1) if suspects else ():
         print(f"\nthe gate fails {len(suspects)} benchmark(s): run {n} of {CONFIRMATIONS} to "
               "confirm", file=sys.stderr)  # fmt: skip
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         if not ran(run_benchmarks(confirm, tests=suspects)):
             return 1
         runs.append(confirm)
-    return gate.main([str(path) for path in runs] + (["--partial"] if partial else []))
+    judged = ["--baseline", str(args.baseline)] + (["--partial"] if partial else [])
+    return gate.main([str(path) for path in runs] + judged)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ JOB = Job(
     max_retries=5,
     timeout=10.0,
 )
-JOB_DICT: dict[str, Any] = msgspec.structs.asdict(JOB)
+# every field set but the trace context: tracing is off by default, and then `tp` is not encoded
+JOB_DICT: dict[str, Any] = {k: v for k, v in msgspec.structs.asdict(JOB).items() if k != "tp"}
 
 
 def json_encode(data: dict[str, Any]) -> bytes:
@@ -78,7 +79,8 @@ CODECS = list(ENCODERS)
 
 
 def test_payload_is_representative() -> None:
-    """The payload is a small dict of about 200 bytes, and no field is left at its default."""
+    """The payload is a small dict of about 200 bytes, and no field is left at its default (but
+    the trace context, absent with tracing off)."""
     assert 150 <= len(json_encode(JOB.payload)) <= 250
     assert json.loads(encode_job(JOB)).keys() == JOB_DICT.keys()
 

@@ -180,15 +180,19 @@ DRAIN = "test_drain[reliable-asyncio-1proc]"
 def test_the_gate_fails_a_run_whose_drain_is_made_twice_as_slow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Real timed runs of the asyncio drain, as CI times them (python -m bench.ci): the plain
-    one passes the committed baseline; with each drain round taking twice as long (the injected
-    slowdown) the gate fails it, confirms it on two re-runs, and fails it against a baseline
-    made from the plain run as well."""
+    """Real timed runs of the asyncio drain, as CI times them (python -m bench.ci), back to
+    back: with each drain round taking twice as long (the injected slowdown) the gate fails it
+    against a baseline made from the plain run just before, and confirms it on two re-runs.
+    (Judged against the committed baseline instead, a 2x slowdown hides in a run that happens
+    to be 1.25x faster than the baseline's machine: the committed baseline is CI's own step.)"""
     plain, slow = tmp_path / "plain.json", tmp_path / "slow.json"
-    assert ci.main(["-k", "reliable-asyncio-1proc", "--out", str(plain)]) == 0
-    assert "no regression" in capsys.readouterr().out
+    assert ci.main(["-k", "reliable-asyncio-1proc", "--out", str(plain), "--no-gate"]) == 0
+    from_plain = tmp_path / "from-plain.json"
+    assert gate.main(["--update-baseline", str(plain), "--baseline", str(from_plain)]) == 0
+    capsys.readouterr()
     monkeypatch.setenv("BENCH_SLOWDOWN", f"{DRAIN}=2")
-    assert ci.main(["-k", "reliable-asyncio-1proc", "--out", str(slow)]) == 1
+    slowed = ["-k", "reliable-asyncio-1proc", "--out", str(slow), "--baseline", str(from_plain)]
+    assert ci.main(slowed) == 1
     err = capsys.readouterr().err
     assert "run 2 of 2 to confirm" in err
     assert f"REGRESSION: {DRAIN}" in err
@@ -200,8 +204,4 @@ def test_the_gate_fails_a_run_whose_drain_is_made_twice_as_slow(
     assert len(confirmations) == 2
     slowdowns = [drain_ratio(path) / drain_ratio(plain) for path in [slow, *confirmations]]
     assert sorted(slowdowns)[1] > json.loads(gate.BASELINE.read_text())["tolerance"], slowdowns
-
-    from_plain = tmp_path / "from-plain.json"
-    assert gate.main(["--update-baseline", str(plain), "--baseline", str(from_plain)]) == 0
-    assert gate.main([str(slow), *map(str, confirmations), "--baseline", str(from_plain)]) == 1
     assert gate.main([str(plain), "--baseline", str(from_plain)]) == 0
