@@ -287,6 +287,12 @@ def stats_commands(keys: QueueKeys) -> list[tuple[str, str]]:
             ("llen", keys.claimed)]  # fmt: skip
 
 
+def stats_each(names: Sequence[str], replies: Sequence[Any]) -> list[QueueStats]:
+    """Several queues' stats from one pipeline of ``stats_commands`` per queue, in order."""
+    width = len(replies) // len(names) if names else 0
+    return [stats_of(n, replies[i * width : (i + 1) * width]) for i, n in enumerate(names)]
+
+
 def stats_of(name: str, replies: Sequence[Any]) -> QueueStats:
     ready, scheduled, reserved, dead, counters, paused, claimed = replies
     return QueueStats(name=name, ready=ready + claimed, scheduled=scheduled, reserved=reserved,

@@ -43,7 +43,7 @@ from jobrunner.calls import (
     record_of,
     requeue_call,
     stats_commands,
-    stats_of,
+    stats_each,
     text,
     watch_call,
 )
@@ -675,8 +675,7 @@ class ReliableQueue:
                 for command, key in stats_commands(self.keys(name)):
                     getattr(pipe, command)(key)
             replies = await pipe.execute()
-        width = len(replies) // len(flat) if flat else 0
-        each = {q: stats_of(q, replies[i * width : (i + 1) * width]) for i, q in enumerate(flat)}
+        each = {s.name: s for s in stats_each(flat, replies)}
         return [combined(queue, [each[name] for name in held[queue]]) for queue in queues]
 
     async def get_job(self, job_id: str, queue: str | None = None) -> JobRecord | None:

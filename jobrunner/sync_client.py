@@ -35,7 +35,7 @@ from jobrunner.calls import (
     record_of,
     requeue_call,
     stats_commands,
-    stats_of,
+    stats_each,
     text,
     watch_call,
 )
@@ -231,10 +231,7 @@ class SyncClient:
         for name in names:
             for command, key in stats_commands(self.keys(name)):
                 getattr(pipe, command)(key)
-        replies = pipe.execute()
-        width = len(replies) // len(names)
-        each = [stats_of(n, replies[i * width : (i + 1) * width]) for i, n in enumerate(names)]
-        return combined(queue, each)
+        return combined(queue, stats_each(names, pipe.execute()))
 
     def result(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait for a job to end and return its result (see ``Client.result``)."""
