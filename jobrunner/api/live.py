@@ -21,8 +21,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from jobrunner.calls import QueueStats, stats_commands, stats_each
 from jobrunner.keys import QueueKeys, worker_key, workers_key
 from jobrunner.queue import ReliableQueue
+from jobrunner.shards import combined
 
 HISTORY_POINTS = 600  # ten minutes at one tick a second
 WORKER_MAX_AGE = 60.0  # seconds: older heartbeats are gone from the table
@@ -90,40 +92,29 @@ class LiveFeed:
         live = [(w, age) for w, age in live if age <= self.worker_max_age]
         async with redis.pipeline(transaction=False) as pipe:
             for name in names:
-                keys = QueueKeys(name, prefix)
-                pipe.llen(keys.ready)
-                pipe.zcard(keys.scheduled)
-                pipe.zcard(keys.reserved)
-                pipe.zcard(keys.dead)
-                pipe.hgetall(keys.stats)
-                pipe.exists(keys.paused)
-                pipe.llen(keys.claimed)  # ready too (see QueueKeys.claimed)
+                for command, key in stats_commands(QueueKeys(name, prefix)):
+                    getattr(pipe, command)(key)
             for worker_id, _ in live:
                 pipe.hgetall(worker_key(worker_id, prefix))
             replies = await pipe.execute()
-        width = 7
-        each = {name: replies[width * i : width * (i + 1)] for i, name in enumerate(names)}
+        split = len(replies) - len(live)  # the queues' reads, then a description per worker
+        each = {s.name: s for s in stats_each(names, replies[:split])}
         queues = []
         for queue in self.queues:
-            view = self._queue_view(queue, now, _summed([each[name] for name in held[queue]]))
+            view = self._queue_view(now, combined(queue, [each[n] for n in held[queue]]))
             if len(held[queue]) > 1:  # a sharded queue: one row, each shard's depths beside
-                view["shards"] = [_depths(name, each[name]) for name in held[queue]]
+                view["shards"] = [_depths(each[name]) for name in held[queue]]
             queues.append(view)
         workers = []
-        for (worker_id, age), info in zip(live, replies[width * len(names) :], strict=True):
+        for (worker_id, age), info in zip(live, replies[split:], strict=True):
             if info:  # the description expired between the two round trips
                 row: dict[str, Any] = {_text(k): _int(v) for k, v in info.items()}
                 workers.append({"id": worker_id, **row, "heartbeat_age": round(age, 2)})
         return {"t": now, "queues": queues, "workers": workers, "error": None}
 
-    def _queue_view(self, name: str, now: float, reply: list[Any]) -> dict[str, Any]:
-        ready, scheduled, reserved, dead, raw_counters, paused, claimed = reply
-        ready += claimed
-        counters = {_text(k): int(v) for k, v in raw_counters.items()}
-        view: dict[str, Any] = {
-            "name": name, "ready": ready, "scheduled": scheduled, "in_flight": reserved,
-            "dead": dead, "paused": bool(paused), "counters": counters,
-        }  # fmt: skip
+    def _queue_view(self, now: float, stats: QueueStats) -> dict[str, Any]:
+        name, counters = stats.name, stats.counters
+        view: dict[str, Any] = {**_depths(stats), "counters": counters}
         before = self._previous.get(name)
         self._previous[name] = (now, counters)
         for counter in RATED:
@@ -212,23 +203,6 @@ class LiveFeed:
             await asyncio.sleep(max(0.0, self.interval - (loop.time() - started)))
 
 
-def _summed(replies: list[list[Any]]) -> list[Any]:
-    """Several shards' replies (depths, counters, paused, claimed) as one queue's."""
-    if len(replies) == 1:
-        return replies[0]
-    counters: dict[Any, int] = {}
-    for reply in replies:
-        for k, v in reply[4].items():
-            counters[k] = counters.get(k, 0) + int(v)
-
-    def total(i: int) -> int:
-        return sum(int(reply[i]) for reply in replies)
-
-    paused = int(all(int(reply[5]) for reply in replies))
-    return [total(0), total(1), total(2), total(3), counters, paused, total(6)]
-
-
-def _depths(name: str, reply: list[Any]) -> dict[str, Any]:
-    ready, scheduled, reserved, dead, _, paused, claimed = reply
-    return {"name": name, "ready": int(ready) + int(claimed), "scheduled": int(scheduled),
-            "in_flight": int(reserved), "dead": int(dead), "paused": bool(paused)}  # fmt: skip
+def _depths(stats: QueueStats) -> dict[str, Any]:
+    return {"name": stats.name, "ready": stats.ready, "scheduled": stats.scheduled,
+            "in_flight": stats.reserved, "dead": stats.dead, "paused": stats.paused}  # fmt: skip
