@@ -57,6 +57,11 @@ class JobFailed(JobrunnerError):
         self.job_id, self.error = job_id, error
 
 
+class WorkerFailed(JobrunnerError):
+    """A loop of the worker (fetching, acking, start marks, heartbeat) ended on an error it
+    did not expect; the worker handed its jobs back and stops, for its supervisor to restart."""
+
+
 class EmbeddedRedisError(JobrunnerError):
     """The private redis-server could not be found or started."""
 

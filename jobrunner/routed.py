@@ -4,10 +4,11 @@ to the master that serves its keys' slot.
 Every script's keys share one ``{queue}`` hash tag, so its first key names its slot; the slot
 map is redis-py's cluster client's (it discovers the cluster and follows it). A call Redis
 refused before running it — ``MOVED``/``ASK`` (the slot moved: a failover, a resharding),
-``TRYAGAIN``, ``CLUSTERDOWN``, or no connection to the node at all — is sent again after the
-map is read afresh, until ``retry_for`` seconds pass. A call whose connection broke after it
-was sent is *not* sent again (it may have run: an enqueue would be written twice); its caller
-is told the reply may have been lost, as on one Redis, and the next call reads the map afresh.
+``TRYAGAIN``, ``CLUSTERDOWN``, a map that leaves the slot uncovered, or no connection to the
+node at all — is sent again after the map is read afresh, until ``retry_for`` seconds pass. A
+call whose connection broke after it was sent is *not* sent again (it may have run: an enqueue
+would be written twice); its caller is told the reply may have been lost, as on one Redis, and
+the next call reads the map afresh.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ import time
 from typing import Any
 
 from redis.asyncio import RedisCluster
-from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -59,14 +66,22 @@ class RoutedConnections:
                 raise
 
     async def _connection_for(self, key: Any) -> PipelinedConnection:
-        if not self._ready:
-            await self.cluster.initialize()
-            self._ready = True
-        if self._stale:
-            self._stale = False
-            self.refreshes += 1
-            await self.cluster.nodes_manager.initialize()
-        node = self.cluster.get_node_from_key(key)
+        try:
+            if not self._ready:
+                await self.cluster.initialize()
+                self._ready = True
+            if self._stale:
+                self._stale = False
+                self.refreshes += 1
+                await self.cluster.nodes_manager.initialize()
+            node = self.cluster.get_node_from_key(key)
+        except RedisClusterException as exc:
+            # Mid-failover the map may leave a slot uncovered (redis-py raises this, which is
+            # no RedisError): nothing was sent, so it is retried like CLUSTERDOWN; let through,
+            # it ended the worker loop that met it and left that worker holding jobs it
+            # never ran, their leases renewed by its heartbeat.
+            self._stale = True
+            raise ClusterDownError(f"the slot map is incomplete: {exc}") from exc
         if node is None:  # only with replica=True; a master always serves its slot
             raise ClusterDownError(f"no node serves the slot of {key!r}")
         address = (node.host, int(node.port))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -27,12 +28,21 @@ LINGER_BATCH = 32  # no wait once this many are waiting
 
 class AckBuffer:
     def __init__(
-        self, queue: ReliableQueue, counts: Counter[str], log: Any, metrics: WorkerMetrics
+        self,
+        queue: ReliableQueue,
+        counts: Counter[str],
+        log: Any,
+        metrics: WorkerMetrics,
+        written: Callable[[], None] = lambda: None,
     ) -> None:
         self.queue = queue
         self.metrics = metrics
         self.counts = counts
         self._log = log
+        self._written = written
+        # Completions not yet written, waiting or on the wire: their leases are still held in
+        # Redis, so the worker counts them in its window (a SIGKILL now runs them again).
+        self.held = 0
         self._pending: dict[str, list[tuple[str, int, bytes | None]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -41,10 +51,12 @@ class AckBuffer:
 
     def add(self, queue: str, job_id: str, token: int, result: bytes | None = None) -> None:
         self._pending.setdefault(queue, []).append((job_id, token, result))
+        self.held += 1
         self._wake.set()
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task[None]:
         self._task = asyncio.create_task(self._run(), name="ack-flusher")
+        return self._task
 
     async def stop(self) -> None:
         """Stop the background task, then send what is left (trying for a while).
@@ -55,8 +67,8 @@ class AckBuffer:
         """
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
+        if self._task is not None:  # a failure of its own was reported when it ended
+            await asyncio.gather(self._task, return_exceptions=True)
         await self.flush(final=True)
 
     async def _run(self) -> None:
@@ -100,7 +112,7 @@ class AckBuffer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            self.settled(queue, stale)
+            self.settled(queue, len(items), stale)
 
     def take(self, queue: str) -> list[tuple[str, int, bytes | None]]:
         """The completions waiting for ``queue``, to ride in another call (a start mark's):
@@ -112,8 +124,11 @@ class AckBuffer:
             self._pending.setdefault(queue, [])[:0] = items
             self._wake.set()
 
-    def settled(self, queue: str, stale: list[str]) -> None:
-        """Completions were written; ``stale`` were refused (their lease was taken over)."""
+    def settled(self, queue: str, written: int, stale: list[str]) -> None:
+        """``written`` completions were written; ``stale`` of them were refused (their lease
+        was taken over)."""
+        self.held -= written
+        self._written()
         if stale:
             self.counts["stale"] += len(stale)
             self.counts["completed"] -= len(stale)

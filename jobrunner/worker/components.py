@@ -27,8 +27,9 @@ class Periodic:
         self._stop = asyncio.Event()
         self._log = get_logger(component=name)
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task[None]:
         self._task = asyncio.create_task(self._loop(), name=self.name)
+        return self._task
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
@@ -41,5 +42,5 @@ class Periodic:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            await self._task
+        if self._task is not None:  # a failure of its own was reported when it ended
+            await asyncio.gather(self._task, return_exceptions=True)

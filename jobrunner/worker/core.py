@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from jobrunner.backoff import Backoff
 from jobrunner.clock import SYSTEM_CLOCK, Clock
 from jobrunner.config import Settings
-from jobrunner.errors import PayloadDecodeError
+from jobrunner.errors import PayloadDecodeError, WorkerFailed
 from jobrunner.job import Job, decode_job
 from jobrunner.logs import Throttle, flush_logs, get_logger
 from jobrunner.metrics import WorkerMetrics
@@ -100,6 +100,7 @@ class Worker:
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
+        self._failure: BaseException | None = None  # a loop ended on an unexpected error
         self._log = get_logger(worker=self.worker_id)
         self._throttle = Throttle()  # repeated warnings during an outage: one a second
         self._traced = tracer() is not None  # tracing.setup ran before: one test a job if off
@@ -109,7 +110,7 @@ class Worker:
             Periodic("maintenance", settings.maintenance_interval, self._maintain),
             Periodic("log-flush", LOG_FLUSH_INTERVAL, self._flush_logs),
         ]
-        self._acks = AckBuffer(queue, self.counts, self._log, self.metrics)
+        self._acks = AckBuffer(queue, self.counts, self._log, self.metrics, written=self._room.set)
         self._starts: StartBuffer[_InFlight] = StartBuffer(
             queue, self._log, _InFlight.lease, started=self._submit, lost=self._lost,
             acks=self._acks,
@@ -145,10 +146,10 @@ class Worker:
     async def run(self) -> dict[str, int]:
         """Run until stopped; returns the shutdown summary counts."""
         await self.runner.start()
-        self._acks.start()
-        self._starts.start()
+        self._watch(self._acks.start())
+        self._watch(self._starts.start())
         for component in self._components:
-            component.start()
+            self._watch(component.start())
         self._log.info(
             "worker started",
             model=self.runner.model,
@@ -160,7 +161,29 @@ class Worker:
             await self._fetch_loop()
         finally:
             await self._drain()
+        if self._failure is not None:
+            raise WorkerFailed(f"worker loop failed: {self._failure!r}") from self._failure
         return dict(self.counts)
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        """A background loop that ends on an error it did not expect stops the worker.
+
+        Living on would be worse than a crash: the heartbeat would keep renewing the leases of
+        jobs nothing here will run any more (a dead start marker once held its jobs so until
+        the run was stopped), so no other worker would get them. Stopped, the worker hands its
+        jobs back and exits non-zero for its supervisor to restart.
+        """
+
+        def ended(t: asyncio.Task[None]) -> None:
+            if t.cancelled() or (error := t.exception()) is None or self._failure is not None:
+                return
+            self._failure = error
+            self._log.error("worker loop failed; stopping", loop=t.get_name(), error=repr(error),
+                            exc_info=error)  # fmt: skip
+            self._stopping.set()
+            self._room.set()
+
+        task.add_done_callback(ended)
 
     async def _drain(self) -> None:
         await self._wait_for_in_flight(self.settings.grace)
@@ -223,7 +246,8 @@ class Worker:
         # room < refill, at least prefetch - refill jobs are still queued for them.
         refill = max(1, min(self.settings.batch_size, self.settings.effective_prefetch // 2))
         while not self._stopping.is_set():
-            room = self.window - len(self._inflight)
+            # completions not yet acked hold their leases too: a worker holds at most window
+            room = self.window - len(self._inflight) - self._acks.held
             if room < refill and (room <= 0 or self._inflight):
                 self._room.clear()
                 await self._room.wait()

@@ -66,15 +66,16 @@ class StartBuffer(Generic[T]):
         self._pending.append(item)
         self._wake.set()
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task[None]:
         self._task = asyncio.create_task(self._run(), name="start-marker")
+        return self._task
 
     async def stop(self) -> list[T]:
         """Stop marking; returns the jobs never marked (to be handed back unstarted)."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
+        if self._task is not None:  # a failure of its own was reported when it ended
+            await asyncio.gather(self._task, return_exceptions=True)
         left, self._pending = self._pending, []
         return left
 
@@ -119,7 +120,7 @@ class StartBuffer(Generic[T]):
                 except BaseException:
                     self._acks.put_back(queue, acks)
                     raise
-                self._acks.settled(queue, stale)
+                self._acks.settled(queue, len(acks), stale)
                 gone = set(gone_list)
             else:
                 gone = set(await self.queue.start(queue, pairs))
