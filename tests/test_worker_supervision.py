@@ -4,6 +4,9 @@ rather than live on holding leases its heartbeat renews for jobs it will never r
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +17,10 @@ from jobrunner.job import make_job
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import load_handlers
 from jobrunner.worker import Worker, make_runner
+from tests.conftest import wait_until
 from tests.test_worker_contract import runs, settings
+from tests.test_worker_failures import enqueue
+from tests.workers import WorkerProcess
 
 
 async def test_a_worker_whose_start_marker_fails_unexpectedly_hands_its_jobs_back_and_stops(
@@ -48,4 +54,23 @@ async def test_a_worker_whose_start_marker_fails_unexpectedly_hands_its_jobs_bac
     waiting = (await queue.stats("default")).ready
     assert set(ran.values()) <= {1}
     assert len(ran) + waiting == len(jobs)
-    assert len(ran) >= 1  # the jobs reserve marked itself did run
+
+
+def test_sigusr1_makes_a_worker_log_where_its_jobs_are_and_what_each_task_awaits(
+    redis_url: str, sync_redis: redis.Redis, tmp_path: Path
+) -> None:
+    enqueue(redis_url, 1, "test.hang_async")
+    worker = WorkerProcess(redis_url, tmp_path, "--model", "asyncio", "--concurrency", "2")
+    try:
+        worker.wait_ready()
+        wait_until(lambda: runs(sync_redis), what="the job to start")
+        worker.signal(signal.SIGUSR1)
+        wait_until(lambda: '"worker state"' in worker.log_text(), what="the state line")
+    finally:
+        worker.signal(signal.SIGTERM)
+        worker.wait()
+    [state] = [json.loads(line) for line in worker.log_text().splitlines()
+               if '"worker state"' in line]  # fmt: skip
+    assert (state["in_flight"], state["running"], state["unacked"]) == (1, 1, 0)
+    assert any("_fetch_loop" in chain for chain in state["tasks"].values())
+    assert "start-marker" in state["tasks"] and "ack-flusher" in state["tasks"]

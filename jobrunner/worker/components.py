@@ -44,3 +44,19 @@ class Periodic:
         self._stop.set()
         if self._task is not None:  # a failure of its own was reported when it ended
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+def task_stacks() -> dict[str, str]:
+    """Each asyncio task of this loop and the chain of awaits it is suspended in, innermost
+    last (``function:line > ...``): what a stuck worker is waiting for, without a debugger."""
+    out: dict[str, str] = {}
+    for task in asyncio.all_tasks():
+        chain = []
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        out[task.get_name()] = " > ".join(chain) or repr(task)
+    return out

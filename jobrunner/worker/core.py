@@ -35,7 +35,7 @@ from jobrunner.registry import HandlerSpec, JobContext, Registry
 from jobrunner.shards import logical_of
 from jobrunner.tracing import current_span, end_run, start_run, trace_id_of, tracer
 from jobrunner.worker.acks import AckBuffer
-from jobrunner.worker.components import Periodic
+from jobrunner.worker.components import Periodic, task_stacks
 from jobrunner.worker.outcome import Kind, Outcome
 from jobrunner.worker.runner import Runner
 from jobrunner.worker.starts import StartBuffer
@@ -142,6 +142,21 @@ class Worker:
         self._stopping.set()
         self._forced.set()
         self._room.set()
+
+    def dump_state(self) -> None:
+        """Log where this worker's jobs are and what each of its tasks awaits (``SIGUSR1``):
+        a worker that holds jobs without running them says which step they wait for."""
+        self._log.warning(
+            "worker state",
+            in_flight=len(self._inflight),
+            waiting_for_room=len(self._waiting),
+            waiting_for_start_mark=len(self._starts),
+            running=len(self._running),
+            unacked=self._acks.held,
+            recording_failures=len(self._tasks),
+            stopping=self._stopping.is_set(),
+            tasks=task_stacks(),
+        )
 
     async def run(self) -> dict[str, int]:
         """Run until stopped; returns the shutdown summary counts."""

@@ -41,10 +41,11 @@ async def serve(settings: Settings, *, worker_id: str | None = None) -> dict[str
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.request_stop)
+    loop.add_signal_handler(signal.SIGUSR1, worker.dump_state)  # kill -USR1: what it awaits
     try:
         return await worker.run()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
         await queue.aclose()
         await redis.aclose()
