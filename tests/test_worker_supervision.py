@@ -17,8 +17,8 @@ from jobrunner.job import make_job
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import load_handlers
 from jobrunner.worker import Worker, make_runner
-from tests.conftest import wait_until
-from tests.test_worker_contract import runs, settings
+from tests.conftest import eventually, wait_until
+from tests.test_worker_contract import running_worker, runs, settings
 from tests.test_worker_failures import enqueue
 from tests.workers import WorkerProcess
 
@@ -74,3 +74,43 @@ def test_sigusr1_makes_a_worker_log_where_its_jobs_are_and_what_each_task_awaits
     assert (state["in_flight"], state["running"], state["unacked"]) == (1, 1, 0)
     assert any("_fetch_loop" in chain for chain in state["tasks"].values())
     assert {"start-marker", "ack-flusher", "heartbeat"} <= set(state["tasks"])
+
+
+async def test_a_job_taken_over_while_it_waited_for_its_start_mark_frees_its_slot_for_the_next(
+    queue: ReliableQueue, redis_url: str, sync_redis: redis.Redis, monkeypatch: Any
+) -> None:
+    """Mid-failover, a start mark can find its lease taken over; the jobs queued behind it in
+    the worker must still get the slot (they once waited there forever, leases renewed)."""
+    jobs = [make_job("test.record", {"ledger": redis_url, "seconds": 0.1}) for _ in range(6)]
+    await queue.enqueue_jobs(jobs)
+    start, ack_and_start = queue.start, queue.ack_and_start
+    taken: list[str] = []
+
+    def take_over_once(pairs: Any) -> list[str]:
+        """The first job marked through the marker finds its lease gone, as after a takeover."""
+        if taken or not pairs:
+            return []
+        taken.append(pairs[0][0])
+        return [pairs[0][0]]
+
+    async def start_once_lost(name: str, pairs: Any) -> list[str]:
+        gone = take_over_once(pairs)
+        return gone + await start(name, [p for p in pairs if p[0] not in gone])
+
+    async def ack_and_start_once_lost(name: str, done: Any, pairs: Any) -> Any:
+        gone = take_over_once(pairs)
+        stale, lost = await ack_and_start(name, done, [p for p in pairs if p[0] not in gone])
+        return stale, gone + lost
+
+    monkeypatch.setattr(queue, "start", start_once_lost)
+    monkeypatch.setattr(queue, "ack_and_start", ack_and_start_once_lost)
+    # one slot, the rest of the jobs prefetched: each waits in the worker for its start mark
+    s = settings(redis_url, "asyncio", concurrency=1, prefetch=5, lease=30.0)
+    async with running_worker(queue, s):
+
+        async def the_others_ran() -> bool:
+            return len(runs(sync_redis)) == len(jobs) - 1
+
+        await eventually(the_others_ran, timeout=10, what="every job but the taken one to run")
+    assert len(taken) == 1
+    assert taken[0] not in runs(sync_redis)  # never started here: its new holder runs it

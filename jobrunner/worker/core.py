@@ -382,9 +382,12 @@ class Worker:
         )
 
     def _lost(self, entry: _InFlight) -> None:
-        """Its lease was taken over before it started: someone else has the job now."""
+        """Its lease was taken over before it started: someone else has the job now. Its room
+        in the runner goes to the next job waiting (without this, mid-failover, the jobs behind
+        it waited forever while the heartbeat renewed their leases)."""
         self.counts["leases_lost"] += 1
         self._forget(entry.reservation)
+        self._pump()
 
     def request_cancel(self, queue: str, job_ids: list[str]) -> None:
         """Stop the jobs held here whose cancellation was asked for (seen by the reaper)."""
