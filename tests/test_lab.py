@@ -402,3 +402,25 @@ def test_ledger_rows_and_plot() -> None:
 @pytest.mark.parametrize("source", sources(), ids=lambda p: p.stem)
 def test_committed_notebook_carries_exactly_its_source_cells(source: Path) -> None:
     assert in_sync(source), f"rebuild: python -m jobrunner.lab.build --only {source.stem[:2]}"
+
+
+def test_every_notebook_ends_with_assertions_on_its_claims_and_its_committed_run_passed_them() -> (
+    None
+):
+    """Source and committed notebook alike: a claim typed in prose, with nothing checking it
+    against the data, goes stale silently."""
+    import json
+
+    from jobrunner.lab.build import NOTEBOOKS, sources
+
+    for source in sources():
+        assert "\nassert " in source.read_text(), f"{source.name} asserts none of its claims"
+        committed = json.loads((NOTEBOOKS / f"{source.stem}.ipynb").read_text())
+        code = [c for c in committed["cells"] if c["cell_type"] == "code"]
+        checks = [c for c in code if any(line.startswith("assert ") for line in c["source"])]
+        assert checks, f"the committed {source.stem} has no assertion cell"
+        failed = [o for c in code for o in c.get("outputs", []) if o["output_type"] == "error"]
+        assert failed == [], f"the committed {source.stem} ran with an error"
+        assert all(c.get("outputs") for c in checks if "print(" in "".join(c["source"])), (
+            f"the committed {source.stem} was not run since its assertions were added"
+        )

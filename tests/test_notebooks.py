@@ -31,6 +31,7 @@ SMALL: dict[str, dict[str, object]] = {
         "repeats": 1,
         "max_processes": 4,
         "workloads": ["email", "cpu_burn"],
+        "quiet": False,
     },
     "03-where-the-time-goes": {
         "seconds": 1.0,
@@ -38,6 +39,7 @@ SMALL: dict[str, dict[str, object]] = {
         "worker_jobs": 20_000,
         "drain_jobs": 3_000,
         "repeats": 1,
+        "quiet": False,
     },
     "04-latency-under-load": {
         "duration": 1.0,
@@ -46,6 +48,7 @@ SMALL: dict[str, dict[str, object]] = {
         "repeats": 1,
         "stall_seconds": 0.3,
         "open_clients": 32,
+        "quiet": False,
     },
     "05-backoff-shoot-out": {
         "clients": 300,
@@ -72,7 +75,7 @@ SMALL: dict[str, dict[str, object]] = {
         "redis_down_for": 0.3,
         "repeats": 1,
     },
-    "08-live-queue-draining": {"jobs": 1500, "refresh": 1.0},
+    "08-live-queue-draining": {"jobs": 1500, "refresh": 1.0, "quiet": False},
     "09-outgrowing-one-redis": {"jobs": 4000, "rounds": 1},
     "10-job-history": {"jobs": 5000},
 }

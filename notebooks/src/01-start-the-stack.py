@@ -10,7 +10,7 @@
 # queues and `/metrics`, and stop everything cleanly.
 #
 # Everything this notebook calls lives in `jobrunner.lab` (here `jobrunner.lab.tour`), so the
-# same code is tested by `tests/test_lab_*.py`.
+# same code is tested by `tests/test_lab.py` and `tests/test_experiments.py`.
 
 # %% tags=["parameters"]
 # The defaults are the full run; CI injects small values (tests/test_notebooks.py).

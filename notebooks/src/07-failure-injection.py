@@ -111,6 +111,23 @@ plt.show()
 # all and ran. Without persistence a restart loses every queued job, on either queue: the
 # reliable queue's guarantees assume a Redis that keeps what it acknowledged.
 
+# %% [markdown]
+# ## The claims, checked
+#
+# Each claim the prose above makes, as an assertion on this run's data: rerun on other code or
+# another machine, a claim the data no longer support fails here instead of misleading.
+
+# %%
+by_queue = ledger.groupby("queue")
+assert by_queue["lost"].max()["reliable"] == 0, "the reliable queue lost an acknowledged job"
+assert ledger["phantoms"].max() == 0, "a job ran that nobody enqueued"
+reliable = ledger[ledger["queue"] == "reliable"]
+assert (reliable["duplicates"] <= reliable["in_flight_at_faults"]).all(), \
+    "more duplicates than jobs held at the faults"  # fmt: skip
+if config.duration >= 10:  # the negative control needs faults to hit jobs in flight
+    assert by_queue["lost"].min()["naive"] > 0, "the naive queue lost nothing: the faults missed"
+print("claims hold:", dict(by_queue["lost"].sum()), "lost in all")
+
 # %%
 print(f"{running.check_no_strays()} processes checked: none left running")
 
