@@ -7,9 +7,9 @@ FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 # 1. Third-party wheels: rebuilt only when pyproject.toml changes. The core's dependencies and
-#    those of the extras named in EXTRAS (the API and tracing by default: the image runs every
-#    role; tracing stays off unless JOBRUNNER_TRACING says where spans go).
-ARG EXTRAS=api,tracing
+#    those of the extras named in EXTRAS (the API, tracing and the history by default: the
+#    image runs every role; tracing stays off unless JOBRUNNER_TRACING says where spans go).
+ARG EXTRAS=api,tracing,history
 COPY pyproject.toml ./
 RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; extras = [e for e in os.environ['EXTRAS'].split(',') if e]; print('\n'.join(p['dependencies'] + [d for e in extras for d in p['optional-dependencies'][e] if not d.startswith('jobrunner')]))" > requirements.txt \
  && pip wheel --wheel-dir /wheels/deps -r requirements.txt

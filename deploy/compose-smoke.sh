@@ -25,10 +25,15 @@ docker compose version >/dev/null 2>&1 ||
 docker info >/dev/null 2>&1 ||
     cannot_run "no Docker engine answers ('docker info' failed): run this where an engine runs"
 
-# Compose refuses to start without the scraper's token: a throwaway one unless one is set.
+# Compose refuses to start without the scraper's token and the history database's password:
+# throwaway ones unless they are set.
 if [ -z "${JOBRUNNER_METRICS_TOKEN:-}" ]; then
     JOBRUNNER_METRICS_TOKEN="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
     export JOBRUNNER_METRICS_TOKEN
+fi
+if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+    POSTGRES_PASSWORD="$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+    export POSTGRES_PASSWORD
 fi
 
 compose() {

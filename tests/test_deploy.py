@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 COMPOSE_SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"
 K8S_VERSION = "1.30.0"
-APP_SERVICES = ("api", "worker", "scheduler")
+APP_SERVICES = ("api", "worker", "scheduler", "archiver")
 
 
 def load_yaml(path: Path) -> Any:
@@ -172,7 +172,8 @@ def test_health_checks_name_routes_and_metrics_that_exist(compose: dict[str, Any
     from jobrunner.metrics import WorkerMetrics
 
     exported = {family.name for family in WorkerMetrics().registry.collect()}
-    checks = [compose["services"][name]["healthcheck"]["test"] for name in APP_SERVICES]
+    checks = [compose["services"][name]["healthcheck"]["test"] for name in APP_SERVICES
+              if "healthcheck" in compose["services"][name]]  # fmt: skip
     for _, doc in k8s_documents():
         if doc["kind"] == "Deployment":
             [container] = doc["spec"]["template"]["spec"]["containers"]
@@ -190,8 +191,24 @@ def test_health_checks_name_routes_and_metrics_that_exist(compose: dict[str, Any
             if arg == "--fresh":
                 assert check[i + 1].split("=")[0] in exported
     assert "/readyz" in compose["services"]["api"]["healthcheck"]["test"][4]
-    for name in ("redis", "prometheus", "grafana"):
+    for name in ("redis", "prometheus", "grafana", "postgres"):
         assert compose["services"][name]["healthcheck"]["test"][0] == "CMD"
+
+
+def test_every_process_that_ends_jobs_writes_history_and_the_archiver_fills_what_the_api_reads(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    for name in ("api", "worker", "scheduler", "archiver"):
+        history = int(services[name]["environment"].get("JOBRUNNER_HISTORY", 0))
+        assert history > 0 or name == "archiver", f"{name} ends jobs without writing history"
+    api, archiver = services["api"]["environment"], services["archiver"]["environment"]
+    assert api["JOBRUNNER_PG_URL"] == archiver["JOBRUNNER_PG_URL"]
+    url = urlsplit(re.sub(r"\$\{POSTGRES_PASSWORD:\?[^}]*\}", "secret", api["JOBRUNNER_PG_URL"]))
+    postgres = services["postgres"]["environment"]
+    assert (url.hostname, url.username) == ("postgres", postgres["POSTGRES_USER"])
+    assert "POSTGRES_PASSWORD" in postgres["POSTGRES_PASSWORD"]  # from .env, never a default
+    assert archiver.get("REDIS_URL") == services["worker"]["environment"]["REDIS_URL"]
 
 
 def test_paths_named_by_compose_and_the_dockerfile_exist(compose: dict[str, Any]) -> None:

@@ -424,3 +424,69 @@ def test_every_notebook_ends_with_assertions_on_its_claims_and_its_committed_run
         assert all(c.get("outputs") for c in checks if "print(" in "".join(c["source"])), (
             f"the committed {source.stem} was not run since its assertions were added"
         )
+
+
+def test_histogram_quantile_interpolates_inside_the_bucket_that_holds_the_rank_as_promql_does() -> (
+    None
+):
+    import math
+
+    from jobrunner.lab.histograms import cumulative, per_bucket, quantile
+
+    text = """# TYPE job_duration_seconds histogram
+job_duration_seconds_bucket{type="a",le="0.1"} 10
+job_duration_seconds_bucket{type="a",le="0.5"} 30
+job_duration_seconds_bucket{type="a",le="+Inf"} 40
+job_duration_seconds_count{type="a"} 40
+job_duration_seconds_sum{type="a"} 9
+job_duration_seconds_bucket{type="b",le="0.1"} 10
+job_duration_seconds_bucket{type="b",le="0.5"} 10
+job_duration_seconds_bucket{type="b",le="+Inf"} 10
+job_duration_seconds_count{type="b"} 10
+job_duration_seconds_sum{type="b"} 0.5
+"""
+    counts = cumulative([text, text], "job_duration_seconds")  # two workers alike
+    assert counts == {0.1: 40.0, 0.5: 80.0, math.inf: 100.0}
+    assert per_bucket(counts)["count"].tolist() == [40.0, 40.0, 20.0]
+    assert quantile(0.2, counts) == pytest.approx(0.05)  # rank 20 of 40 in [0, 0.1]
+    assert quantile(0.6, counts) == pytest.approx(0.3)  # rank 60: halfway through (0.1, 0.5]
+    assert quantile(0.99, counts) == 0.5  # in +Inf: the highest finite bound
+    assert math.isnan(quantile(0.5, {}))
+
+
+def test_a_differential_profile_counts_a_function_once_per_stack_and_ranks_what_moved() -> None:
+    from jobrunner.lab.flamediff import compare, function_of, parse_collapsed, shares
+
+    before = parse_collapsed(
+        "run (w.py:1);ack (q.py:10);send (redis/conn.py:5) 60\n"
+        "run (w.py:1);ack (q.py:11);send (redis/conn.py:7) 20\n"
+        "run (w.py:1);log (w.py:3) 20\n"
+        "garbage line\n"
+    )
+    after = parse_collapsed(
+        "run (w.py:1);ack (q.py:10);write (pipelined.py:9) 30\nrun (w.py:1);log (w.py:3) 70\n"
+    )
+    assert function_of("send (redis/conn.py:5)") == "send (redis/conn.py)"
+    table = shares(before)
+    assert table.loc["ack (q.py)", "inclusive"] == 0.8  # two lines of one function, summed
+    assert table.loc["run (w.py)", "inclusive"] == 1.0
+    assert table.loc["run (w.py)", "self"] == 0.0
+    assert table.loc["send (redis/conn.py)", "self"] == 0.8
+    moved = compare(before, after, n=3)
+    assert moved.index[0] == "send (redis/conn.py)"  # 0.8 -> 0: the biggest move
+    assert moved.loc["log (w.py)", "change"] == pytest.approx(0.5)
+
+
+def test_provenance_names_the_commit_and_refuses_a_busy_machine_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import re
+
+    from jobrunner.lab import provenance
+
+    info = provenance.record(quiet=False)
+    assert re.fullmatch(r"[0-9a-f]{7,}(\+dirty)?", info["commit"])
+    assert "CPUs" in info["machine"]
+    assert "commit:" in capsys.readouterr().out
+    with pytest.raises(provenance.BusyMachine, match="quiet=False"):
+        provenance.wait_until_quiet(max_load=0.0, timeout=0.0)  # no load is below zero

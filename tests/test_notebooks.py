@@ -82,7 +82,7 @@ SMALL: dict[str, dict[str, object]] = {
 FIGURES = {
     "01-start-the-stack": ["01-job-lives.png"],
     "02-concurrency-models": ["02-throughput.png", "02-cores-busy.png", "02-run-time.png"],
-    "03-where-the-time-goes": ["03-before-after.png"],
+    "03-where-the-time-goes": ["03-before-after.png", "03-flamegraph-pair.png"],
     "04-latency-under-load": ["04-knee.png", "04-coordinated-omission.png"],
     "05-backoff-shoot-out": [
         "05-simulation.png",
@@ -95,7 +95,11 @@ FIGURES = {
         "06-backpressure.png",
     ],
     "07-failure-injection": ["07-ledger.png"],
-    "08-live-queue-draining": ["08-live-drain.png"],
+    "08-live-queue-draining": [
+        "08-live-drain.png",
+        "08-live-drain.gif",
+        "08-prometheus-histograms.png",
+    ],
     "09-outgrowing-one-redis": ["09-redis-cpu-per-master.png"],
     "10-job-history": ["10-history-latency.png"],
 }

@@ -27,13 +27,19 @@ class BusyMachine(JobrunnerError):
     """The load average stayed too high to measure anything worth committing."""
 
 
+# What the lab writes as it runs: a change there does not make the code under test differ.
+OUTPUTS = (":!notebooks/*.ipynb", ":!results", ":!profiles")
+
+
 def commit() -> str:
-    """The checkout's commit (``+dirty`` when files differ from it), or ``unknown``."""
+    """The checkout's commit (``+dirty`` when code or notebook sources differ from it, not the
+    outputs the lab writes), or ``unknown``."""
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, capture_output=True, text=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", *OUTPUTS], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")

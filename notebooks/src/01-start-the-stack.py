@@ -104,9 +104,10 @@ thaw.start()
 # ## A job's life
 #
 # `GET /jobs/{id}` answers a job's state, attempts and last error. Polling it every 20 ms (from
-# just after the enqueue, while the workers are still frozen) shows each job moving through the states of the README's diagram: `ready → reserved → done`; a
-# delayed job starts in `scheduled`; a failing one goes `reserved → scheduled` (waiting out its
-# backoff) and back, until it has no attempts left and is `dead`.
+# just after the enqueue, while the workers are still frozen) shows each job moving through
+# the states of the README's diagram: `ready → reserved → done`; a delayed job starts in
+# `scheduled`; a failing one goes `reserved → scheduled` (waiting out its backoff) and back,
+# until it has no attempts left and is `dead`.
 
 # %%
 labels = {
@@ -128,13 +129,68 @@ print("saved", path)
 
 # %% [markdown]
 # Every job waited in `ready` until the workers thawed, then ran within milliseconds (the
-# e-mails for their simulated round trip, in `reserved`). The delayed e-mail waited in `scheduled` for its second, and the flaky
-# job spent most of its life there, between attempts: retries wait in a sorted set and never
-# block a worker. Its last error is kept:
+# e-mails for their simulated round trip, in `reserved`). The delayed e-mail waited in
+# `scheduled` for its second, and the flaky job spent most of its life there, between
+# attempts: retries wait in a sorted set and never block a worker. Its last error is kept:
 
 # %%
 status, view = tour.call(f"{api}/jobs/{batch['ids'][3]}", token=token)
 {k: view[k] for k in ("state", "attempts", "max_retries", "last_error")}
+
+# %% [markdown]
+# ## One job, stepped by hand
+#
+# What a worker does to a job is three calls, each one Lua script that Redis runs as one step
+# (`jobrunner/lua/reserve.lua`, `start.lua`, `ack.lua`): nothing another worker does can land
+# between its reads and its writes. Here they are called by hand, on a queue no worker serves,
+# with the keys that matter read after each: the `ready` list, the `reserved` sorted set (id →
+# lease deadline on Redis's clock) and the job's state. `reserve` hands out a *fencing token*
+# with the lease: a later holder gets a larger one, and an ack under an older token is refused.
+
+# %%
+import redis as redis_sync
+
+from jobrunner.keys import QueueKeys
+
+hand_client = async_redis(stack.redis_url)
+hand = ReliableQueue(hand_client)
+keys, raw = QueueKeys("by-hand"), redis_sync.Redis.from_url(stack.redis_url)
+
+
+async def look(step):
+    record = await hand.get_job(job_id)
+    seconds, micros = raw.time()
+    now_ms = seconds * 1000 + micros // 1000
+    leases = raw.zrange(keys.reserved, 0, -1, withscores=True)
+    return {"step": step, "ready": raw.llen(keys.ready),
+            "reserved: lease left (s)": [round((deadline - now_ms) / 1000) for _, deadline in leases],
+            "state": record.state, "attempts": record.attempts}  # fmt: skip
+
+
+job_id = await hand.enqueue("noop", {}, queue="by-hand")
+steps = [await look("enqueue")]
+[first] = await hand.reserve("by-hand", 1, lease=30.0)  # lease 30 s, token 1
+steps.append(await look(f"reserve (token {first.token})"))
+await hand.start("by-hand", [(first.id, first.token)])  # the attempt is charged now
+steps.append(await look("start"))
+await hand.release("by-hand", [(first.id, first.token, True)])  # as if its lease ran out
+[second] = await hand.reserve("by-hand", 1, lease=30.0)
+steps.append(await look(f"released, reserved again (token {second.token})"))
+stale = await hand.ack("by-hand", [(first.id, first.token)])  # the first holder, too late
+steps.append(await look(f"ack, token {first.token}: {'refused' if stale else 'accepted'}"))
+stale_now = await hand.ack("by-hand", [(second.id, second.token)])
+steps.append(await look(f"ack, token {second.token}: {'refused' if stale_now else 'accepted'}"))
+await hand_client.aclose()
+raw.close()
+assert stale == [first.id], "the first holder's late ack was not refused by its token"
+assert stale_now == [] and steps[-1]["state"] == "done", "the current holder's ack failed"
+pd.DataFrame(steps)
+
+# %% [markdown]
+# **Try this.** Reserve with `lease=0.5`, wait a second, and call `await hand.reap("by-hand")`
+# before the second reserve instead of `release`: expected, the reaper returns the job to
+# `ready` on its own (the path a SIGKILLed worker's jobs take), and the old token is refused
+# all the same.
 
 # %% [markdown]
 # ## The queues and the metrics

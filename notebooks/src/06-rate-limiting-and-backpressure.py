@@ -134,11 +134,13 @@ stats.table(limited.assign(case=limited["algorithm"] + " x" + limited["workers"]
 #
 # - **Token bucket** reaches the limit and its burst: about 15 calls in the first 100 ms (the
 #   burst of 10, plus the rate), then 50 a second, so over a 4 s backlog its average is a
-#   little above 50/s. Its busiest second at the dependency holds as many calls as it
-#   guarantees (59), no more. A call is stamped a few milliseconds after the limiter admitted
-#   it, by a varying amount, so a window at the dependency can hold a call more than the same
-#   window at the limiter (the README's runs saw 61 once); the multi-process test
-#   `tests/test_ratelimit_processes.py` checks the bound exactly, on Redis's clock.
+#   little above 50/s. Its busiest second at the dependency holds about as many calls as it
+#   guarantees (59). A call is stamped a few milliseconds after the limiter admitted it, by a
+#   varying amount, so a 1 s window at the dependency can hold a call or two more than the same
+#   window at the limiter; a window 50 ms shorter, which absorbs that delay
+#   (`max_in_window_less_50ms` in the first table), never holds more than the bound. The
+#   multi-process test `tests/test_ratelimit_processes.py` checks the bound exactly, on Redis's
+#   clock.
 # - **GCRA with burst 1** never comes near its bound but gives capacity away: each deferred
 #   job comes back a little after its slot (a wake-up, a round trip), and every late admission
 #   pushes all later slots back, so it reaches only 80-90 % of the rate. A burst of a few units
@@ -196,8 +198,10 @@ display(Image(filename=str(path)))
 
 # %%
 bounded_limits = limited[limited["bound"].notna()]
-assert (bounded_limits["max_in_window"] <= bounded_limits["bound"]).all(), \
-    "a limiter with a guarantee let more through in some 1 s window than it promises"  # fmt: skip
+assert (bounded_limits["max_in_window_less_50ms"] <= bounded_limits["bound"]).all(), \
+    "a limiter with a guarantee let more through than it promises (50 ms of stamping slack)"
+assert (bounded_limits["max_in_window"] <= bounded_limits["bound"] + 3).all(), \
+    "the stamping delay at the dependency explains more than a call or two"  # fmt: skip
 at_once = limited[limited["algorithm"] == "concurrency"]
 assert (at_once["most_at_once"] <= 5).all(), "the concurrency limit let more than 5 run at once"
 bp = limits.backpressure_table(bp_runs).groupby("run")

@@ -57,6 +57,58 @@ config = ChaosConfig(workers=workers, duration=duration, rate=rate, job_ms=job_m
 config
 
 # %% [markdown]
+# ## The difference, by hand
+#
+# One job, one worker that dies after taking it, on each queue, with nothing in between: a
+# private Redis, the queue's own calls, and the keys read back.
+
+# %%
+import asyncio
+
+import redis
+
+from jobrunner.connection import async_redis
+from jobrunner.dev.redis_server import RedisServer
+from jobrunner.queue import ReliableQueue
+
+
+async def take_and_die(url):
+    raw = redis.Redis.from_url(url)
+    raw.lpush("naive:jobs", "job-1")  # the textbook queue: LPUSH ...
+    raw.brpop(["naive:jobs"], timeout=1)  # ... BRPOP: the job is out of Redis, then we "die"
+    naive_left = raw.llen("naive:jobs")
+    client = async_redis(url)
+    queue = ReliableQueue(client)
+    job_id = await queue.enqueue("chaos.probe", {"probe": "p-by-hand", "ms": 1})
+    [held] = await queue.reserve("default", 1, lease=0.2)  # leased for 0.2 s; we "die"
+    during = (await queue.get_job(job_id)).state.value
+    deadline = asyncio.get_running_loop().time() + 5
+    while (await queue.reap("default"))[0] == 0:  # what any live worker's reaper does
+        assert asyncio.get_running_loop().time() < deadline, "the lease never expired"
+        await asyncio.sleep(0.05)
+    after = (await queue.get_job(job_id)).state.value
+    await queue.aclose()
+    await client.aclose()
+    raw.close()
+    return {"naive: jobs left in Redis after the crash": naive_left,
+            "reliable: state while leased": during, "reliable: state after the reaper": after}
+
+
+with RedisServer() as server:
+    by_hand = await take_and_die(server.url)
+by_hand
+
+# %% [markdown]
+# The naive queue has nothing left to give anyone: the job existed only in the dead worker's
+# memory. The reliable one kept the job's id in the reserved set with a deadline; once it
+# passed, the reaper (every worker runs one) put it back in `ready`, and the next reserve runs
+# it again: the job is not lost, and may run twice (that is at-least-once).
+#
+# **Try this.** Call `await queue.extend("default", [(job_id, held.token)], 0.2)` in the loop
+# before the lease runs out, as a live worker's heartbeat does: expected, the reaper never
+# takes it back (and the cell's own deadline fails it after 5 s).
+
+# %% [markdown]
 # ## Run it on both queues
 #
 # Each run prints its faults as they strike (with the jobs reserved at that instant: always 0
@@ -118,6 +170,8 @@ plt.show()
 # another machine, a claim the data no longer support fails here instead of misleading.
 
 # %%
+assert by_hand["naive: jobs left in Redis after the crash"] == 0, "BRPOP left the job in Redis?"
+assert by_hand["reliable: state after the reaper"] == "ready", "the reaper did not return it"
 by_queue = ledger.groupby("queue")
 assert by_queue["lost"].max()["reliable"] == 0, "the reliable queue lost an acknowledged job"
 assert ledger["phantoms"].max() == 0, "a job ran that nobody enqueued"
