@@ -18,7 +18,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ import httpx
 import redis
 
 from bench.api_throughput import wrk
+from bench.parked import checkout
 from jobrunner.dev.redis_server import RedisServer, free_port
 from jobrunner.tokens import encode_record, new_token, tokens_key
 
@@ -72,27 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     body = '{"type": "noop"}'
-    with tempfile.TemporaryDirectory() as tmp:
-        base_tree = Path(tmp) / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), args.base],
-                       cwd=ROOT, check=True, capture_output=True)  # fmt: skip
-        try:
-            with RedisServer() as server:
-                client = redis.Redis.from_url(server.url)
-                token, record = new_token("bench", ["enqueue"])
-                client.hset(tokens_key(), record.id, encode_record(record))
-                this, base = [], []
-                with api_from(ROOT, server.url) as ours, api_from(base_tree, server.url) as old:
-                    for i in range(args.pairs):
-                        print(f"pair {i + 1}/{args.pairs}", file=sys.stderr)
-                        this.append(wrk(f"{ours}/jobs", args.seconds, args.connections, body,
-                                        token))  # fmt: skip
-                        base.append(wrk(f"{old}/jobs", args.seconds, args.connections, body))
-                        client.delete("jr:{default}:ready")
-                client.close()
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=ROOT,
-                           check=False, capture_output=True)  # fmt: skip
+    with checkout(args.base) as base_tree, RedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        token, record = new_token("bench", ["enqueue"])
+        client.hset(tokens_key(), record.id, encode_record(record))
+        this, base = [], []
+        with api_from(ROOT, server.url) as ours, api_from(base_tree, server.url) as old:
+            for i in range(args.pairs):
+                print(f"pair {i + 1}/{args.pairs}", file=sys.stderr)
+                this.append(wrk(f"{ours}/jobs", args.seconds, args.connections, body,
+                                token))  # fmt: skip
+                base.append(wrk(f"{old}/jobs", args.seconds, args.connections, body))
+                client.delete("jr:{default}:ready")
+        client.close()
     ratios = [a / b for a, b in zip(this, base, strict=True)]
     head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
                           capture_output=True, text=True).stdout.strip()  # fmt: skip

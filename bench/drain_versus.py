@@ -18,8 +18,6 @@ import datetime as dt
 import json
 import os
 import statistics
-import subprocess
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ import psutil
 import redis
 from rich.console import Console
 
-from bench.parked import drain_seconds, head_commit, park, worker_process
+from bench.parked import checkout, drain_seconds, head_commit, park, worker_process
 from bench.progress import bench_progress
 from jobrunner.dev.redis_server import RedisServer
 
@@ -65,12 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict[str, list[dict[str, float]]]] = {
         k: {"this": [], "base": []} for k in KINDS
     }
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        base_tree = Path(tmp) / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), args.base],
-                       cwd=ROOT, check=True, capture_output=True)  # fmt: skip
-        stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", str(base_tree)],
-                       cwd=ROOT, check=False, capture_output=True)  # fmt: skip
+    with checkout(args.base) as base_tree, ExitStack() as stack:
         sides = {}
         for name, tree in (("this", ROOT), ("base", base_tree)):
             server = stack.enter_context(RedisServer())

@@ -23,15 +23,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import psutil
 import redis
 
-from bench.parked import PARKED, QUEUE, head_commit, park, worker_process
+from bench.parked import PARKED, QUEUE, checkout, head_commit, park, worker_process
 from jobrunner.dev.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,12 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "job": "redis_incr (one INCR in the handler)", "jobs": args.jobs,
         "py_spy_seconds": args.seconds,
     }  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        base_tree = Path(tmp) / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), args.base],
-                       cwd=ROOT, check=True, capture_output=True)  # fmt: skip
-        stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", str(base_tree)],
-                       cwd=ROOT, check=False, capture_output=True)  # fmt: skip
+    with checkout(args.base) as base_tree:
         for side, tree in (("before", base_tree), ("after", ROOT)):
             path = args.out / f"versus-{args.label}-{side}.txt"
             with RedisServer() as server:
