@@ -490,3 +490,41 @@ def test_provenance_names_the_commit_and_refuses_a_busy_machine_with_a_clear_mes
     assert "commit:" in capsys.readouterr().out
     with pytest.raises(provenance.BusyMachine, match="quiet=False"):
         provenance.wait_until_quiet(max_load=0.0, timeout=0.0)  # no load is below zero
+
+
+# Figures notebooks/README.md quotes from each committed notebook's outputs, verbatim.
+QUOTED = {
+    "02-concurrency-models": ["cpu_burn keeps 0.99 cores busy with threads, 1.96 with processes"],
+    "03-where-the-time-goes": [
+        "measured speed-up 1.24x (any pair of runs: 1.20x to 1.27x)",
+        "157.2 µs",
+        "111.1 µs",
+    ],
+    "04-latency-under-load": [
+        "within 2x of it up to 30% of capacity",
+        "407 timed from the intended start, 16 from the send, 16 in the closed loop",
+    ],
+    "05-backoff-shoot-out": ["0.96 (0.94-1.00)", "3.13"],
+    "06-rate-limiting-and-backpressure": ["most in a window 60 (bound 59)"],
+    "07-failure-injection": ["27 (26-28)", "6 (4-8)"],
+    "08-live-queue-draining": ["ratio after/before: 2.00"],
+}
+
+
+def test_the_figures_the_notebooks_readme_quotes_are_in_the_committed_runs() -> None:
+    """A re-run that moves a figure fails here until the README is brought in line."""
+    import json
+
+    from jobrunner.lab.build import NOTEBOOKS
+
+    readme = " ".join((NOTEBOOKS / "README.md").read_text().replace("`", "").split())
+    for name, phrases in QUOTED.items():
+        cells = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"]
+        outputs = " ".join(
+            "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+            for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])
+        )  # fmt: skip
+        outputs = " ".join(outputs.split())
+        for phrase in phrases:
+            assert phrase in readme, f"notebooks/README.md no longer quotes {phrase!r}"
+            assert phrase in outputs, f"{name}'s committed run does not say {phrase!r}"

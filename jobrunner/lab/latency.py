@@ -19,21 +19,55 @@ from typing import Any
 
 from jobrunner.lab.loadgen.result import LoadResult
 from jobrunner.lab.loadgen.run import run_load
-from jobrunner.lab.loadgen.spec import LoadSpec, Loop
+from jobrunner.lab.loadgen.spec import LoadSpec, Loop, Model
 
 QUANTILES = ("p50", "p90", "p99", "p99.9", "max")
 
 
 def load(
     api_url: str, redis_url: str, *, loop: Loop, concurrency: int, duration: float,
-    rate: float = 0.0, token: str = "",
+    rate: float = 0.0, token: str = "", model: Model = "asyncio",
 ) -> LoadResult:  # fmt: skip
-    """One HTTP load of ``POST /jobs`` (one no-op job per request) for ``duration`` seconds."""
+    """One HTTP load of ``POST /jobs`` (one no-op job per request) for ``duration`` seconds,
+    from the load generator's ``model`` (asyncio tasks, threads or processes)."""
     spec = LoadSpec(
-        target="http", url=api_url, token=token, model="asyncio", concurrency=concurrency,
+        target="http", url=api_url, token=token, model=model, concurrency=concurrency,
         loop=loop, rate=rate, total=None, duration=duration, wait_for_completion=60.0,
     )  # fmt: skip
     return run_load(spec, redis_url=redis_url, progress=False)
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time and that of its children that ended (the process model's)."""
+    import psutil
+
+    t = psutil.Process().cpu_times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def load_sources(
+    api_url: str, redis_url: str, models: Iterable[Model], clients: int, duration: float,
+    repeats: int = 1, log: Callable[[str], None] = print, token: str = "",
+) -> Any:  # fmt: skip
+    """The same closed loop from each of the load generator's models, alternating: what each
+    achieved, its latency, and what it cost the generator itself (CPU µs per request). A load
+    source that spends more per request than the server is measuring itself."""
+    import pandas as pd
+
+    rows = []
+    for repeat in range(repeats):
+        for model in models:
+            before = _cpu_seconds()
+            result = load(api_url, redis_url, loop="closed", concurrency=clients,
+                          duration=duration, token=token, model=model)  # fmt: skip
+            spent = _cpu_seconds() - before
+            rows.append(row(result, source=model, repeat=repeat))
+            done = rows[-1]["requests"] or 1
+            rows[-1]["generator_cpu_us"] = round(spent / done * 1e6, 1)
+            log(f"{model:<8} x{clients}: {rows[-1]['achieved_rps']:>7.0f} req/s  "
+                f"p99 {rows[-1]['ms_p99']:.1f} ms  generator {rows[-1]['generator_cpu_us']:.0f} "
+                "µs CPU a request")  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def row(result: LoadResult, **labels: Any) -> dict[str, Any]:
