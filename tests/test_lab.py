@@ -502,7 +502,7 @@ QUOTED = {
     ],
     "04-latency-under-load": [
         "within 2x of it up to 30% of capacity",
-        "407 timed from the intended start, 16 from the send, 16 in the closed loop",
+        "418 timed from the intended start, 16 from the send, 16 in the closed loop",
     ],
     "05-backoff-shoot-out": ["0.96 (0.94-1.00)", "3.13"],
     "06-rate-limiting-and-backpressure": ["most in a window 60 (bound 59)"],
