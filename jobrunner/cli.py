@@ -598,13 +598,22 @@ def scheduler(
         raise click.UsageError(str(exc)) from exc
     if not schedules:
         click.echo("warning: no schedules declared (--import, --schedules)", err=True)
-    run_event_loop(
-        serve_scheduler(
-            url, schedules, prefix=settings.prefix, ttl=ttl,
-            poll_interval=poll_interval, registry=registry, scheduler_id=scheduler_id,
-            metrics_port=settings.metrics_port,
-        )
-    )  # fmt: skip
+    from jobrunner import tracing
+
+    try:  # a fired job carries its enqueue span's context, as one a client enqueued does
+        tracing.setup(settings, "jobrunner-scheduler")
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        run_event_loop(
+            serve_scheduler(
+                url, schedules, prefix=settings.prefix, ttl=ttl,
+                poll_interval=poll_interval, registry=registry, scheduler_id=scheduler_id,
+                metrics_port=settings.metrics_port,
+            )
+        )  # fmt: skip
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":  # pragma: no cover

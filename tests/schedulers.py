@@ -39,6 +39,7 @@ class SchedulerProcess:
         *,
         ttl: float = 1.0,
         poll_interval: float = 0.05,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.log_path = tmp_path / f"{name}.log"
@@ -48,8 +49,9 @@ class SchedulerProcess:
             "--schedules", str(schedules), "--id", name, "--ttl", str(ttl),
             "--poll-interval", str(poll_interval), "--log-format", "json",
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=self._log)
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=self._log,
+                                     stderr=self._log)  # fmt: skip
 
     @property
     def pid(self) -> int:

@@ -217,3 +217,37 @@ def test_a_handlers_own_spans_nest_under_its_attempt_on_the_asyncio_model(
     (run,) = [s for s in spans if s.name == "run test.traced_async"]
     (work,) = [s for s in spans if s.name == "handler work"]
     assert (work.trace_id, work.parent_id) == (run.trace_id, run.span_id)
+
+
+def test_a_job_the_scheduler_fires_is_one_trace_from_its_enqueue_to_the_workers_run(
+    redis_url: str, tmp_path: Path
+) -> None:
+    from tests.schedulers import SchedulerProcess
+
+    schedules = tmp_path / "s.toml"
+    schedules.write_text(
+        f'[[schedule]]\nname = "tick"\ntype = "test.record"\nevery = "1s"\n'
+        f'payload = {{ ledger = "{redis_url}" }}\n'
+    )
+    with otlp_receiver() as receiver:
+        env = tracing_env(receiver.url)
+        worker = WorkerProcess(redis_url, tmp_path, "--concurrency", "2", env=env)
+        scheduler = SchedulerProcess(redis_url, tmp_path, schedules, "s1", env=env)
+        try:
+            worker.wait_ready()
+            scheduler.wait_started()
+
+            def traced_run() -> list[Span]:
+                spans = receiver.snapshot()
+                return spans if has(spans, "run test.record") else []
+
+            spans = wait_until(traced_run, 30, what="a fired job's run span")
+        finally:
+            scheduler.kill()
+            worker.kill()
+    run = next(s for s in spans if s.name == "run test.record")
+    enqueue = next(s for s in spans if s.name == "enqueue" and s.trace_id == run.trace_id)
+    assert enqueue.service == "jobrunner-scheduler"
+    assert enqueue.kind == PRODUCER
+    assert run.service == "jobrunner-worker"
+    assert enqueue.attributes["jobrunner.job.type"] == "test.record"

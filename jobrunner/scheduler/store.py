@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
+from jobrunner.calls import NewJob
 from jobrunner.job import Job, encode_job
 from jobrunner.keys import QueueKeys, queues_key
 from jobrunner.registry import Registry
@@ -27,6 +28,7 @@ from jobrunner.scheduler.keys import SchedulerKeys
 from jobrunner.scheduler.plan import Plan
 from jobrunner.scheduler.schedule import Schedule
 from jobrunner.scripts import Scripts
+from jobrunner.tracing import enqueue_span
 
 FENCED = -1
 
@@ -119,18 +121,24 @@ class ScheduleStore:
         return await self._call(token, schedule, "init", now_ms, 0, schedule.next_after(now_ms), [])
 
     async def fire(self, token: int, schedule: Schedule, plan: Plan) -> FireResult:
-        """Carry out ``plan`` in one fenced script call: enqueue its fires, move the mark."""
-        groups: list[Any] = []
-        for fire in plan.fires:
-            job = Job(
+        """Carry out ``plan`` in one fenced script call: enqueue its fires, move the mark. With
+        tracing on, the call is an ``enqueue`` span whose context each fired job carries."""
+        jobs = [
+            NewJob(Job(
                 id=schedule.job_id(fire.slot_ms), type=schedule.type, payload=schedule.payload,
                 queue=schedule.queue, max_retries=schedule.max_retries, timeout=schedule.timeout,
-            )  # fmt: skip
-            max_retries = self.registry.max_retries_for(job)
-            groups += (fire.slot_ms, job.id, encode_job(job), max_retries, int(fire.late))
-        return await self._call(
-            token, schedule, "fire", plan.mark_ms, plan.skipped, plan.next_fire_ms, groups
-        )
+            ))
+            for fire in plan.fires
+        ]  # fmt: skip
+        with enqueue_span(jobs) as traced:
+            groups: list[Any] = []
+            for fire, new in zip(plan.fires, traced, strict=True):
+                max_retries = self.registry.max_retries_for(new.job)
+                groups += (fire.slot_ms, new.job.id, encode_job(new.job), max_retries,
+                           int(fire.late))  # fmt: skip
+            return await self._call(
+                token, schedule, "fire", plan.mark_ms, plan.skipped, plan.next_fire_ms, groups
+            )
 
     async def _call(
         self,
