@@ -173,3 +173,12 @@ async def traced_async(payload: Any) -> None:
 
     with trace.get_tracer("tests.jobs").start_as_current_span("handler work"):
         await asyncio.sleep(0)
+
+
+@handler("test.traced", backoff=FAST_RETRY)
+def traced(payload: Any) -> None:
+    """``test.traced_async``'s blocking twin, for the thread model."""
+    from opentelemetry import trace
+
+    with trace.get_tracer("tests.jobs").start_as_current_span("handler work"):
+        pass

@@ -207,14 +207,16 @@ def test_a_job_sampled_out_at_enqueue_is_not_recorded_by_its_worker() -> None:
         tracing.shutdown()
 
 
-def test_a_handlers_own_spans_nest_under_its_attempt_on_the_asyncio_model(
-    redis_url: str, tmp_path: Path
+@pytest.mark.parametrize(("model", "job_type"), [("asyncio", "test.traced_async"),
+                                                  ("thread", "test.traced")])  # fmt: skip
+def test_a_handlers_own_spans_nest_under_its_attempt_on_the_asyncio_and_thread_models(
+    model: str, job_type: str, redis_url: str, tmp_path: Path
 ) -> None:
     _, spans, _ = post_and_collect(
-        redis_url, tmp_path, "asyncio", {"type": "test.traced_async"},
-        lambda spans: has(spans, "handler work") and has(spans, "run test.traced_async"),
+        redis_url, tmp_path, model, {"type": job_type},
+        lambda spans: has(spans, "handler work") and has(spans, f"run {job_type}"),
     )  # fmt: skip
-    (run,) = [s for s in spans if s.name == "run test.traced_async"]
+    (run,) = [s for s in spans if s.name == f"run {job_type}"]
     (work,) = [s for s in spans if s.name == "handler work"]
     assert (work.trace_id, work.parent_id) == (run.trace_id, run.span_id)
 

@@ -15,6 +15,7 @@ thread stays busy until the handler returns, so the pool never runs more than N 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections import deque
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 from jobrunner.job import Job
 from jobrunner.registry import HandlerSpec, JobContext
+from jobrunner.tracing import tracer
 from jobrunner.worker.invoke import call_handler, serve_on_own_loop
 from jobrunner.worker.outcome import Kind, Outcome, outcome_from_exception
 
@@ -34,6 +36,9 @@ class _Work:
     ctx: JobContext
     future: asyncio.Future[Outcome]
     on_start: Callable[[], None]
+    # the submitter's context (its attempt's span), with tracing on: the handler's own spans
+    # nest under its attempt as on the asyncio model; None when off (no task a job)
+    context: contextvars.Context | None = None
 
 
 class ThreadRunner:
@@ -75,7 +80,8 @@ class ThreadRunner:
         raw: bytes,
     ) -> asyncio.Future[Outcome]:
         assert self._loop is not None, "start() first"
-        work = _Work(job, spec, ctx, self._loop.create_future(), on_start)
+        context = contextvars.copy_context() if tracer() is not None else None
+        work = _Work(job, spec, ctx, self._loop.create_future(), on_start, context)
         # Abandoned (shutdown): a thread that has not picked it up yet will skip it.
         work.future.add_done_callback(lambda f: _cancel_if_abandoned(f, ctx))
         with self._cv:
@@ -110,7 +116,11 @@ class ThreadRunner:
                 continue
             work.on_start()
             self._running.add(work)
-            outcome = await call_handler(work.spec, work.job.payload, work.ctx)
+            call = call_handler(work.spec, work.job.payload, work.ctx)
+            if work.context is None:
+                outcome = await call
+            else:  # in the attempt's context: the handler's spans are its children
+                outcome = await asyncio.get_running_loop().create_task(call, context=work.context)
             self._running.discard(work)
             self._finished.append((work, outcome))
             with self._wake_lock:
