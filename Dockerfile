@@ -28,6 +28,7 @@ RUN pip install --no-index --no-deps /wheels/app/*.whl && rm -rf /wheels/app
 WORKDIR /app
 COPY deploy/schedules.toml /app/schedules.toml
 USER 10001:10001
-# 8000: the HTTP API and dashboard; 9100: a worker's metrics; 9101: a scheduler's metrics.
-EXPOSE 8000 9100 9101
+# 8000: the HTTP API and dashboard; 9100: a worker's metrics; 9101: a scheduler's metrics;
+# 9102: the archiver's.
+EXPOSE 8000 9100 9101 9102
 CMD ["jobrunner", "api", "--host", "0.0.0.0", "--port", "8000", "--import", "jobrunner.lab.handlers.demo"]

@@ -19,6 +19,7 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from jobrunner.archive.archiver import GROUP, Archiver
+from jobrunner.archive.metrics import ArchiverMetrics
 from jobrunner.archive.store import HistoryStore, Incoming
 from jobrunner.backoff import Constant
 from jobrunner.connection import async_redis
@@ -138,6 +139,43 @@ async def test_with_postgres_down_the_archiver_waits_and_then_loses_nothing(
         await task
     assert pg_ids(pg_url) == 2001
     assert sync_redis.xlen(STREAM) == 0
+
+
+async def test_the_archivers_metrics_show_its_errors_and_the_backlog_while_postgres_is_down(
+    aredis: AsyncRedis, hqueue: ReliableQueue, pg_url: str
+) -> None:
+    def value(name: str, **labels: str) -> float:
+        found = metrics.registry.get_sample_value(name, labels)
+        assert found is not None, (name, labels)
+        return found
+
+    metrics = ArchiverMetrics()
+    assert value("archiver_events_total", event="pg_errors") == 0  # there before any failure
+    assert value("archiver_last_write_timestamp_seconds") == 0
+    host_port = pg_url.rsplit("@", 1)[1].split("/")[0].split(":")
+    with RedisProxy(host_port[0], int(host_port[1])) as proxy:
+        through = pg_url.replace(":".join(host_port), f"127.0.0.1:{proxy.port}")
+        arch = archiver(aredis, through, metrics=metrics)
+        task = asyncio.create_task(arch.run())
+        proxy.set_down(True)
+        await end_jobs(hqueue, [f"j{i}" for i in range(300)])
+
+        def failing_with_a_backlog() -> bool:
+            errors = value("archiver_events_total", event="pg_errors")
+            return errors >= 2 and value("history_backlog_entries", queue="default") == 300
+
+        await eventually(lambda: asyncio.sleep(0, failing_with_a_backlog()),
+                         what="errors counted, the backlog seen")  # fmt: skip
+        assert value("archiver_events_total", event="entries") == 0
+        proxy.set_down(False)
+        await eventually(lambda: asyncio.sleep(0, value("history_backlog_entries",
+                                                        queue="default") == 0),
+                         what="the backlog archived")  # fmt: skip
+        arch.stop()
+        await task
+    assert value("archiver_events_total", event="entries") == 300
+    assert value("archiver_events_total", event="written") == 300
+    assert time.time() - value("archiver_last_write_timestamp_seconds") < 60
 
 
 async def test_postgres_down_longer_than_the_bound_trims_history_and_counts_it(

@@ -140,16 +140,20 @@ def test_ports_agree_between_commands_compose_prometheus_kubernetes_and_the_imag
     assert services["scheduler"]["expose"] == [scheduler_port]
     assert "ports" not in services["worker"]  # a fixed host port would stop --scale worker=N
     assert "container_name" not in services["worker"]
-    for name, port in (("api", api_port), ("worker", worker_port), ("scheduler", scheduler_port)):
+    archiver_port = command_option(commands["archiver"], "--metrics-port")
+    assert services["archiver"]["expose"] == [archiver_port]
+    ports = [("api", api_port), ("worker", worker_port), ("scheduler", scheduler_port),
+             ("archiver", archiver_port)]  # fmt: skip
+    for name, port in ports:
         check = services[name]["healthcheck"]["test"]
         url = next(arg for arg in check if arg.startswith("http://"))
         assert urlsplit(url).port == int(port), name
     exposed = dict(dockerfile_instructions())["EXPOSE"].split()
-    assert {api_port, worker_port, scheduler_port} <= set(exposed)
+    assert {api_port, worker_port, scheduler_port, archiver_port} <= set(exposed)
 
     prometheus = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
     jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
-    for name, port in (("api", api_port), ("worker", worker_port), ("scheduler", scheduler_port)):
+    for name, port in ports:
         [sd] = jobs[name]["dns_sd_configs"]
         assert sd["names"] == [name]  # the compose service name: Docker's DNS lists replicas
         assert (sd["type"], str(sd["port"])) == ("A", port)

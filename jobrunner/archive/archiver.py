@@ -29,6 +29,7 @@ import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from jobrunner.archive.metrics import ArchiverMetrics
 from jobrunner.archive.store import HistoryStore, Incoming
 from jobrunner.backoff import Backoff, Exponential
 from jobrunner.calls import UNDECODABLE, text
@@ -94,6 +95,7 @@ class Archiver:
         retention_days: float = 30.0,
         retention_every: float = 3600.0,
         backoff: Backoff | None = None,
+        metrics: ArchiverMetrics | None = None,
     ) -> None:
         self.redis = redis
         self.cluster = is_cluster(redis)
@@ -108,6 +110,7 @@ class Archiver:
         self.retention_every = retention_every
         self.backoff = backoff or Exponential(base=0.1, cap=5.0)
         self.counts: Counter[str] = Counter()
+        self.metrics = metrics
         self.log = get_logger(archiver=self.consumer)
         self._store: HistoryStore | None = None
         self._streams: dict[str, str] = {}  # stream key -> queue, for those with our group
@@ -117,6 +120,11 @@ class Archiver:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _count(self, event: str, n: int = 1) -> None:
+        self.counts[event] += n
+        if self.metrics is not None:
+            self.metrics.events.labels(event).inc(n)
 
     async def run(self) -> Counter[str]:
         """Archive until ``stop()``; the batch in hand is finished first."""
@@ -128,7 +136,7 @@ class Archiver:
                     failures = 0
                 except RedisError as exc:  # its entries stay pending: read again once back
                     failures += 1
-                    self.counts["redis_errors"] += 1
+                    self._count("redis_errors")
                     self._pending = True
                     self.log.warning("archiver.redis_unavailable", error=str(exc))
                     await self._pause(self.backoff.delay(failures))
@@ -147,6 +155,7 @@ class Archiver:
         now = time.monotonic()
         if now >= self._next_queues:
             await self._find_streams()
+            await self._sample_backlog()
             self._next_queues = now + self.queues_every
         if not self._streams:
             await self._pause(min(self.block, self.queues_every))
@@ -179,6 +188,17 @@ class Archiver:
                 if "BUSYGROUP" not in str(exc):
                     continue  # no stream yet (history off, or nothing ended): look again later
             self._streams[stream] = queue
+
+    async def _sample_backlog(self) -> None:
+        """Each stream's length, for ``history_backlog_entries`` (once a second at most)."""
+        if self.metrics is None or not self._streams:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:  # per node on a cluster
+            for stream in self._streams:
+                pipe.xlen(stream)
+            lengths = await pipe.execute()
+        for stream, length in zip(self._streams, lengths, strict=True):
+            self.metrics.backlog.labels(self._streams[stream]).set(length)
 
     async def _read(self) -> dict[str, list[Entry]]:
         """A batch: our own pending entries first (from id 0), then new ones (``>``), waiting
@@ -216,7 +236,7 @@ class Archiver:
             )  # fmt: skip
             if reply[1]:
                 claimed[stream] = reply[1]
-                self.counts["claimed"] += len(reply[1])
+                self._count("claimed", len(reply[1]))
         return claimed
 
     async def _archive(self, entries: dict[str, list[Entry]]) -> None:
@@ -226,7 +246,7 @@ class Archiver:
                 if fields:
                     rows.append(incoming(self._streams[stream], fields))
                 else:  # trimmed while pending (the stream reached its bound): nothing to write
-                    self.counts["gone"] += 1
+                    self._count("gone")
         written = await self._write(rows)
         if written is None:
             return  # stopping while PostgreSQL is down: the entries stay pending
@@ -236,9 +256,11 @@ class Archiver:
                 pipe.xack(stream, GROUP, *ids)
                 pipe.xdel(stream, *ids)
             await pipe.execute()
-        self.counts["entries"] += sum(len(found) for found in entries.values())
-        self.counts["written"] += written
-        self.counts["batches"] += 1
+        self._count("entries", sum(len(found) for found in entries.values()))
+        self._count("written", written)
+        self._count("batches")
+        if self.metrics is not None:
+            self.metrics.last_write.set_to_current_time()
 
     async def _write(self, rows: Sequence[Incoming]) -> int | None:
         """Write until it is written (PostgreSQL down: wait and retry, without limit);
@@ -252,7 +274,7 @@ class Archiver:
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
                 await self.aclose()
                 failures += 1
-                self.counts["pg_errors"] += 1
+                self._count("pg_errors")
                 delay = self.backoff.delay(failures, delay)
                 self.log.warning("archiver.postgres_unavailable", error=str(exc).strip(),
                                  failures=failures, retry_in=round(delay, 2))  # fmt: skip
@@ -274,7 +296,7 @@ class Archiver:
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError):
             await self.aclose()  # the next write finds it down and waits
             return
-        self.counts["expired"] += deleted
+        self._count("expired", deleted)
         if deleted:
             self.log.info("archiver.retention", deleted=deleted, days=self.retention_days)
 

@@ -24,6 +24,8 @@ from jobrunner.cli import (
               help="entries read per stream and round")  # fmt: skip
 @click.option("--retention-days", "history_retention_days", type=float,
               help="delete rows that ended longer ago (default 30; 0: keep them)")  # fmt: skip
+@click.option("--metrics-port", type=int,
+              help="serve Prometheus metrics on this port (JOBRUNNER_METRICS_PORT)")  # fmt: skip
 @log_level_option
 @log_format_option
 def archiver(consumer: str | None, batch: int, **options: Any) -> None:
@@ -31,7 +33,10 @@ def archiver(consumer: str | None, batch: int, **options: Any) -> None:
 
     Workers write the streams when started with --history N (JOBRUNNER_HISTORY).
     """
+    from prometheus_client import start_http_server
+
     from jobrunner.archive.archiver import archive_forever
+    from jobrunner.archive.metrics import ArchiverMetrics
     from jobrunner.connection import async_redis
     from jobrunner.logs import configure_logging
 
@@ -42,12 +47,16 @@ def archiver(consumer: str | None, batch: int, **options: Any) -> None:
         raise click.UsageError("no PostgreSQL URL: pass --pg-url or set JOBRUNNER_PG_URL")
     configure_logging(settings.log_level, settings.log_format)
 
+    metrics = ArchiverMetrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=metrics.registry)
+
     async def go() -> None:
         redis = async_redis(settings.redis_url)
         try:
             counts = await archive_forever(
                 redis, settings.pg_url, prefix=settings.prefix, consumer=consumer, batch=batch,
-                retention_days=settings.history_retention_days,
+                retention_days=settings.history_retention_days, metrics=metrics,
             )  # fmt: skip
             click.echo(dict(counts))
         finally:
