@@ -4,6 +4,7 @@ CLI as a process, and fuzzed messages that must each get a status without hurtin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -142,6 +143,46 @@ async def test_a_watch_ends_at_its_timeout_and_leaves_the_notify_push(served: Se
     with pytest.raises(grpc.aio.AioRpcError) as ended:
         await stream.read()
     assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_calls_past_the_cap_are_refused_at_once_while_the_ones_in_flight_go_on(
+    redis_url: str,
+) -> None:
+    """max_connections bounds gRPC calls in flight, WatchJob streams included: one client
+    cannot hold the server's slots with streams that never end."""
+    server = GrpcServer(api_settings(redis_url, max_connections=2), load_handlers(["tests.jobs"]))
+    port = await server.start("127.0.0.1", 0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub, auth = pb_grpc.JobsStub(channel), (("authorization",
+                                                  f"Bearer {make_token(redis_url)}"),)  # fmt: skip
+        done = await stub.Enqueue(pb.EnqueueRequest(job=spec()), metadata=auth)
+        watches = [stub.WatchJob(pb.WatchJobRequest(id=done.id, timeout=30), metadata=auth)
+                   for _ in range(2)]  # fmt: skip
+        for watch in watches:
+            assert (await watch.read()).state == "ready"  # both in flight
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.GetJob(pb.GetJobRequest(id=done.id), metadata=auth, timeout=5)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for watch in watches:
+            watch.cancel()
+        again = await eventually_answered(stub, done.id, auth)
+        assert again.state == "ready"  # the slots came back when the streams ended
+    finally:
+        await channel.close()
+        await server.stop(1)
+
+
+async def eventually_answered(stub: Any, job_id: str, auth: Any) -> Any:
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        try:
+            return await stub.GetJob(pb.GetJobRequest(id=job_id), metadata=auth, timeout=5)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise
+            assert asyncio.get_running_loop().time() < deadline, "the slots never came back"
+            await asyncio.sleep(0.05)
 
 
 # ---------------------------------------------------------------- tokens and scopes

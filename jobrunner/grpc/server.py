@@ -30,6 +30,9 @@ from jobrunner.registry import Registry, load_handlers
 
 HEALTH_EVERY = 2.0  # seconds between the health service's Redis pings
 HEADROOM = 64 * 1024  # a message's framing over the body bound (field tags, lengths)
+MAX_STREAMS = 100  # calls at once on one connection
+IDLE_CLOSE = 300.0  # seconds a connection with no call open stays up
+KEEPALIVE_MIN = 10.0  # the shortest interval between a client's pings we accept
 
 
 class GrpcServer:
@@ -56,11 +59,22 @@ class GrpcServer:
                                    ingress_limiter(settings))  # fmt: skip
         self.health = health.aio.HealthServicer()
         bound = settings.max_payload_bytes + HEADROOM  # the HTTP body bound, as a message
-        self.server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", bound),
-            ("grpc.max_send_message_length", max(bound, 4 * 1024 * 1024)),
-            ("grpc.so_reuseport", 0),
-        ])  # fmt: skip
+        # Bounded as the HTTP API is: HTTP/2 carries many calls on one connection, so the cap
+        # that matters is on calls in flight (WatchJob streams included): past
+        # max_connections, a call is refused at once with RESOURCE_EXHAUSTED. Connections
+        # idle for IDLE_CLOSE seconds are closed, and a client pinging more often than
+        # every KEEPALIVE_MIN seconds is told to go away, so idle or chatty peers do not pile up.
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", bound),
+                ("grpc.max_send_message_length", max(bound, 4 * 1024 * 1024)),
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_concurrent_streams", MAX_STREAMS),
+                ("grpc.max_connection_idle_ms", int(IDLE_CLOSE * 1000)),
+                ("grpc.http2.min_ping_interval_without_data_ms", int(KEEPALIVE_MIN * 1000)),
+            ],
+            maximum_concurrent_rpcs=settings.max_connections,
+        )  # fmt: skip
         add_jobs_service(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
