@@ -173,6 +173,39 @@ async def test_calls_past_the_cap_are_refused_at_once_while_the_ones_in_flight_g
         await server.stop(1)
 
 
+async def test_every_call_is_counted_by_method_and_code_and_timed(served: Served) -> None:
+    registry = served.server.metrics.registry
+
+    def handled(method: str, code: str) -> float:
+        labels = {"grpc_service": "jobrunner.v1.Jobs", "grpc_method": method, "grpc_code": code}
+        return registry.get_sample_value("grpc_server_handled_total", labels) or 0.0
+
+    assert registry.get_sample_value("grpc_server_handled_total", {
+        "grpc_service": "jobrunner.v1.Jobs", "grpc_method": "WatchJob", "grpc_code": "OK",
+    }) == 0.0  # every method's OK series exists before its first call  # fmt: skip
+    done = await served.stub.Enqueue(pb.EnqueueRequest(job=spec()), metadata=served.auth())
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.stub.GetJob(pb.GetJobRequest(id="nope"), metadata=served.auth())
+    with pytest.raises(grpc.aio.AioRpcError):
+        await served.stub.Enqueue(pb.EnqueueRequest(job=spec()))  # no token
+    stream = served.stub.WatchJob(pb.WatchJobRequest(id=done.id, timeout=0.2),
+                                  metadata=served.auth())  # fmt: skip
+    with pytest.raises(grpc.aio.AioRpcError):
+        async for _ in stream:
+            pass
+    assert handled("Enqueue", "OK") == 1
+    assert handled("Enqueue", "UNAUTHENTICATED") == 1
+    assert handled("GetJob", "NOT_FOUND") == 1
+    assert handled("WatchJob", "DEADLINE_EXCEEDED") == 1
+    watched = registry.get_sample_value("grpc_server_handling_seconds_sum", {
+        "grpc_service": "jobrunner.v1.Jobs", "grpc_method": "WatchJob"})  # fmt: skip
+    assert watched is not None
+    assert watched >= 0.2  # a stream is timed to its end
+    enqueued = registry.get_sample_value("jobs_enqueued_total", {"type": "noop",
+                                                                  "queue": "default"})  # fmt: skip
+    assert enqueued == 1
+
+
 async def eventually_answered(stub: Any, job_id: str, auth: Any) -> Any:
     deadline = asyncio.get_running_loop().time() + 10
     while True:
@@ -367,13 +400,14 @@ async def test_health_and_reflection_services(served: Served) -> None:
 
 
 @pytest.fixture(scope="module")
-def grpc_process(redis_server: Any) -> Iterator[tuple[str, str]]:
-    """``jobrunner grpc`` as a real process (on uvloop); yields its address and a token."""
+def grpc_process(redis_server: Any) -> Iterator[tuple[str, str, str]]:
+    """``jobrunner grpc`` as a real process (on uvloop); yields its address, a token and its
+    metrics URL."""
     url = redis_server.url
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     argv = [sys.executable, "-m", "jobrunner.cli", "grpc", "--redis-url", url, "--port",
             str(port), "--queues", "default,high", "--import", "tests.jobs",
-            "--log-format", "json"]  # fmt: skip
+            "--log-format", "json", "--metrics-port", str(metrics_port)]  # fmt: skip
     proc = subprocess.Popen(argv, env=os.environ.copy(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     address = f"127.0.0.1:{port}"
@@ -390,7 +424,7 @@ def grpc_process(redis_server: Any) -> Iterator[tuple[str, str]]:
 
     try:
         wait_until(serving, 30, what="jobrunner grpc to serve")
-        yield address, make_token(url)
+        yield address, make_token(url), f"http://127.0.0.1:{metrics_port}/metrics"
     finally:
         channel.close()
         proc.terminate()
@@ -410,8 +444,10 @@ def status(call: Any) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-def test_the_cli_serves_and_stays_healthy_under_random_bytes(grpc_process: tuple[str, str]) -> None:
-    address, token = grpc_process
+def test_the_cli_serves_and_stays_healthy_under_random_bytes(
+    grpc_process: tuple[str, str, str],
+) -> None:
+    address, token, metrics_url = grpc_process
     metadata = (("authorization", f"Bearer {token}"),)
     with grpc.insecure_channel(address) as channel:
         calls = {  # bytes in, bytes out; a stream is read to its end
@@ -462,6 +498,9 @@ def test_the_cli_serves_and_stays_healthy_under_random_bytes(grpc_process: tuple
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
         done = stub.Enqueue(pb.EnqueueRequest(job=spec()), metadata=metadata, timeout=10)
         assert done.created
+    scraped = httpx.get(metrics_url).text  # every refusal above was counted, none as UNKNOWN
+    assert 'grpc_code="INVALID_ARGUMENT"' in scraped
+    assert 'grpc_code="UNKNOWN"' not in scraped
 
 
 async def test_a_queue_made_by_the_grpc_api_is_the_http_apis(served: Served) -> None:

@@ -42,6 +42,9 @@ def new_loop() -> asyncio.AbstractEventLoop:
 @click.option("--max-queue-depth", type=int, help="waiting jobs above which Enqueue is refused")
 @click.option("--no-auth", "no_auth", is_flag=True, help="no tokens: local development only")
 @click.option("--force", is_flag=True, help="allow --no-auth on an address other than loopback")
+@click.option("--metrics-port", type=int,
+              help="serve Prometheus metrics (calls by method and code, their time, the jobs "
+                   "enqueued) on this port (JOBRUNNER_METRICS_PORT)")  # fmt: skip
 @history_option
 @wait_replicas_option
 @log_level_option

@@ -14,6 +14,7 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
 from jobrunner.api.app import declared_queues
 from jobrunner.api.auth import Authenticator
@@ -21,9 +22,10 @@ from jobrunner.api.ingress import ingress_limiter
 from jobrunner.api.jobs import Admission
 from jobrunner.config import Settings
 from jobrunner.connection import async_redis
+from jobrunner.grpc.metrics import CallMetrics, GrpcMetrics
 from jobrunner.grpc.service import SERVICE, JobsService, add_jobs_service
+from jobrunner.grpc.v1 import jobs_pb2 as pb
 from jobrunner.logs import get_logger
-from jobrunner.metrics import ApiMetrics
 from jobrunner.preflight import warn_about_redis
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import Registry, load_handlers
@@ -50,7 +52,8 @@ class GrpcServer:
             wait_replicas=settings.wait_replicas, wait_timeout=settings.wait_timeout,
             history=settings.history,
         )  # fmt: skip
-        metrics = ApiMetrics()
+        methods = pb.DESCRIPTOR.services_by_name["Jobs"].methods_by_name
+        self.metrics = metrics = GrpcMetrics(tuple(f"/{SERVICE}/{name}" for name in methods))
         metrics.expect(self.registry.names(), self.queues)
         authenticator = Authenticator(settings.prefix, settings.token_cache_seconds,
                                       settings.session_ttl, settings.metrics_token)  # fmt: skip
@@ -74,6 +77,7 @@ class GrpcServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", int(KEEPALIVE_MIN * 1000)),
             ],
             maximum_concurrent_rpcs=settings.max_connections,
+            interceptors=[CallMetrics(metrics)],
         )  # fmt: skip
         add_jobs_service(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -125,6 +129,8 @@ class GrpcServer:
 async def serve(settings: Settings, host: str, port: int) -> None:
     """Serve until SIGINT or SIGTERM, then stop gracefully."""
     server = GrpcServer(settings)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=server.metrics.registry)
     bound = await server.start(host, port)
     shown = f"[{host}]" if ":" in host else host
     server.log.info("grpc listening", address=f"{shown}:{bound}", auth=settings.auth)
