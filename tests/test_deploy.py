@@ -162,7 +162,7 @@ def test_ports_agree_between_commands_compose_prometheus_kubernetes_and_the_imag
     k8s = {
         doc["metadata"]["name"]: doc for _, doc in k8s_documents() if doc["kind"] == "Deployment"
     }
-    for name, port in (("api", api_port), ("worker", worker_port), ("scheduler", scheduler_port)):
+    for name, port in ports:
         pod = k8s[f"jobrunner-{name}"]["spec"]["template"]
         [container] = pod["spec"]["containers"]
         assert [str(p["containerPort"]) for p in container["ports"]] == [port]
@@ -321,7 +321,7 @@ def test_grafana_provisioning_points_at_the_dashboard_and_prometheus(
 def test_kubernetes_manifests_are_valid_against_the_kubernetes_schemas() -> None:
     documents = k8s_documents()
     kinds = sorted(doc["kind"] for _, doc in documents)
-    assert kinds.count("Deployment") == 3
+    assert kinds.count("Deployment") == 4
     assert "HorizontalPodAutoscaler" in kinds
     for name, doc in documents:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)  # raises with the reason
