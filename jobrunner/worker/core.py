@@ -184,9 +184,9 @@ class Worker:
         """A background loop that ends on an error it did not expect stops the worker.
 
         Living on would be worse than a crash: the heartbeat would keep renewing the leases of
-        jobs nothing here will run any more (a dead start marker once held its jobs so until
-        the run was stopped), so no other worker would get them. Stopped, the worker hands its
-        jobs back and exits non-zero for its supervisor to restart.
+        jobs nothing here will run any more (a dead start marker, say), so no other worker
+        would ever get them. Stopped, the worker hands its jobs back and exits non-zero for its
+        supervisor to restart.
         """
 
         def ended(t: asyncio.Task[None]) -> None:
