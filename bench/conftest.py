@@ -88,7 +88,7 @@ def queue(redis_url: str, run: LoopRunner) -> Iterator[ReliableQueue]:
 
 # The regression gate's own test (tests/test_bench_gate.py) makes a benchmark slower on purpose:
 # BENCH_SLOWDOWN="test_drain[reliable-asyncio-1proc]=2" runs that benchmark's timed call, then
-# sleeps (factor - 1) times as long as the call took, so its round takes factor times as long.
+# spins (factor - 1) times as long as the call took, so its round takes factor times as long.
 SLOWDOWN_ENV = "BENCH_SLOWDOWN"
 
 
@@ -180,7 +180,12 @@ def slowed(name: str, call: Callable[P, T]) -> Callable[P, T]:
     def slower(*args: P.args, **kwargs: P.kwargs) -> T:
         start = time.perf_counter()
         result = call(*args, **kwargs)
-        time.sleep((factor - 1.0) * (time.perf_counter() - start))  # the injected cost itself
+        # The injected cost itself, spent on the CPU as a real regression would be: a sleep
+        # let the machine idle, and the calibration probe timed right after it ran cold (1.56x
+        # slower), hiding half of a 2x slowdown from the gate.
+        until = time.perf_counter() + (factor - 1.0) * (time.perf_counter() - start)
+        while time.perf_counter() < until:
+            pass
         return result
 
     return slower

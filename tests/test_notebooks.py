@@ -82,7 +82,11 @@ SMALL: dict[str, dict[str, object]] = {
 FIGURES = {
     "01-start-the-stack": ["01-job-lives.png"],
     "02-concurrency-models": ["02-throughput.png", "02-cores-busy.png", "02-run-time.png"],
-    "03-where-the-time-goes": ["03-before-after.png", "03-flamegraph-pair.png"],
+    "03-where-the-time-goes": [
+        "03-before-after.png",
+        "03-flamegraph-pair.png",
+        "03-flamegraph-crop.png",
+    ],
     "04-latency-under-load": ["04-knee.png", "04-coordinated-omission.png"],
     "05-backoff-shoot-out": [
         "05-simulation.png",

@@ -120,16 +120,18 @@ def _colour(name: str) -> tuple[float, float, float]:
 
 def icicle(
     ax: Any, stacks: Stacks, title: str = "", min_share: float = 0.005,
-    colour_of: Any = None, max_depth: int = 40, scale: float = 1.0,
-) -> None:  # fmt: skip
+    colour_of: Any = None, max_depth: int = 40, scale: float = 1.0, label_min: float = 0.06,
+) -> dict[str, tuple[float, int, float]]:  # fmt: skip
     """Draw ``stacks`` as a flamegraph on ``ax`` (root at the bottom; a frame's width is its
     share of the samples, times ``scale``: below 1 to draw a profile that cost less per job
     narrower than the one it is compared with; frames narrower than ``min_share`` are left
-    out)."""
+    out, those narrower than ``label_min`` unnamed). Returns each function's widest box as
+    (x, depth, width), for annotations."""
     from matplotlib.patches import Rectangle
 
     tree, total = _tree(stacks), (sum(stacks.values()) or 1) / scale
     deepest = 0
+    boxes: dict[str, tuple[float, int, float]] = {}
 
     def draw(node: dict[str, Any], path: tuple[str, ...], x: float, depth: int) -> None:
         nonlocal deepest
@@ -142,9 +144,11 @@ def icicle(
                 ax.add_patch(Rectangle((x, depth), width, 0.95, facecolor=colour,
                                        edgecolor="white", linewidth=0.3))  # fmt: skip
                 label = name.split(" (")[0]
-                if width > 0.06:
-                    ax.text(x + 0.003, depth + 0.45, label[: int(width * 110)], fontsize=6,
-                            va="center", clip_on=True)  # fmt: skip
+                if width > label_min:
+                    ax.text(x + 0.003, depth + 0.45, label[: max(4, int(width * 110))],
+                            fontsize=6, va="center", clip_on=True)  # fmt: skip
+                if width > boxes.get(name, (0.0, 0, 0.0))[2]:
+                    boxes[name] = (x, depth, width)
                 deepest = max(deepest, depth + 1)
                 draw(kid, here, x, depth + 1)
             x += width
@@ -158,6 +162,7 @@ def icicle(
     ax.text(1.0, -0.18, "x is sorted by name, not time", transform=ax.transAxes, ha="right",
             fontsize=7, color="grey")  # fmt: skip
     ax.set_title(title, fontsize=9)
+    return boxes
 
 
 def differential(
@@ -177,6 +182,36 @@ def differential(
         return (1.0 + change * 0.8, 1.0 + change * 0.8, 1.0)
 
     icicle(ax, after, title, colour_of=colour_of, scale=width)
+
+
+def crop_figure(
+    before: Stacks, after: Stacks, function: str, notes: dict[str, str], title: str,
+    width: float = 1.0,
+) -> Any:  # fmt: skip
+    """One function's part of both profiles (``only``), side by side and drawn to the same
+    scale (``width``: after's cost per job relative to before's), every box named, and each
+    function in ``notes`` pointed at with its note on whichever side it is drawn."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 5.5))
+    left, right = fig.subplots(1, 2)
+    part_before, part_after = only(before, function), only(after, function)
+    scale = width * sum(part_after.values()) / max(1, sum(after.values()))
+    scale /= max(1e-9, sum(part_before.values()) / max(1, sum(before.values())))
+    for ax, part, side, s in ((left, part_before, "before", 1.0), (right, part_after, "after",
+                                                                    scale)):  # fmt: skip
+        boxes = icicle(ax, part, f"{side}: {function.split(' (')[0]} and what it calls",
+                       min_share=0.01, scale=s, label_min=0.03)  # fmt: skip
+        for name, note in notes.items():
+            if name in boxes:
+                x, depth, w = boxes[name]
+                ax.annotate(note, xy=(x + w / 2, depth + 0.5), xytext=(0.45, 0.75),
+                            textcoords="axes fraction", fontsize=8, color="darkred",
+                            bbox={"facecolor": "white", "edgecolor": "darkred", "pad": 3},
+                            arrowprops={"arrowstyle": "->", "color": "darkred"})  # fmt: skip
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def pair_figure(

@@ -288,6 +288,24 @@ moved = cost.reindex(cost["change"].abs().sort_values(ascending=False).index).he
 moved.round(2)
 
 # %% [markdown]
+# **Zoomed on the start marks**, the loop thread's part that writes each job's start mark
+# before its handler runs, drawn to the same scale on both sides (samples a job), every box
+# named:
+
+# %%
+width = (sum(after_stacks.values()) / jobs_after) / (sum(before_stacks.values()) / jobs_before)
+crop = flamediff.crop_figure(
+    before_stacks, after_stacks, "StartBuffer._run (jobrunner/worker/starts.py)",
+    {"AsyncScript.__call__ (redis/commands/core.py)":
+         "redis-py's asyncio script call: the pool,\nthe retry wrapper, a parser awaiting a stream",
+     "PipelinedConnection._send (jobrunner/pipelined.py)":
+         "the pipelined connection: write the command,\nthe reply matched by order"},
+    "the start marks, before and after the pipelined connection", width=width,
+)  # fmt: skip
+path = figures.save(crop, results_dir, "03-flamegraph-crop")
+crop
+
+# %% [markdown]
 # Read bottom-up: the loop thread's whole cost per job (the `run_event_loop` row) fell by about
 # the share the blue towers held, and the frames that went are redis-py's asyncio client (the
 # script object, `execute_command`, the retry wrapper, the pool, the stream parser) under the
