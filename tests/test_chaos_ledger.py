@@ -125,6 +125,10 @@ async def test_prometheus_counters_are_checked_against_redis(
     too_few = worker.replace("3.0", "2.0")
     assert check_metrics(snap, [api], [too_few])  # every worker counted: must be equal
     assert check_metrics(snap, [api], [too_few], every_worker=False) == []  # one was killed
+    two_more = worker.replace("3.0", "5.0")  # two acks lost in a Redis restart: those ran twice
+    assert check_metrics(snap, [api], [two_more])
+    assert check_metrics(snap, [api], [two_more], acks_lost=2) == []
+    assert check_metrics(snap, [api], [two_more], acks_lost=1)
 
 
 async def test_a_retried_ack_is_not_a_stale_completion(

@@ -57,7 +57,10 @@ def test_redis_killed_and_restarted_with_aof_loses_nothing_acknowledged(tmp_path
         texts = [urllib.request.urlopen(url, timeout=10).read().decode() for url in worker_urls]
         request = urllib.request.Request(api_url, headers=s.stack.api_headers)
         api_text = urllib.request.urlopen(request, timeout=10).read().decode()
-        counters = check_metrics(snapshot(s.stack.client), [api_text], texts)
+        # acks of the last second before the kill can be lost with the AOF's unsynced writes:
+        # those jobs ran again (the ledger's duplicates), counted twice by the workers
+        counters = check_metrics(snapshot(s.stack.client), [api_text], texts,
+                                 acks_lost=report.duplicates)  # fmt: skip
         assert logs_mentioning(s, PREFLIGHT) == set()  # AOF on: nothing to warn about
     publish(report)
     codes = answers(s)
