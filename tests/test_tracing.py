@@ -239,16 +239,22 @@ def test_a_job_the_scheduler_fires_is_one_trace_from_its_enqueue_to_the_workers_
             worker.wait_ready()
             scheduler.wait_started()
 
-            def traced_run() -> list[Span]:
+            def one_trace() -> tuple[Span, Span] | None:
+                """A run span and the enqueue span of its trace: the two processes export
+                on their own schedules, so either may arrive first."""
                 spans = receiver.snapshot()
-                return spans if has(spans, "run test.record") else []
+                enqueues = {s.trace_id: s for s in spans if s.name == "enqueue"}
+                for run in (s for s in spans if s.name == "run test.record"):
+                    if run.trace_id in enqueues:
+                        return enqueues[run.trace_id], run
+                return None
 
-            spans = wait_until(traced_run, 30, what="a fired job's run span")
+            found = wait_until(one_trace, 30, what="a fired job's enqueue and run spans")
         finally:
             scheduler.kill()
             worker.kill()
-    run = next(s for s in spans if s.name == "run test.record")
-    enqueue = next(s for s in spans if s.name == "enqueue" and s.trace_id == run.trace_id)
+    assert found is not None
+    enqueue, run = found
     assert enqueue.service == "jobrunner-scheduler"
     assert enqueue.kind == PRODUCER
     assert run.service == "jobrunner-worker"
