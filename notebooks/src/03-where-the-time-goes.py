@@ -29,12 +29,15 @@ quiet = True  # wait for a quiet machine first (the committed figures); CI's sma
 pair_dir = "../profiles"  # where bench.profile_versus wrote the before/after profiles
 
 # %%
+import contextlib
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import SVG, display
 
+from jobrunner.dev.stack import wait_for
+from jobrunner.keys import QueueKeys
 from jobrunner.lab import concurrency, figures, latency, profiles, provenance, running, stats
 
 pd.set_option("display.width", 140)
@@ -53,11 +56,17 @@ measured_on = provenance.record(quiet=quiet)
 # snapshot.
 
 # %%
+@contextlib.contextmanager
 def under_load(stack, seconds):
-    """The closed loop against the stack's API for ``seconds``, in the background."""
-    return profiles.in_background(lambda: latency.load(
-        stack.api_url, stack.redis_url, loop="closed", concurrency=clients, duration=seconds,
-        token=stack.api_token))  # fmt: skip
+    """The closed loop against the stack's API for ``seconds``, in the background; yields once
+    jobs flow (a profile taken before would sample an idle API)."""
+    with profiles.in_background(lambda: latency.load(
+            stack.api_url, stack.redis_url, loop="closed", concurrency=clients,
+            duration=seconds, token=stack.api_token)) as box:  # fmt: skip
+        stats = QueueKeys("default").stats
+        wait_for(lambda: int(stack.client.hget(stats, "processed") or 0) > 0, 30,
+                 "the load to reach the worker")  # fmt: skip
+        yield box
 
 
 with running.lab_stack(workers=1) as stack:
