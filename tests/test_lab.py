@@ -496,7 +496,7 @@ def test_provenance_names_the_commit_and_refuses_a_busy_machine_with_a_clear_mes
 QUOTED = {
     "02-concurrency-models": ["cpu_burn keeps 0.99 cores busy with threads, 1.96 with processes"],
     "03-where-the-time-goes": [
-        "measured speed-up 1.18x (any pair of runs: 1.13x to 1.25x)",
+        "measured speed-up 1.16x (any pair of runs: 1.07x to 1.23x)",
         "157.2 µs",
         "111.1 µs",
     ],
