@@ -8,8 +8,9 @@ The series of every method with code ``OK`` exist at zero from the start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -68,6 +69,18 @@ class CallMetrics(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: GrpcMetrics) -> None:
         self.metrics = metrics
 
+    @contextlib.contextmanager
+    def _observed(self, method: str, context: Any) -> Iterator[None]:
+        """Count and time one call, unary or streaming, by the status it ended with."""
+        started, error = time.perf_counter(), None
+        try:
+            yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.metrics.observe(method, _code(context, error), time.perf_counter() - started)
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -78,19 +91,13 @@ class CallMetrics(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return None
-        method, observe = details.method, self.metrics.observe
+        method, observed = details.method, self._observed
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
             async def unary(request: Any, context: Any) -> Any:
-                started, error = time.perf_counter(), None
-                try:
+                with observed(method, context):
                     return await inner(request, context)
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    observe(method, _code(context, error), time.perf_counter() - started)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, request_deserializer=handler.request_deserializer,
@@ -100,15 +107,9 @@ class CallMetrics(grpc.aio.ServerInterceptor):
             inner_stream: Any = handler.unary_stream  # an async generator on grpc.aio
 
             async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                started, error = time.perf_counter(), None
-                try:
+                with observed(method, context):
                     async for message in inner_stream(request, context):
                         yield message
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    observe(method, _code(context, error), time.perf_counter() - started)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=handler.request_deserializer,
