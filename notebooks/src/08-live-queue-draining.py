@@ -82,8 +82,10 @@ rates = live.slopes(samples, added_at, margin=3.0)
 for side, rate in rates.items():
     print(f"{side:>6} the second worker: {rate:7.0f} jobs/s")
 gain = rates["after"] / rates["before"] if len(rates) == 2 else float("nan")
-print(f"ratio after/before: {gain:.2f}; one worker's ceiling: {concurrency / 0.05:.0f} jobs/s "
-      f"(its {concurrency} slots over a 50 ms wait)")  # fmt: skip
+waits = sum(j["type"] == "email" for j in burst) / jobs  # flaky jobs finish at once
+ceiling = concurrency / (0.05 * waits)
+print(f"ratio after/before: {gain:.2f}; one worker's ceiling: {ceiling:.0f} jobs/s (its "
+      f"{concurrency} slots over a 50 ms wait, for the {waits:.0%} of jobs that wait)")  # fmt: skip
 
 # %%
 last = samples.iloc[-1]
@@ -140,7 +142,8 @@ plt.show()
 # %%
 if quiet:  # CI's small burst may end before the second worker's slope can be fitted
     assert 1.3 < gain <= 2.2, f"a second worker changed the drain rate {gain:.2f}x"
-assert rates["before"] <= 1.1 * concurrency / 0.05, "one worker beat its slots over the wait"
+before = rates["before"]
+assert before <= 1.1 * ceiling, f"one worker drained {before:.0f} jobs/s, over its {ceiling:.0f}"
 held = samples.loc[samples["workers"] == 1, "in_flight"].max()
 assert held <= 2 * concurrency, f"one worker held {held:.0f} jobs: more than slots + prefetch"
 assert last["finished"] == jobs, "a job of the burst did not finish (done or dead)"
@@ -151,11 +154,11 @@ print("claims hold")
 # %% [markdown]
 # ## What it teaches
 #
-# - With IO-bound jobs a worker's throughput is its slots over the job's wait (here 20 / 50 ms
-#   = 400 jobs/s at best): the drain is a straight line, and a second worker with the same
-#   slots adds about as much again (the ratio printed above; 2 is a doubling) while the
-#   machine's CPU is not the limit: these jobs mostly wait. (A little over 400 before: the
-#   flaky jobs that fail at once count as finished too.)
+# - With IO-bound jobs a worker's throughput is its slots over the job's mean wait (here
+#   20 / 50 ms = 400 jobs/s for the e-mails; the flaky jobs, a tenth of the burst, finish at
+#   once, so the ceiling printed above is a little higher): the drain is a straight line, and
+#   a second worker with the same slots adds about as much again (the ratio printed above; 2
+#   is a doubling) while the machine's CPU is not the limit: these jobs mostly wait.
 # - "In flight" is capped by slots + prefetch per worker, whatever the queue holds: the queue,
 #   not the workers, absorbs a burst.
 # - Retries wait in `scheduled` and come back; the few jobs that fail every attempt end `dead`
