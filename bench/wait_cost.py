@@ -27,6 +27,9 @@ from bench.parked import head_commit, worker_process
 from jobrunner.client import Client
 from jobrunner.dev.redis_server import RedisServer
 
+# registers noop: a process whose registry holds other handlers refuses a type it does not know
+from jobrunner.lab.handlers import demo as _demo  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, CALLERS = 100, 8
 

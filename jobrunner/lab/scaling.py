@@ -27,6 +27,9 @@ from jobrunner.dev.redis_cluster import RedisClusterServer
 from jobrunner.dev.redis_server import RedisServer
 from jobrunner.dev.stack import Stack
 from jobrunner.keys import shards_key
+
+# registers noop: a process whose registry holds other handlers refuses a type it does not know
+from jobrunner.lab.handlers import demo as _demo  # noqa: F401
 from jobrunner.sync_client import SyncClient
 
 QUEUE = "bulk"
