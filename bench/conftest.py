@@ -87,8 +87,9 @@ def queue(redis_url: str, run: LoopRunner) -> Iterator[ReliableQueue]:
 
 
 # The regression gate's own test (tests/test_bench_gate.py) makes a benchmark slower on purpose:
-# BENCH_SLOWDOWN="test_drain[reliable-asyncio-1proc]=2" runs that benchmark's timed call, then
-# spins (factor - 1) times as long as the call took, so its round takes factor times as long.
+# BENCH_SLOWDOWN="test_drain[reliable-asyncio-1proc]=2" makes that drain's worker spend (factor
+# - 1) times a plain round's time per job more on each job (bench/regression.py), so its rounds
+# take about factor times as long.
 SLOWDOWN_ENV = "BENCH_SLOWDOWN"
 
 
@@ -168,24 +169,3 @@ def slowdown_factor(name: str) -> float:
         if target == name:
             return float(factor)
     return 1.0
-
-
-def slowed(name: str, call: Callable[P, T]) -> Callable[P, T]:
-    """``call`` as it is, or made ``slowdown_factor(name)`` times as slow (a regression on
-    purpose)."""
-    factor = slowdown_factor(name)
-    if factor == 1.0:
-        return call
-
-    def slower(*args: P.args, **kwargs: P.kwargs) -> T:
-        start = time.perf_counter()
-        result = call(*args, **kwargs)
-        # The injected cost itself, spent on the CPU as a real regression would be: a sleep
-        # let the machine idle, and the calibration probe timed right after it ran cold (1.56x
-        # slower), hiding half of a 2x slowdown from the gate.
-        until = time.perf_counter() + (factor - 1.0) * (time.perf_counter() - start)
-        while time.perf_counter() < until:
-            pass
-        return result
-
-    return slower

@@ -26,7 +26,8 @@ import pytest
 import redis
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench.conftest import Calibration, slowed
+from bench.conftest import Calibration, slowdown_factor
+from bench.regression import SPIN
 from jobrunner.dev.redis_server import RedisServer
 from jobrunner.dev.stack import Stack
 from jobrunner.job import Job, encode_job, new_job_id
@@ -85,16 +86,21 @@ def running(
     with Stack(
         redis_url=server.url, api=False, workers=scenario.workers, model=scenario.model,
         concurrency=scenario.concurrency, worker_metrics=False,
+        imports=("jobrunner.lab.handlers.demo", "bench.regression"),
         worker_command="naive-worker" if scenario.queue == "naive" else "worker",
     ) as stack:  # fmt: skip
         yield scenario, stack
 
 
-def park_jobs(client: redis.Redis, scenario: Scenario, count: int) -> None:
-    """N jobs laid out as each queue's enqueue lays them out, on a list no worker reads."""
+def park_jobs(
+    client: redis.Redis, scenario: Scenario, count: int, work: tuple[str, object] | None = None
+) -> None:
+    """N jobs laid out as each queue's enqueue lays them out, on a list no worker reads;
+    ``work``: another (type, payload) than the scenario's."""
+    job_type, payload = work or (scenario.job_type, scenario.payload)
     with client.pipeline(transaction=False) as pipe:
         for _ in range(count):
-            job = Job(id=new_job_id(), type=scenario.job_type, payload=scenario.payload)
+            job = Job(id=new_job_id(), type=job_type, payload=payload)
             if scenario.queue == "naive":
                 pipe.lpush(PARKED, encode_job(job))
             else:
@@ -120,9 +126,11 @@ def test_drain(benchmark: BenchmarkFixture, running: tuple[Scenario, Stack]) -> 
     target = [0]
     ready_key = naive_key("default") if scenario.queue == "naive" else QUEUE.ready
 
+    work: list[tuple[str, object] | None] = [None]  # the scenario's own jobs
+
     def setup() -> None:
         target[0] = int(client.hget(QUEUE.stats, "processed") or 0) + count
-        park_jobs(client, scenario, count)
+        park_jobs(client, scenario, count, work[0])
         ping.sample()  # between rounds, so each round's load is in the yardstick too
 
     def drain() -> None:
@@ -132,11 +140,23 @@ def test_drain(benchmark: BenchmarkFixture, running: tuple[Scenario, Stack]) -> 
             assert time.monotonic() < deadline, f"{scenario.name} did not drain"
             time.sleep(0.002)  # the poll period bounds the timing error (2 ms per round)
 
+    factor = slowdown_factor(benchmark.name)
+    if factor != 1.0 and scenario.queue == "reliable":  # a regression on purpose, in the worker
+        plain = []
+        for _ in range(2):  # plain rounds, untimed: what a job costs now (the first runs cold)
+            setup()
+            start = time.perf_counter()
+            drain()
+            plain.append(time.perf_counter() - start)
+        extra = (factor - 1.0) * min(plain) / count
+        work[0] = (SPIN, {"us": extra * 1e6})
+        benchmark.extra_info["injected_us_per_job"] = round(extra * 1e6, 1)
+
     benchmark.extra_info.update(jobs=count, scenario=scenario.name, workers=scenario.workers,
                                 model=scenario.model, queue=scenario.queue,
                                 job_type=scenario.job_type)  # fmt: skip
     with ping.around(benchmark):
-        benchmark.pedantic(slowed(benchmark.name, drain), setup=setup, rounds=rounds, iterations=1)
+        benchmark.pedantic(drain, setup=setup, rounds=rounds, iterations=1)
     if scenario.queue == "reliable":
         assert int(client.hget(QUEUE.stats, "processed") or 0) == target[0]
         assert stack.depth()["reserved"] == 0

@@ -1,7 +1,7 @@
 """bench.gate: a timed run judged by same-run ratios against the committed baseline.
 
 The logic is tested on synthetic runs; the last test is the demonstration the issue asks for:
-a real timed drain, made three times as slow on purpose (``BENCH_SLOWDOWN``), fails the gate, and
+a real timed drain, made twice as slow on purpose (``BENCH_SLOWDOWN``), fails the gate, and
 the same drain without it passes.
 """
 
@@ -177,18 +177,18 @@ DRAIN = "test_drain[reliable-asyncio-1proc]"
 
 
 @pytest.mark.slow
-def test_the_gate_fails_a_run_whose_drain_is_made_three_times_as_slow(
+def test_the_gate_fails_a_run_whose_drain_is_made_twice_as_slow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Real timed runs of the asyncio drain, as CI times them (python -m bench.ci), back to
-    back: with each drain round taking three times as long (the injected slowdown) the gate
-    fails it against a baseline made from three plain runs just before, and confirms it on two
-    re-runs. Why three times and not two: a cost injected beside the drain (spent in the
-    benchmark's process after each round) also slows the PING probe timed between rounds, by
-    1.15-1.4x on average here, so an injected 2x read 1.26-1.60x and passed the 1.6x tolerance in
-    four runs of five (CI met it once); 3x failed the gate in six of six (docs/performance.md).
-    (Judged against the committed baseline instead, a slowdown hides in a run that happens to
-    be faster than the baseline's machine: the committed baseline is CI's own step.)"""
+    back: with the worker spending as much again on each job (the injected regression,
+    bench/regression.py: each round takes about twice as long) the gate fails it against a
+    baseline made from three plain runs just before, and confirms it on two re-runs. The cost is
+    injected in the worker, where a real regression's would be: injected in the benchmark's own
+    process instead, it also slowed the PING probe timed between rounds and a 2x slowdown read
+    1.26-1.60x (docs/performance.md). (Judged against the committed baseline instead, a slowdown
+    hides in a run that happens to be faster than the baseline's machine: the committed
+    baseline is CI's own step.)"""
     plains = [tmp_path / f"plain-{n}.json" for n in range(3)]
     for plain in plains:
         assert ci.main(["-k", "reliable-asyncio-1proc", "--out", str(plain), "--no-gate"]) == 0
@@ -196,7 +196,7 @@ def test_the_gate_fails_a_run_whose_drain_is_made_three_times_as_slow(
     from_plain = tmp_path / "from-plain.json"
     assert gate.main(["--update-baseline", *map(str, plains), "--baseline", str(from_plain)]) == 0
     capsys.readouterr()
-    monkeypatch.setenv("BENCH_SLOWDOWN", f"{DRAIN}=3")
+    monkeypatch.setenv("BENCH_SLOWDOWN", f"{DRAIN}=2")
     slowed = ["-k", "reliable-asyncio-1proc", "--out", str(slow), "--baseline", str(from_plain)]
     assert ci.main(slowed) == 1
     err = capsys.readouterr().err
