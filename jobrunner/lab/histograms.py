@@ -1,6 +1,7 @@
-"""Prometheus histograms as a dashboard sees them: scraped from ``/metrics``, summed over
-workers and labels, read per bucket, and a quantile estimated the way PromQL's
-``histogram_quantile`` does (linear within the bucket that holds the rank).
+"""Prometheus histograms as a dashboard sees them: scraped from ``/metrics`` (or read from a
+Prometheus server that scraped them), summed over workers and labels, read per bucket, and a
+quantile estimated the way PromQL's ``histogram_quantile`` does (linear within the bucket that
+holds the rank).
 
 The point for a learner: a histogram keeps counts per bucket, not samples, so its quantiles
 are only as fine as its buckets; the estimate can sit anywhere inside the bucket that holds the
@@ -27,6 +28,13 @@ def cumulative(texts: Iterable[str], metric: str) -> dict[float, float]:
                     le = float(sample.labels["le"])
                     out[le] = out.get(le, 0.0) + sample.value
     return dict(sorted(out.items()))
+
+
+def from_prometheus(prometheus: Any, metric: str) -> dict[float, float]:
+    """``cumulative`` as a Prometheus server stores it now: ``sum by (le) (metric_bucket)`` over
+    every target it scraped (``prometheus``: a jobrunner.dev.prometheus.PrometheusServer)."""
+    rows = prometheus.query(f"sum by (le) ({metric}_bucket)")
+    return dict(sorted((float(labels["le"]), value) for labels, value in rows))
 
 
 def per_bucket(counts: dict[float, float]) -> Any:

@@ -153,10 +153,12 @@ def drain(
     timeout: float = 300.0,
     title: str = "",
     period: float = 0.1,
+    on_added: Callable[[Stack], None] | None = None,
 ) -> tuple[Any, float | None, Any]:
     """Run ``send`` (which enqueues ``total`` jobs) in the background and watch the queue until
     they are all done or dead; one more worker starts once ``add_worker_at`` of them finished.
     Sampling (every ``period`` s) runs on its own thread, so a slow redraw delays no sample.
+    ``on_added(stack)`` runs once the new worker is up (e.g. to have Prometheus scrape it).
     Returns (samples as a DataFrame, when the worker was added, the final figure)."""
     import pandas as pd
 
@@ -165,13 +167,18 @@ def drain(
     state: dict[str, Any] = {"added_at": None, "adder": None, "error": None}
     finished = threading.Event()
 
+    def add_worker() -> None:
+        stack.add_worker()
+        if on_added is not None:
+            on_added(stack)
+
     def watch() -> None:
         try:
             while True:
                 row = sampler.sample()
                 if state["adder"] is None and row["finished"] >= add_worker_at * total:
                     state["added_at"] = row["t"]
-                    adder = threading.Thread(target=stack.add_worker, name="add-worker")
+                    adder = threading.Thread(target=add_worker, name="add-worker")
                     state["adder"] = adder
                     adder.start()  # it waits for the heartbeat; sampling goes on
                 if row["finished"] >= total:
