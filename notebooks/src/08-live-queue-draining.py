@@ -25,7 +25,7 @@ import random
 
 import pandas as pd
 
-from jobrunner.lab import figures, live, provenance, running, tour
+from jobrunner.lab import figures, histograms, live, provenance, running, tour
 
 measured_on = provenance.record(quiet=quiet)
 
@@ -38,10 +38,36 @@ pd.Series([j["type"] for j in burst]).value_counts().to_frame("jobs in the burst
 # %% [markdown]
 # ## Drain it, live
 
+# %% [markdown]
+# A Prometheus server scrapes the workers every half second while they drain, as it would in
+# production (Debian's `prometheus`; `make test` installs it, `apt-get install prometheus` on
+# your machine). Without it the notebook still runs: it reads the workers' `/metrics` once at
+# the end instead, and the section on Prometheus below says which it used.
+
 # %%
-with running.lab_stack(workers=1, model="asyncio", concurrency=concurrency,
-                       env={"JOBRUNNER_PREFETCH": str(concurrency),
-                            "JOBRUNNER_MAINTENANCE_INTERVAL": "0.05"}) as stack:  # fmt: skip
+import contextlib
+import math
+import time
+
+from jobrunner.dev.prometheus import PrometheusServer, find_prometheus
+from jobrunner.dev.stack import wait_for
+
+binary = find_prometheus()
+print(f"Prometheus: {binary}" if binary else "no prometheus binary: /metrics read directly")
+METRICS = ["job_duration_seconds", "job_wait_seconds"]
+WAIT_P99 = "histogram_quantile(0.99, sum by (le) (rate(job_wait_seconds_bucket[2s])))"
+
+
+def targets(stack) -> list[str]:
+    return [f"127.0.0.1:{w.metrics_port}" for w in stack.workers if w.metrics_port]
+
+
+# %%
+with contextlib.ExitStack() as running_now:
+    env = {"JOBRUNNER_PREFETCH": str(concurrency), "JOBRUNNER_MAINTENANCE_INTERVAL": "0.05"}
+    stack = running_now.enter_context(running.lab_stack(workers=1, model="asyncio",
+                                                        concurrency=concurrency, env=env))  # fmt: skip
+    prom = running_now.enter_context(PrometheusServer(binary, [], interval=0.5)) if binary else None
 
     def send() -> None:
         for start in range(0, len(burst), post_batch):
@@ -50,10 +76,24 @@ with running.lab_stack(workers=1, model="asyncio", concurrency=concurrency,
                                      token=stack.api_token)  # fmt: skip
             assert status == 202, (status, body)
 
+    def scrape_new_worker(stack) -> None:
+        if prom:
+            prom.set_targets(targets(stack))
+
+    scrape_new_worker(stack)  # the first worker, from the start
+    began = time.time()
     samples, added_at, fig = live.drain(stack, send, jobs, add_worker_at=add_worker_at,
-                                        refresh=refresh, title=f"{jobs:,} jobs draining")  # fmt: skip
-    scraped = [tour.fetch_text(f"http://127.0.0.1:{w.metrics_port}/metrics")
-               for w in stack.workers if w.metrics_port]  # the workers' /metrics, at the end
+                                        refresh=refresh, title=f"{jobs:,} jobs draining",
+                                        on_added=scrape_new_worker)  # fmt: skip
+    scraped = [tour.fetch_text(f"http://{t}/metrics") for t in targets(stack)]  # at the end
+    if prom:  # what Prometheus stored, once its last scrape holds every job
+        done = histograms.cumulative(scraped, "job_duration_seconds")[math.inf]
+        wait_for(lambda: prom.value("sum(job_duration_seconds_count)") == done, 30,
+                 "Prometheus's scrape of the drain's last jobs")  # fmt: skip
+        stored = {m: histograms.from_prometheus(prom, m) for m in METRICS}
+        promql = {m: {q: prom.value(f"histogram_quantile({q}, sum by (le) ({m}_bucket))")
+                      for q in (0.5, 0.99)} for m in METRICS}  # fmt: skip
+        wait_p99 = prom.range(WAIT_P99, began, time.time(), 0.5)
 path = figures.save(fig, results_dir, "08-live-drain")  # the view above is its last frame
 
 # %% [markdown]
@@ -98,32 +138,47 @@ print(f"{running.check_no_strays()} processes checked: none left running")
 #
 # Each worker exports `job_duration_seconds` (a handler's run time) and `job_wait_seconds`
 # (enqueue to start, on Redis's clock) as Prometheus histograms: counts per bucket, not
-# samples. Scraped from both workers at the end of the drain and summed, as a dashboard's
-# `sum by (le)` would, with the quantiles PromQL's `histogram_quantile` would draw from them.
+# samples. Below, as Prometheus stored them from its scrapes of both workers: the bars are
+# `sum by (le) (..._bucket)`, as a dashboard sums them over workers, and the titles the
+# quantiles Prometheus's own `histogram_quantile` draws from them. The right panel is the p99
+# wait over the drain, the query a dashboard's latency panel runs:
+# `histogram_quantile(0.99, sum by (le) (rate(job_wait_seconds_bucket[2s])))`.
 
 # %%
-import math
-
 import matplotlib.pyplot as plt
 
-from jobrunner.lab import histograms
-
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-estimates = {}
-for ax, metric in zip(axes, ["job_duration_seconds", "job_wait_seconds"], strict=True):
-    counts = histograms.cumulative(scraped, metric)
-    table = histograms.per_bucket(counts)
-    estimates[metric] = {q: histograms.quantile(q, counts) for q in (0.5, 0.99)}
+source = "Prometheus" if binary else "the workers' /metrics"
+counts = {m: stored[m] if binary else histograms.cumulative(scraped, m) for m in METRICS}
+estimates = {m: {q: histograms.quantile(q, counts[m]) for q in (0.5, 0.99)} for m in METRICS}
+shown = promql if binary else estimates  # the lab's own reading is the fallback
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+for ax, metric in zip(axes, METRICS, strict=False):
+    table = histograms.per_bucket(counts[metric])
     ax.bar(range(len(table)), table["count"], color="tab:blue")
     ax.set_xticks(range(len(table)), ["+Inf" if math.isinf(b) else f"{b:g}" for b in table["to_s"]],
                   rotation=60, fontsize=7)  # fmt: skip
     ax.set_xlabel("bucket's upper bound (s)")
     ax.set_ylabel("jobs")
-    p50, p99 = estimates[metric][0.5], estimates[metric][0.99]
-    ax.set_title(f"{metric}\nhistogram_quantile: p50 {p50:.3g} s, p99 {p99:.3g} s", fontsize=9)
+    p50, p99 = shown[metric][0.5], shown[metric][0.99]
+    ax.set_title(f"{metric} ({source})\nhistogram_quantile: p50 {p50:.3g} s, p99 {p99:.3g} s",
+                 fontsize=9)  # fmt: skip
+if binary and wait_p99:
+    points = [(t - began, v) for t, v in wait_p99[0][1] if not math.isnan(v)]
+    axes[2].plot([t for t, _ in points], [v for _, v in points], color="tab:red")
+    axes[2].set_xlabel("seconds since the burst was sent")
+    axes[2].set_ylabel("p99 wait (s), over the last 2 s")
+    axes[2].set_title("p99 job_wait_seconds over the drain (a range query)", fontsize=9)
+else:
+    axes[2].set_axis_off()
 fig.tight_layout()
 path = figures.save(fig, results_dir, "08-prometheus-histograms")
 plt.show()
+if binary:
+    agree = all(math.isclose(promql[m][q], estimates[m][q], rel_tol=1e-9)
+                for m in METRICS for q in (0.5, 0.99))  # fmt: skip
+    print(f"p99 wait over the drain: {points[0][1]:.2f} s at first, at most "
+          f"{max(v for _, v in points):.2f} s; Prometheus's quantiles are the lab's reading "
+          f"of the same buckets: {agree}")  # fmt: skip
 
 # %% [markdown]
 # The run time is the e-mails' 50 ms wait, which sits right on a bucket boundary: timed by
@@ -149,6 +204,9 @@ assert held <= 2 * concurrency, f"one worker held {held:.0f} jobs: more than slo
 assert last["finished"] == jobs, "a job of the burst did not finish (done or dead)"
 assert 0.025 < estimates["job_duration_seconds"][0.5] <= 0.1, "the 50 ms e-mails' buckets moved"
 assert estimates["job_wait_seconds"][0.99] > 0.25 * last["t"], "the burst's wait is missing"
+if binary:  # the histograms came from a real Prometheus
+    assert agree, "Prometheus's histogram_quantile is not the lab's reading of its buckets"
+    assert max(v for _, v in points) > 4 * points[0][1], "the p99 wait did not climb"
 print("claims hold")
 
 # %% [markdown]
