@@ -46,10 +46,17 @@ def scrape_job(name: str, targets: list[str], token_file: Path | None = None) ->
 
 class PrometheusServer:
     """Prometheus scraping ``jobs`` (scrape configs) every ``interval`` seconds, plus a job named
-    ``files`` whose targets ``set_targets`` rewrites while it runs."""
+    ``files`` over ``targets``, which ``set_targets`` rewrites while it runs."""
 
-    def __init__(self, binary: str, jobs: list[dict[str, Any]], interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        binary: str,
+        jobs: list[dict[str, Any]],
+        interval: float = 0.5,
+        targets: list[str] | None = None,
+    ) -> None:
         self.binary = binary
+        self.targets = list(targets or [])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.interval = interval
@@ -78,7 +85,7 @@ class PrometheusServer:
         }
 
     def start(self) -> None:
-        self.set_targets([])
+        self.set_targets(self.targets)  # scraped from the start; later changes take up to 5 s
         config = self.dir / "prometheus.yml"
         config.write_text(json.dumps(self.config(), indent=1))
         argv = [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.dir / 'data'}",
@@ -89,7 +96,8 @@ class PrometheusServer:
 
     def set_targets(self, targets: list[str], job: str = "worker") -> None:
         """The ``files`` job's targets from now on, labelled ``job`` (written whole, then
-        renamed, so Prometheus never reads half a file)."""
+        renamed, so Prometheus never reads half a file). Prometheus applies a change within
+        about 5 s (its discovery manager sends updates at most that often)."""
         path = self.dir / "targets.json"
         staged = path.with_suffix(".tmp")
         staged.write_text(json.dumps([{"targets": targets, "labels": {"job": job}}]))
