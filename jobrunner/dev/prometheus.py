@@ -85,7 +85,7 @@ class PrometheusServer:
         }
 
     def start(self) -> None:
-        self.set_targets(self.targets)  # scraped from the start; later changes take up to 5 s
+        self.set_targets(self.targets)  # scraped once started; later changes take up to 5 s
         config = self.dir / "prometheus.yml"
         config.write_text(json.dumps(self.config(), indent=1))
         argv = [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.dir / 'data'}",
@@ -93,6 +93,9 @@ class PrometheusServer:
         with (self.dir / "prometheus.log").open("wb") as log:
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         wait_for(self._ready, 30, f"Prometheus on {self.url}", interval=0.05)
+        if self.targets:  # its first scrapes come about 5 s after it is ready
+            wait_for(lambda: self.value('count(up{job="worker"} == 1)') == len(self.targets),
+                     30, f"Prometheus's first scrape of {self.targets}", interval=0.1)  # fmt: skip
 
     def set_targets(self, targets: list[str], job: str = "worker") -> None:
         """The ``files`` job's targets from now on, labelled ``job`` (written whole, then

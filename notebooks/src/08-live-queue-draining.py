@@ -163,8 +163,9 @@ for ax, metric in zip(axes, METRICS, strict=False):
     p50, p99 = shown[metric][0.5], shown[metric][0.99]
     ax.set_title(f"{metric} ({source})\nhistogram_quantile: p50 {p50:.3g} s, p99 {p99:.3g} s",
                  fontsize=9)  # fmt: skip
-if binary and wait_p99:
-    points = [(t - began, v) for t, v in wait_p99[0][1] if not math.isnan(v)]
+series = wait_p99[0][1] if binary and wait_p99 else []
+points = [(t - began, v) for t, v in series if not math.isnan(v)]
+if points:
     axes[2].plot([t for t, _ in points], [v for _, v in points], color="tab:red",
                  label="histogram_quantile(0.99, ...)")  # fmt: skip
     axes[2].plot([0, last_t], [0, last_t], color="grey", linestyle=":",
@@ -183,9 +184,10 @@ plt.show()
 if binary:
     agree = all(math.isclose(promql[m][q], estimates[m][q], rel_tol=1e-9)
                 for m in METRICS for q in (0.5, 0.99))  # fmt: skip
+    print(f"Prometheus's quantiles are the lab's reading of the same buckets: {agree}")
+if points:
     print(f"p99 wait over the last 2 s: {points[0][1]:.2f} s at {points[0][0]:.1f} s, "
-          f"{points[-1][1]:.2f} s at {points[-1][0]:.1f} s; Prometheus's quantiles are the "
-          f"lab's reading of the same buckets: {agree}")  # fmt: skip
+          f"{points[-1][1]:.2f} s at {points[-1][0]:.1f} s")  # fmt: skip
 
 # %% [markdown]
 # The run time is the e-mails' 50 ms wait, which sits right on a bucket boundary: timed by
@@ -194,6 +196,15 @@ if binary:
 # bucket, not a measurement. The wait is the burst itself: the last jobs of a burst wait for
 # every job before them, so its p99 is most of the drain's length. Choose buckets around the
 # values you need to tell apart, not on them.
+#
+# The right panel shows the same limit over time. A job that starts t seconds into a burst
+# sent at 0 has waited about t (the dotted line: the truth climbs steadily), but
+# `histogram_quantile` can only interpolate inside the bucket that holds the rank, and with
+# the default buckets at 5, 10 and 30 s the p99 of the last 2 s sits near a bucket's upper
+# bound and then jumps to the next: a staircase, not the climb. A dashboard's p99 of waits is
+# "which bucket", nothing finer. (The line starts once Prometheus's rate window holds two
+# scrapes; the second worker is scraped about 5 s after it starts, Prometheus's discovery
+# delay, and its counters are cumulative, so the sums above miss nothing.)
 
 # %% [markdown]
 # ## The claims, checked
@@ -213,6 +224,7 @@ assert 0.025 < estimates["job_duration_seconds"][0.5] <= 0.1, "the 50 ms e-mails
 assert estimates["job_wait_seconds"][0.99] > 0.25 * last["t"], "the burst's wait is missing"
 if binary:  # the histograms came from a real Prometheus
     assert agree, "Prometheus's histogram_quantile is not the lab's reading of its buckets"
+if quiet and binary:  # CI's small burst drains in a few seconds: a line of a few points
     assert points[-1][1] > points[0][1], "the p99 wait did not climb through the drain"
     inside = [b for b in counts["job_wait_seconds"] if b >= last_t][0]  # the drain's bucket
     assert points[-1][1] <= inside, "the last p99 estimate left the drain length's bucket"
