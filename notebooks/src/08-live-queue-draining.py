@@ -36,6 +36,55 @@ burst = [{"type": "email", "data": {"latency": 0.05}} if rng.random() < 0.9
 pd.Series([j["type"] for j in burst]).value_counts().to_frame("jobs in the burst")
 
 # %% [markdown]
+# ## Step through: one sample, and a slope, by hand
+#
+# Everything the live plot shows is a few Redis reads, taken again and again. Here they are
+# once, on a small stack: 400 e-mails enqueued, then five samples 0.2 s apart. A queue is a
+# handful of keys (`jobrunner/keys.py`): the ready list, a list of ids a woken worker claimed
+# (ready too), and sorted sets of jobs scheduled for later, reserved by a worker (in flight,
+# scored by their lease's end) and dead; a hash of lifetime counters.
+
+# %%
+import time
+
+import numpy as np
+
+from jobrunner.keys import QueueKeys
+
+keys = QueueKeys("default")
+by_hand = []
+with running.lab_stack(workers=1, model="asyncio", concurrency=concurrency,
+                       env={"JOBRUNNER_PREFETCH": str(concurrency)}) as small:  # fmt: skip
+    small.client.hset(keys.stats, "processed", 0)
+    status, _ = tour.call(f"{small.api_url}/jobs", "POST",
+                          {"jobs": [{"type": "email", "data": {"latency": 0.05}}] * 400},
+                          token=small.api_token)  # fmt: skip
+    start = time.monotonic()
+    for _ in range(5):
+        with small.client.pipeline(transaction=False) as pipe:  # one round trip a sample
+            pipe.llen(keys.ready).llen(keys.claimed).zcard(keys.scheduled)
+            pipe.zcard(keys.reserved).hget(keys.stats, "processed")
+            ready, claimed, scheduled, reserved, processed = pipe.execute()
+        by_hand.append({"t": time.monotonic() - start, "ready": ready + claimed,
+                        "scheduled": scheduled, "in_flight": reserved,
+                        "finished": int(processed or 0)})  # fmt: skip
+        time.sleep(0.2)  # the sampling period (the live drain's is 0.1 s)
+by_hand = pd.DataFrame(by_hand)
+slope = np.polyfit(by_hand["t"], by_hand["finished"], 1)[0]  # least squares: jobs/s
+print(f"status {status}; drain rate from 5 samples: {slope:.0f} jobs/s "
+      f"(one worker's ceiling: {concurrency} slots / 50 ms = {concurrency / 0.05:.0f} jobs/s)")
+by_hand.round(2)
+
+# %% [markdown]
+# In flight never passes 40: 20 slots and a prefetch of 20, whatever the queue holds. The
+# library call below (`live.drain`) takes the same sample every 0.1 s on a thread of its own,
+# redraws the figure, starts a second worker part-way, and `live.slopes` fits the same line
+# on each side of it.
+#
+# **Try this.** Halve `concurrency` in the parameters and rerun this cell: the slope halves
+# (10 slots over a 50 ms wait: 200 jobs/s), and in flight stays at or under twice the slots.
+
+# %% [markdown]
 # ## Drain it, live
 
 # %% [markdown]
@@ -220,6 +269,8 @@ assert before <= 1.1 * ceiling, f"one worker drained {before:.0f} jobs/s, over i
 held = samples.loc[samples["workers"] == 1, "in_flight"].max()
 assert held <= 2 * concurrency, f"one worker held {held:.0f} jobs: more than slots + prefetch"
 assert last["finished"] == jobs, "a job of the burst did not finish (done or dead)"
+assert 0 < slope <= 1.1 * concurrency / 0.05, f"by hand: {slope:.0f} jobs/s from one worker"
+assert by_hand["in_flight"].max() <= 2 * concurrency, "by hand: more than slots + prefetch"
 assert 0.025 < estimates["job_duration_seconds"][0.5] <= 0.1, "the 50 ms e-mails' buckets moved"
 assert estimates["job_wait_seconds"][0.99] > 0.25 * last["t"], "the burst's wait is missing"
 if binary:  # the histograms came from a real Prometheus
