@@ -8,7 +8,9 @@ No worker running; a private redis-server, flushed before each path. Paths:
   call after another on one client, the path an application calls first;
 * the same clients with 64 asyncio tasks / 16 threads calling at once: the auto-pipelining;
 * Huey (calling a task: one LPUSH) and Dramatiq (``actor.send()``), one call after another, where
-  installed (``pip install 'jobrunner[compare]'``).
+  installed (``pip install 'jobrunner[compare]'``);
+* the floor: a bare PING round trip, one after another, through redis-py and through a raw
+  socket (no job, no client library): what no enqueue that waits for its reply can beat.
 
 For each: jobs/s (a rate this machine moves), and what holds across machines: the client's CPU
 µs per enqueue (``process_time``: every thread of the process, syscalls included), Redis's CPU
@@ -24,12 +26,14 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import uvloop
@@ -46,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = {"to": "ada@example.com", "n": 1}
 TASKS, THREADS = 64, 16
 PEER = "Huey (one call per job)"
+FLOOR_CLIENT = "floor: redis-py PING, no job"
+FLOOR_RAW = "floor: raw socket PING, no client library"
 
 
 def redis_cpu(client: redis.Redis) -> float:
@@ -151,6 +157,31 @@ def peer_paths(url: str, jobs: int) -> dict[str, Any]:
     return paths
 
 
+def floor_paths(url: str, jobs: int) -> dict[str, Any]:
+    """What no enqueue can beat, one call after another: a bare round trip (PING) through
+    redis-py's blocking client, and through a raw socket with no client library at all."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+
+    def redis_py_pings() -> None:
+        client = redis.Redis(host=host, port=port)
+        try:
+            for _ in range(jobs):
+                client.ping()
+        finally:
+            client.close()
+
+    def raw_pings() -> None:
+        with socket.create_connection((host, port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for _ in range(jobs):
+                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+                if sock.recv(64) != b"+PONG\r\n":
+                    raise RuntimeError("a PING not answered PONG at once")
+
+    return {FLOOR_CLIENT: redis_py_pings, FLOOR_RAW: raw_pings}
+
+
 def summarised(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for name in rounds[0]:
@@ -174,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds: list[dict[str, dict[str, float]]] = []
     with RedisServer() as server, bench_progress(console) as progress:
         admin = redis.Redis.from_url(server.url)
-        paths = {**jobrunner_paths(server.url, args.jobs), **peer_paths(server.url, args.jobs)}
+        paths = {**jobrunner_paths(server.url, args.jobs), **peer_paths(server.url, args.jobs),
+                 **floor_paths(server.url, args.jobs)}  # fmt: skip
         task = progress.add_task("enqueueing", total=len(paths) * args.repeats)
         for _ in range(args.repeats):
             rounds.append({})
