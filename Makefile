@@ -65,7 +65,7 @@ $(IPTABLES):
 	command -v iptables >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables)
 
 test: lint typecheck $(DEV) $(CHROMIUM) $(PROMETHEUS) $(SHELLCHECK) $(IPTABLES)
-	$(PY) -m pytest --benchmark-disable $(PYTEST_ARGS)
+	$(PY) -m pytest --benchmark-disable --durations=30 $(PYTEST_ARGS)
 	$(PY) -m bench.ci
 
 # CI's benchmark step: the pytest-benchmark suite timed at small sizes (about half a minute),
