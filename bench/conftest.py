@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import TypeVar
 
 import pytest
 import redis
@@ -25,7 +25,6 @@ from jobrunner.dev.redis_server import RedisServer
 from jobrunner.queue import ReliableQueue
 
 T = TypeVar("T")
-P = ParamSpec("P")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -101,6 +101,7 @@ class PrometheusServer:
         """The ``files`` job's targets from now on, labelled ``job`` (written whole, then
         renamed, so Prometheus never reads half a file). Prometheus applies a change within
         about 5 s (its discovery manager sends updates at most that often)."""
+        self.targets = list(targets)
         path = self.dir / "targets.json"
         staged = path.with_suffix(".tmp")
         staged.write_text(json.dumps([{"targets": targets, "labels": {"job": job}}]))
