@@ -43,11 +43,21 @@ def _victim(stack: Stack, pid: int | None) -> ManagedProcess:
     raise StackError(f"pid {pid} is not a live worker of the stack")
 
 
-def kill_worker(stack: Stack, pid: int | None = None) -> FaultRecord:
-    """SIGKILL one worker (a random one unless ``pid``) mid-job; its children go with it."""
+def kill_worker(stack: Stack, pid: int | None = None, busy_within: float = 5.0) -> FaultRecord:
+    """SIGKILL one worker (a random one unless ``pid``) mid-job; its children go with it.
+    Frozen first (SIGSTOP), so what it holds cannot change any more; frozen at a moment no job
+    is in flight, it is let go and frozen again a few milliseconds later, for up to
+    ``busy_within`` seconds (under light load a kill timed right after progress often meets
+    an idle worker, and a test of "mid-job" then proves nothing)."""
     proc = _victim(stack, pid)
-    proc.popen.send_signal(signal.SIGSTOP)  # freeze it: what it holds cannot change any more
-    held = in_flight(stack)
+    deadline = time.monotonic() + busy_within
+    while True:
+        proc.popen.send_signal(signal.SIGSTOP)
+        held = in_flight(stack)
+        if held or time.monotonic() > deadline:
+            break
+        proc.popen.send_signal(signal.SIGCONT)
+        time.sleep(0.005)  # a retry period with a deadline: the next job comes within milliseconds
     started = time.time()
     stack.kill_worker(proc.pid, signal.SIGKILL)
     return FaultRecord("kill_worker", started, time.time(), held, str(proc.pid))
