@@ -4,14 +4,18 @@ API and the CLI) and a connection dropped while an ack's reply is on its way."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
 from jobrunner.connection import async_redis
+from jobrunner.dev.redis_server import free_port
 from jobrunner.errors import RedisUnavailable
 from jobrunner.lab.chaos.invariants import snapshot
 from jobrunner.lab.chaos.ledger import read_records
@@ -110,3 +114,51 @@ def test_a_flood_beyond_the_ingress_limit_accounts_for_every_request(tmp_path: P
     assert report.acknowledged < report.sent / 2  # the limit held the flood back
     assert (report.completed, report.lost, report.phantoms) == (report.acknowledged, 0, 0)
     assert report.invariant_violations == []
+
+
+def test_the_proxy_spends_a_drop_only_on_a_connection_it_will_cut() -> None:
+    """Two marked commands pipelined on one connection are one drop, not two: the second must
+    not use up a drop whose cut the count never sees (the dropped-ack test above once waited
+    for a third drop that could not come). A server of the test's own answers on demand, so
+    the order of reads is fixed."""
+    port, received, replies = free_port(), [], []
+    listener = socket.create_server(("127.0.0.1", port))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            replies.append(conn)
+            threading.Thread(target=lambda c=conn: _collect(c, received), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    marked = b"*2\r\n$4\r\nECHO\r\n$6\r\nmarker\r\n"
+    try:
+        with RedisProxy("127.0.0.1", port) as proxy:
+            proxy.drop_replies(b"marker", count=2)
+            first = socket.create_connection(("127.0.0.1", proxy.port))
+            first.sendall(marked)
+            wait_until(lambda: len(received) == 1, what="the first command at the server")
+            first.sendall(marked)  # a second marked command on the doomed connection
+            wait_until(lambda: len(received) == 2, what="the second command at the server")
+            replies[0].sendall(b"$6\r\nmarker\r\n")
+            wait_until(lambda: proxy.dropped == 1, what="the first connection cut")
+            second = socket.create_connection(("127.0.0.1", proxy.port))
+            second.sendall(marked)
+            wait_until(lambda: len(received) == 3, what="a command on a new connection")
+            replies[1].sendall(b"$6\r\nmarker\r\n")
+            wait_until(lambda: proxy.dropped == 2, what="the drop left for the next connection")
+            first.close()
+            second.close()
+    finally:
+        listener.close()
+        for conn in replies:
+            conn.close()
+
+
+def _collect(conn: socket.socket, received: list[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        while data := conn.recv(65536):
+            received.append(data)

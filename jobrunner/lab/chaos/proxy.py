@@ -182,7 +182,10 @@ class RedisProxy:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
                 with self._lock:
-                    if self._drops_left and self._marker and self._marker in data:
+                    # one drop per link: a second marked command pipelined on a link already
+                    # doomed must not use up a drop the count will never see
+                    if (self._drops_left and self._marker and self._marker in data
+                            and not link.drop_next_reply):  # fmt: skip
                         self._drops_left -= 1
                         link.drop_next_reply = True
                 delayed.put(data)
