@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from jobrunner.dev.processes import end_process
 from jobrunner.dev.redis_server import free_port
 from jobrunner.dev.stack import wait_for
 
@@ -162,11 +163,6 @@ class PrometheusServer:
         return values
 
     def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        if self._proc is not None:
+            end_process(self._proc, timeout=20)
         shutil.rmtree(self.dir, ignore_errors=True)

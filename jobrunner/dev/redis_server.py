@@ -21,6 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from jobrunner.dev.processes import end_process
 from jobrunner.errors import EmbeddedRedisError
 
 
@@ -163,13 +164,7 @@ class RedisServer:
     def stop(self) -> None:
         """Stop the server and remove its directory if this object created it."""
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            end_process(self.process)
             if self.process.stderr:
                 self.process.stderr.close()
             self.process = None

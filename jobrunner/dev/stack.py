@@ -31,6 +31,7 @@ import psutil
 import redis
 
 from jobrunner.connection import sync_redis
+from jobrunner.dev.processes import end_process
 from jobrunner.dev.redis_server import RedisServer, free_port
 from jobrunner.errors import JobrunnerError
 from jobrunner.keys import PREFIX, QueueKeys, worker_key, workers_key
@@ -493,14 +494,7 @@ class Stack:
     def _terminate(self, proc: ManagedProcess, timeout: float) -> None:
         """SIGTERM, wait up to ``timeout``, then SIGKILL; then its descendants."""
         if proc.alive:
-            with contextlib.suppress(ProcessLookupError):
-                proc.popen.send_signal(signal.SIGCONT)  # a paused process cannot exit
-                proc.popen.send_signal(signal.SIGTERM)
-            try:
-                proc.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait()
+            end_process(proc.popen, timeout)
         self._reap_descendants(proc)
 
     def _reap_descendants(self, proc: ManagedProcess) -> None:

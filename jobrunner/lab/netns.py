@@ -37,6 +37,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobrunner.dev.processes import end_process
+
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = Path("/run/netns")
 PREFIX = "jr-"
@@ -186,7 +188,7 @@ class Network:
     def stop(self) -> None:
         """Kill what runs in the namespaces, then delete them (their veths go with them)."""
         for proc in self._procs:
-            _end(proc)
+            end_process(proc)
         self._procs.clear()
         for name in reversed(self._made):
             _kill_inside(name)
@@ -252,18 +254,6 @@ class Network:
     def rules(self, host: str) -> str:
         """The host's iptables rules (``iptables -S``), to show or check."""
         return self.hosts[host].run("iptables", "-S").stdout
-
-
-def _end(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _kill_inside(netns: str) -> None:

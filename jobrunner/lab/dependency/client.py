@@ -19,6 +19,7 @@ from weakref import WeakKeyDictionary
 
 import aiohttp
 
+from jobrunner.dev.processes import end_process
 from jobrunner.dev.redis_server import free_port
 from jobrunner.errors import JobrunnerError
 from jobrunner.lab.dependency.model import DependencyConfig, DependencyModel
@@ -117,12 +118,7 @@ class DependencyServer:
 
     def stop(self) -> None:
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            end_process(self._proc)
             self._proc = None
 
     def reset(self, config: DependencyConfig | None = None) -> None:
