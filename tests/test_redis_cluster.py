@@ -22,6 +22,7 @@ from jobrunner.dev.redis_cluster import BUS_OFFSET, RedisClusterServer
 from jobrunner.job import make_job
 from jobrunner.keys import QueueKeys
 from jobrunner.queue import ReliableQueue
+from jobrunner.registry import Registry
 from jobrunner.sync_client import SyncClient
 from tests.conftest import flush_cluster, wait_until
 
@@ -101,7 +102,8 @@ async def test_on_a_cluster_an_idempotency_key_names_one_job_per_queue(
 def test_the_sync_client_enqueues_over_queues_on_different_nodes(
     cluster: RedisClusterServer,
 ) -> None:
-    with SyncClient.from_url(cluster.url) as client:
+    # a registry of its own: the default one holds whatever handlers earlier tests imported
+    with SyncClient.from_url(cluster.url, registry=Registry()) as client:
         ids = client.enqueue_many(
             [{"type": "noop", "queue": q} for q in ("alpha", "beta", "gamma", "alpha")]
         )
