@@ -15,8 +15,10 @@ Reported per model and handler: jobs/s and its ratio to asyncio's in the same ro
 median over rounds), and what holds across machines: the worker's CPU µs per job (the process
 and its children, from ``/proc`` through psutil) and Redis commands per job (``INFO
 commandstats``, the handler's own INCR included), and what explains the gap: script calls per
-job (``EVALSHA``: reserve, start marks, acks) and the main process's system CPU per job (thread
-wake-ups and GIL hand-offs). Writes ``results/bench-models-io.json``.
+job (``EVALSHA``: reserve, start marks, acks), the main process's system CPU per job (thread
+wake-ups and GIL hand-offs) and the context switches per job of all its threads and children
+(``/proc``: a thread giving up its core to wait, for the GIL or for work). Writes
+``results/bench-models-io.json``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from jobrunner.lab.concurrency import cpu_seconds
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("asyncio", "thread", "process")
 KINDS = ("redis round trip", "1 ms sleep")
+SWITCHES = ("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")
 
 
 def job_for(kind: str, model: str, url: str) -> tuple[str, dict[str, Any]]:
@@ -53,19 +56,43 @@ def job_for(kind: str, model: str, url: str) -> tuple[str, dict[str, Any]]:
     return "sleep", {"seconds": 0.001}
 
 
+def context_switches(pid: int) -> int:
+    """Context switches so far of every thread of ``pid`` and its children (``/proc``): each
+    is a thread that gave up a core, mostly to wait for the GIL or for work."""
+    total = 0
+    root = psutil.Process(pid)
+    for proc in (root, *root.children(recursive=True)):
+        for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+            try:
+                status = (task / "status").read_text()
+            except OSError:  # a thread that ended meanwhile
+                continue
+            total += sum(int(line.split()[1]) for line in status.splitlines()
+                         if line.startswith(SWITCHES))  # fmt: skip
+    return total
+
+
 def drain(client: redis.Redis, proc: psutil.Process, count: int) -> dict[str, float]:
     client.config_resetstat()
     cpu, system = cpu_seconds(proc.pid), proc.cpu_times().system
+    switches = context_switches(proc.pid)
     seconds = drain_seconds(client, count)
     worker_us = (cpu_seconds(proc.pid) - cpu) / count * 1e6
     system_us = (proc.cpu_times().system - system) / count * 1e6  # the main process's
+    switches_per_job = (context_switches(proc.pid) - switches) / count
     ours = ("cmdstat_info", "cmdstat_hget", "cmdstat_config", "cmdstat_rename")  # the timer's
     stats = client.info("commandstats")
     commands = sum(v["calls"] for k, v in stats.items() if k not in ours) / count
     scripts = stats.get("cmdstat_evalsha", {}).get("calls", 0) / count
     return {"jobs_per_s": count / seconds, "worker_cpu_us": worker_us,
-            "worker_system_cpu_us": system_us, "commands_per_job": commands,
+            "worker_system_cpu_us": system_us, "context_switches_per_job": switches_per_job,
+            "commands_per_job": commands,
             "script_calls_per_job": scripts}  # fmt: skip
+
+
+def _places(figure: str) -> int:
+    """Decimals a figure is kept to: counts below one a job need more than one."""
+    return 3 if "script" in figure or "switch" in figure else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind, by_model in runs.items():
         report["kinds"][kind] = {}
         for model, rounds in by_model.items():
-            row = {k: round(statistics.median(r[k] for r in rounds), 3 if "script" in k else 1)
+            row = {k: round(statistics.median(r[k] for r in rounds), _places(k))
                    for k in rounds[0]}  # fmt: skip
             ratios = [r["jobs_per_s"] / a["jobs_per_s"]
                       for r, a in zip(rounds, by_model["asyncio"], strict=True)]  # fmt: skip
