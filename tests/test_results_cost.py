@@ -127,20 +127,32 @@ def test_the_committed_model_figures_are_what_the_docs_quote() -> None:
             b = before["kinds"][kind][model]
             row = (f"| {kind} | {model} | {v['jobs_per_s']:,.0f} | {v['ratio_to_asyncio']:.2f} | "
                    f"{v['worker_cpu_us']:.0f} | {v['worker_system_cpu_us']:.0f} | "
-                   f"{v['script_calls_per_job']:.3f} | {v['commands_per_job']:.1f} | "
+                   f"{v['context_switches_per_job']:.3f} | {v['script_calls_per_job']:.3f} | "
+                   f"{v['commands_per_job']:.1f} | "
                    f"{b['ratio_to_asyncio']:.2f} / {b['worker_cpu_us']:.0f} |")  # fmt: skip
             assert row in docs, row
-        # what the prose says: the thread model misses the goals and calls Redis far
-        # more often a job than asyncio does
+        # what the prose says: the thread model misses the goals, calls Redis far more often
+        # a job than asyncio does, and its threads give up their core many times a job
         assert by_model["thread"]["ratio_to_asyncio"] < 0.6
         calls = by_model["thread"]["script_calls_per_job"]
         assert calls > 4 * by_model["asyncio"]["script_calls_per_job"]
-    # ... except the process model on a Redis round trip, in this run, as the prose says
-    process = report["kinds"]["redis round trip"]["process"]
-    assert process["ratio_to_asyncio"] >= 0.6
-    assert process["worker_cpu_us"] <= 120
+        switches = by_model["thread"]["context_switches_per_job"]
+        assert switches > 5 > 100 * by_model["asyncio"]["context_switches_per_job"]
     flat = " ".join(docs.split())
-    assert f"({process['ratio_to_asyncio']:.2f}x, {process['worker_cpu_us']:.0f} µs;" in flat
+    io = report["kinds"]["redis round trip"]
+    assert (f"gives up its core **{io['asyncio']['context_switches_per_job']:.3f}** times a job"
+            in flat)  # fmt: skip
+    assert f"give it up **{io['thread']['context_switches_per_job']:.3f}** times a job" in flat
+    # the process model on a Redis round trip meets the rate goal, not the CPU one (120 µs was
+    # 1.76x asyncio's CPU on the machine), in this run, as the prose says
+    process, cpu_ratio = (
+        io["process"],
+        io["process"]["worker_cpu_us"] / io["asyncio"]["worker_cpu_us"],
+    )
+    assert process["ratio_to_asyncio"] >= 0.6
+    assert cpu_ratio > 120 / 68
+    assert f"(**{process['ratio_to_asyncio']:.2f}x**, {process['worker_cpu_us']:.0f} µs;" in flat
+    assert f"the process model takes {cpu_ratio:.2f}x asyncio's here" in flat
 
 
 def test_the_committed_io_comparison_is_what_the_docs_quote() -> None:
@@ -167,3 +179,9 @@ def test_the_readme_cost_rows_are_the_committed_runs() -> None:
     assert (f"| {m['thread']['ratio_to_asyncio']:.2f}x / {m['process']['ratio_to_asyncio']:.2f}x "
             f"({m['thread']['worker_cpu_us']:.0f} / {m['process']['worker_cpu_us']:.0f} vs "
             f"{m['asyncio']['worker_cpu_us']:.0f} µs worker CPU a job) |") in readme  # fmt: skip
+    thread, aio = m["thread"], m["asyncio"]
+    flat = " ".join(readme.split())
+    assert (f"at {thread['ratio_to_asyncio']:.2f}x asyncio's rate and "
+            f"{thread['worker_cpu_us'] / aio['worker_cpu_us']:.1f}x its CPU a job; its threads "
+            f"give up their core {thread['context_switches_per_job']:.1f} times a job (asyncio's "
+            f"one thread {aio['context_switches_per_job']:.3f})") in flat  # fmt: skip
