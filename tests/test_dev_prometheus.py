@@ -81,7 +81,9 @@ def test_a_range_query_returns_the_points_of_each_series_and_a_bad_query_says_wh
             waits.observe(0.02)
         wait_until(lambda: prom.value("sum(lab_wait_seconds_count)") == 150, 30, 0.1,
                    what="the later observations scraped")  # fmt: skip
-        series = prom.range("sum(lab_wait_seconds_count)", started - 1, time.time(), 0.2)
+        # ending a step past now: the last point at or before now may precede the scrape
+        # that brought 150 (a scrape is stamped with its start), and would still read 100
+        series = prom.range("sum(lab_wait_seconds_count)", started - 1, time.time() + 0.4, 0.2)
         assert len(series) == 1
         values = [v for _, v in series[0][1]]
         assert (values[0], values[-1]) == (100, 150)
