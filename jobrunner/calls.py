@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from redis.exceptions import AskError, ClusterDownError, OutOfMemoryError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobrunner.errors import PayloadDecodeError, QueueFull, RedisFull, RedisUnavailable
@@ -231,6 +231,11 @@ def enqueue_refusal(exc: BaseException) -> Exception | None:
         return RedisUnavailable(f"cannot enqueue: Redis is unreachable ({exc})")
     if isinstance(exc, OutOfMemoryError):  # refused at its first write: nothing was written
         return RedisFull(f"cannot enqueue: Redis is at maxmemory ({exc})")
+    if isinstance(exc, AskError | TryAgainError | ClusterDownError):  # MOVED is an ASK too
+        return RedisUnavailable(
+            f"cannot enqueue: the cluster refused it while its slot moved or failed over "
+            f"({type(exc).__name__}: {exc}); nothing was written, send it again"
+        )
     return None
 
 

@@ -28,12 +28,16 @@ import hiredis
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
     BusyLoadingError,
+    ClusterDownError,
+    MovedError,
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -46,6 +50,15 @@ ERRORS: dict[str, type[ResponseError]] = {
     "LOADING": BusyLoadingError,  # type: ignore[dict-item]
     "NOAUTH": AuthenticationError,  # type: ignore[dict-item]
     "WRONGPASS": AuthenticationError,  # type: ignore[dict-item]
+}
+
+# A cluster node's refusals, made from what follows the first word as redis-py makes them (a
+# MOVED or ASK carries "slot host:port"): routed.py sends the call again once the map is fresh.
+REFUSALS: dict[str, type[ResponseError]] = {
+    "MOVED": MovedError,
+    "ASK": AskError,
+    "TRYAGAIN": TryAgainError,
+    "CLUSTERDOWN": ClusterDownError,
 }
 
 
@@ -65,8 +78,10 @@ class NotReplicated(RedisConnectionError):
 
 def error_of(reply: hiredis.ReplyError) -> Exception:
     message = str(reply)
-    kind = ERRORS.get(message.split(" ", 1)[0], ResponseError)
-    return kind(message)
+    word, _, rest = message.partition(" ")
+    if word in REFUSALS:
+        return REFUSALS[word](rest)
+    return ERRORS.get(word, ResponseError)(message)
 
 
 class _Protocol(asyncio.Protocol):

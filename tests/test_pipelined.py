@@ -9,17 +9,18 @@ import socket
 import threading
 from collections.abc import Iterator
 
+import hiredis
 import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobrunner.calls import Enqueued, NewJob
+from jobrunner.calls import Enqueued, NewJob, enqueue_refusal
 from jobrunner.client import Client
 from jobrunner.errors import QueueFull, RedisUnavailable
-from jobrunner.pipelined import PipelinedConnection, SyncPipelinedConnection
+from jobrunner.pipelined import PipelinedConnection, SyncPipelinedConnection, error_of
 from jobrunner.queue import ReliableQueue
 from jobrunner.registry import Registry
 from jobrunner.sync_client import SyncClient
@@ -32,6 +33,29 @@ async def test_sixty_four_concurrent_callers_each_get_their_own_reply(redis_url:
         assert replies == [f"m{i}".encode() for i in range(64 * 20)]
     finally:
         await conn.aclose()
+
+
+def test_a_cluster_nodes_refusals_become_the_errors_the_cluster_router_retries() -> None:
+    """A MOVED read as a plain error reply was not retried: after a resharding every call on
+    the moved slot failed for good, where the map should have been read afresh."""
+    moved = error_of(hiredis.ReplyError("MOVED 5718 127.0.0.1:7001"))
+    assert isinstance(moved, MovedError)
+    assert (moved.slot_id, moved.node_addr) == (5718, ("127.0.0.1", 7001))
+    assert isinstance(error_of(hiredis.ReplyError("ASK 5718 127.0.0.1:7002")), AskError)
+    refused = error_of(hiredis.ReplyError("TRYAGAIN Multiple keys request during rehashing"))
+    assert isinstance(refused, TryAgainError)
+    assert isinstance(error_of(hiredis.ReplyError("CLUSTERDOWN Hash slot not served")),
+                      ClusterDownError)  # fmt: skip
+    plain = error_of(hiredis.ReplyError("ERR unknown command"))
+    assert type(plain) is ResponseError
+    assert str(plain) == "ERR unknown command"
+    # one the router gave up retrying (a slot move longer than its retry_for) is, to an
+    # enqueue's caller, Redis unavailable: refused whole, nothing written (the API's 503)
+    for reply in ("MOVED 1 h:1", "ASK 1 h:1", "TRYAGAIN x", "CLUSTERDOWN x"):
+        told = enqueue_refusal(error_of(hiredis.ReplyError(reply)))
+        assert isinstance(told, RedisUnavailable)
+        assert "nothing was written" in str(told)
+    assert enqueue_refusal(plain) is None
 
 
 async def test_an_error_reply_raises_for_its_caller_only(redis_url: str) -> None:
