@@ -81,3 +81,16 @@ def idempotency_key(client_key: str, prefix: str = PREFIX, queue: str | None = N
 def naive_key(name: str, prefix: str = PREFIX) -> str:
     """LIST of encoded jobs of the naive (LPUSH/BRPOP) teaching queue."""
     return f"{prefix}:naive:{{{name}}}"
+
+
+def slot_guard(key: str) -> str:
+    """A key in ``key``'s slot that nothing ever writes, declared last by every script call on a
+    cluster. While a slot moves between nodes, Redis refuses a script (``TRYAGAIN`` or ``ASK``)
+    whose declared keys are not all on the node, before it runs; a key that never exists keeps
+    every call refused until the move ends. Without it a script whose declared keys had not
+    moved yet ran, and stopped with an error at the first job hash already moved, after writes
+    of its own: promote had taken a job off the scheduled set and not put it on ready."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start != -1 else -1
+    tag = key[start + 1 : end] if end > start + 1 else key  # Redis hashes the tag, or all
+    return f"{{{tag}}}:slot-guard"

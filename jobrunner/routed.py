@@ -5,7 +5,10 @@ Every script's keys share one ``{queue}`` hash tag, so its first key names its s
 map is redis-py's cluster client's (it discovers the cluster and follows it). A call Redis
 refused before running it — ``MOVED``/``ASK`` (the slot moved: a failover, a resharding),
 ``TRYAGAIN``, ``CLUSTERDOWN``, a map that leaves the slot uncovered, or no connection to the
-node at all — is sent again after the map is read afresh, until ``retry_for`` seconds pass. A
+node at all — is sent again after the map is read afresh, until ``retry_for`` seconds pass.
+Every call declares one key more, ``keys.slot_guard``, that never exists: while its slot moves
+between nodes the call is refused whole (``TRYAGAIN``, ``ASK``) rather than run on a node that
+no longer holds every job hash it touches, and retried until the move ends. A
 call whose connection broke after it was sent is *not* sent again (it may have run: an enqueue
 would be written twice); its caller is told the reply may have been lost, as on one Redis, and
 the next call reads the map afresh.
@@ -28,6 +31,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from jobrunner.keys import slot_guard
 from jobrunner.pipelined import ConnectFailed, PipelinedConnection
 
 # refused before the script ran: safe to send again once the slot map is fresh
@@ -51,6 +55,7 @@ class RoutedConnections:
     ) -> Any:  # fmt: skip
         deadline = time.monotonic() + self.retry_for
         pause = 0.05
+        keys = [*keys, slot_guard(keys[0])]  # refused whole while the slot moves (keys.py)
         while True:
             connection = await self._connection_for(keys[0])
             try:

@@ -17,6 +17,7 @@ import time
 import psutil
 
 from jobrunner.dev.redis_server import RedisServer
+from jobrunner.dev.slot_move import SlotMove
 from jobrunner.dev.stack import ManagedProcess, Stack, StackError
 from jobrunner.keys import QueueKeys
 from jobrunner.lab.chaos.report import FaultRecord
@@ -135,6 +136,17 @@ def kill_redis_node(stack: Stack, node: RedisServer) -> FaultRecord:
     started = time.time()
     node.kill()
     return FaultRecord("kill_redis_node", started, time.time(), held, f"port {node.port}")
+
+
+def move_slot(stack: Stack, move: SlotMove, *, batch: int = 2, pause: float = 0.05) -> FaultRecord:
+    """Reshard under load: move a slot of a Redis Cluster to another master, ``batch`` keys at
+    a time, the job hashes first (the order that leaves a queue's lists and sets on the source
+    longest while its jobs' hashes are already on the target)."""
+    held = in_flight(stack)
+    started = time.time()
+    moved = move.run(batch=batch, pause=pause, first=lambda key: ":job:" in key)
+    target = f"slot {move.slot}: {moved} keys, port {move.source_port} to {move.target_port}"
+    return FaultRecord("move_slot", started, time.time(), held, target)
 
 
 def replace_dead_workers(stack: Stack, count: int) -> int:
