@@ -77,7 +77,7 @@ SMALL: dict[str, dict[str, object]] = {
         "repeats": 1,
     },
     "08-live-queue-draining": {"jobs": 1500, "refresh": 1.0, "quiet": False},
-    "09-outgrowing-one-redis": {"jobs": 4000, "rounds": 1},
+    "09-outgrowing-one-redis": {"jobs": 4000, "rounds": 1, "reshard_jobs": 3000},
     "10-job-history": {"jobs": 5000},
 }
 FIGURES = {
@@ -105,7 +105,7 @@ FIGURES = {
         "08-live-drain.gif",
         "08-prometheus-histograms.png",
     ],
-    "09-outgrowing-one-redis": ["09-redis-cpu-per-master.png"],
+    "09-outgrowing-one-redis": ["09-redis-cpu-per-master.png", "09-slot-move.png"],
     "10-job-history": ["10-history-latency.png"],
 }
 
