@@ -514,14 +514,25 @@ QUOTED = {
         "29.80 s at 23.0 s",
         "drain rate from 5 samples: 379 jobs/s",
     ],
-    "09-outgrowing-one-redis": [
-        "28,029 jobs/s (35.7 µs of its core a job)",
-        "53,021 jobs/s: 1.89x",
+    "09-outgrowing-one-redis": [  # its scaling figures: tests/test_scaling_figures.py
         "during the move: 72 jobs/s",
         "13,112 jobs/s",
         "done 10,000, dead 0, of 10,000",
     ],
 }
+
+
+def test_the_longest_stall_of_a_move_is_the_longest_span_without_progress_inside_it() -> None:
+    from jobrunner.lab.resharding import longest_stall
+
+    samples = [(0.0, 0), (0.5, 100), (1.0, 200), (1.2, 250), (1.5, 250), (2.5, 250), (2.8, 260),
+               (3.0, 260), (3.6, 260), (4.0, 400)]  # fmt: skip
+    move = {"samples": samples, "move_start": 1.1, "move_end": 3.5}
+    # finished rose at 1.2 (the move's first jobs), then stood from 1.2 to at least 2.5 (the
+    # last sample before it rose: 1.3 s) and from 2.8 to the move's end at 3.5 (0.7 s)
+    assert longest_stall(move) == pytest.approx(1.3)
+    assert longest_stall({**move, "move_start": 2.6}) == pytest.approx(0.7)
+    assert longest_stall({**move, "move_end": 1.4}) == pytest.approx(0.2)
 
 
 def test_the_figures_the_notebooks_readme_quotes_are_in_the_committed_runs() -> None:

@@ -114,3 +114,21 @@ def rates(result: dict[str, Any]) -> dict[str, float]:
         if len(inside) >= 2 and inside[-1][0] > inside[0][0]:
             out[name] = (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
     return out
+
+
+def longest_stall(result: dict[str, Any]) -> float:
+    """The longest time, within the move, that no job finished (s)."""
+    start, end = result["move_start"], result["move_end"]
+    longest, since = 0.0, start
+    last = None
+    for t, finished in result["samples"]:
+        if t < start:
+            last = finished
+            continue
+        if last is not None and finished != last:
+            since = t
+        longest = max(longest, min(t, end) - since)
+        last = finished
+        if t >= end:
+            break
+    return longest

@@ -161,7 +161,7 @@ print(f"with {shards} shards the busiest master is full near "
 # to another master, 200 keys every 50 ms, the job hashes first. Progress prints every second.
 
 # %%
-from jobrunner.lab.resharding import drain_through_a_move, rates
+from jobrunner.lab.resharding import drain_through_a_move, longest_stall, rates
 
 ticks = {"next": 0.0}
 move_began = time.monotonic()
@@ -182,6 +182,9 @@ print(f"slot moved from port {moved['from_port']} to {moved['to_port']} ({moved[
       f"{moved['master_after']}")
 for phase, rate in phases.items():
     print(f"{phase:>7} the move: {rate:8,.0f} jobs/s")
+took = moved["move_end"] - moved["move_start"]
+stall = longest_stall(moved)
+print(f"no job finished for {stall:.1f} s of the move's {took:.1f} s")
 print(f"done {moved['processed']:,}, dead {moved['dead']}, of {moved['jobs']:,}")
 
 # %%
@@ -215,8 +218,7 @@ assert many["redis_bound_jobs_per_s"] > one["redis_bound_jobs_per_s"], \
     "shards did not move the limit"  # fmt: skip
 assert moved["processed"] == moved["jobs"], "a job was lost or dead while its slot moved"
 assert moved["master_after"] == moved["to_port"], "the slot is not on its new master"
-assert phases["during"] < 0.2 * min(phases["before"], phases["after"]), \
-    "the queue did not stand still while its slot moved"  # fmt: skip
+assert stall >= 0.5 * took, "the queue did not stand still while its slot moved"
 print(f"{running.check_no_strays()} processes checked: none left running")
 
 # %% [markdown]
