@@ -89,6 +89,7 @@ bench: $(DEV)
 	$(PY) -m bench.results_cost
 	$(PY) -m bench.enqueue_cost
 	$(PY) -m bench.models_io
+	$(PY) -m bench.models_variants --variant "asyncio=asyncio" --variant "thread=thread" --variant "thread-100=thread --concurrency 100" --variant "thread-reserve=thread --charge-on reserve" --variant "process=process" --variant "process-16=process --concurrency 16"
 	$(PY) -m bench.costs
 	$(PY) -m bench.scaling
 	$(PY) -m bench.wait_cost
