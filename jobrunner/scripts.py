@@ -6,16 +6,26 @@ NOSCRIPT (after a restart or a SCRIPT FLUSH), so each script is sent once, then 
 Redis runs each script alone, so scripts cannot call one another; a definition two scripts share
 (the new job's hash) is a fragment ``lua/_<name>.lua`` pasted in where a script's line reads
 ``--#include _<name>``.
+
+On a cluster every call also declares ``keys.slot_guard`` of its first key, a key that never
+exists: Redis then refuses the call whole while the slot moves between masters, instead of
+running it until it meets a job hash already moved (the routed connections, which call scripts
+by SHA, declare it themselves).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript, Script
+
+from jobrunner.connection import is_cluster
+from jobrunner.keys import slot_guard
 
 INCLUDE = "--#include "
 
@@ -30,12 +40,36 @@ def script_source(name: str) -> str:
     )
 
 
+class _GuardedScript(Script):
+    """A script on a cluster: its calls declare the slot guard after the caller's keys."""
+
+    def __call__(
+        self, keys: Sequence[Any] | None = None, args: Iterable[Any] | None = None,
+        client: Any = None,
+    ) -> Any:  # fmt: skip
+        keys = list(keys or [])
+        return super().__call__([*keys, slot_guard(keys[0])], args, client)
+
+
+class _GuardedAsyncScript(AsyncScript):
+    """``_GuardedScript`` for an asyncio client."""
+
+    async def __call__(
+        self, keys: Sequence[Any] | None = None, args: Iterable[Any] | None = None,
+        client: Any = None,
+    ) -> Any:  # fmt: skip
+        keys = list(keys or [])
+        return await super().__call__([*keys, slot_guard(keys[0])], args, client)
+
+
 class Scripts:
     """Every transition script, registered on one async client."""
 
     def __init__(self, redis: Redis) -> None:
+        kind = _GuardedAsyncScript if is_cluster(redis) else AsyncScript
+
         def load(name: str) -> AsyncScript:
-            return redis.register_script(script_source(name))
+            return kind(redis, script_source(name))
 
         self.enqueue = load("enqueue")
         self.start = load("start")
@@ -63,8 +97,10 @@ class SyncScripts:
     """The scripts a blocking producer calls (``SyncClient``), on a redis-py client."""
 
     def __init__(self, redis: SyncRedis) -> None:
+        kind = _GuardedScript if is_cluster(redis) else Script
+
         def load(name: str) -> Script:
-            return redis.register_script(script_source(name))
+            return kind(redis, script_source(name))
 
         self.enqueue = load("enqueue")
         self.cancel = load("cancel")

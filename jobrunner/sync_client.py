@@ -44,7 +44,7 @@ from jobrunner.config import Settings
 from jobrunner.connection import is_cluster, sync_redis
 from jobrunner.errors import UnknownJob
 from jobrunner.job import JobRecord, JobState, queue_of
-from jobrunner.keys import PREFIX, QueueKeys, queues_key, shards_key, slot_guard
+from jobrunner.keys import PREFIX, QueueKeys, queues_key, shards_key
 from jobrunner.pipelined import SyncPipelinedConnection
 from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
@@ -123,8 +123,6 @@ class SyncClient:
         script = getattr(self._scripts, call.script)
         if call.script == "enqueue" and self._pipe is not None:
             return self._pipe.evalsha(script.sha, script.script, call.keys, call.args)
-        if self.cluster:  # refused whole while the slot moves (keys.slot_guard)
-            return script(keys=[*call.keys, slot_guard(call.keys[0])], args=call.args)
         return script(keys=call.keys, args=call.args)
 
     # ---------------------------------------------------------------- producing

@@ -20,9 +20,8 @@ import msgspec
 from redis.asyncio import Redis
 
 from jobrunner.calls import NewJob
-from jobrunner.connection import is_cluster
 from jobrunner.job import Job, encode_job
-from jobrunner.keys import QueueKeys, queues_key, slot_guard
+from jobrunner.keys import QueueKeys, queues_key
 from jobrunner.registry import Registry
 from jobrunner.registry import registry as default_registry
 from jobrunner.scheduler.keys import SchedulerKeys
@@ -82,7 +81,6 @@ class ScheduleStore:
         self.keys = keys or SchedulerKeys()
         self.registry = registry if registry is not None else default_registry
         self._scripts = scripts or Scripts(redis)
-        self._cluster = is_cluster(redis)
 
     async def publish(self, schedules: Sequence[Schedule], by: str, token: int) -> bool:
         """Write every definition and the index of names (names no longer declared leave it),
@@ -153,12 +151,11 @@ class ScheduleStore:
         groups: list[Any],
     ) -> FireResult:
         qkeys = QueueKeys(schedule.queue, self.keys.prefix)
-        keys = [self.keys.fence(schedule.queue), self.keys.state(schedule.queue, schedule.name),
-                qkeys.ready, qkeys.stats]  # fmt: skip
-        if self._cluster:  # refused whole while the queue's slot moves (keys.slot_guard)
-            keys.append(slot_guard(qkeys.ready))
         reply = await self._scripts.schedule_fire(
-            keys=keys,
+            keys=[
+                self.keys.fence(schedule.queue), self.keys.state(schedule.queue, schedule.name),
+                qkeys.ready, qkeys.stats,
+            ],
             args=[
                 token, qkeys.job_prefix, mode, mark_ms, skipped,
                 "" if next_fire_ms is None else next_fire_ms, *groups,
