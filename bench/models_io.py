@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import os
 import statistics
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,37 @@ def _places(figure: str) -> int:
     return 3 if "script" in figure or "switch" in figure else 1
 
 
+Variant = tuple[str, str, tuple[str, ...]]  # name, model, worker options
+
+
+def drain_side_by_side(
+    variants: Sequence[Variant], jobs: int, rounds: int, console: Console
+) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """Per handler kind and variant name, each round's ``drain`` figures: one worker per
+    variant, each on a Redis of its own, the variants alternating within each round."""
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        kind: {name: [] for name, _, _ in variants} for kind in KINDS
+    }
+    with ExitStack() as stack:
+        sides = {}
+        for name, model, options in variants:
+            server = stack.enter_context(RedisServer())
+            proc = stack.enter_context(worker_process(server.url, model=model,
+                                                      extra_args=options))  # fmt: skip
+            client = stack.enter_context(redis.Redis.from_url(server.url))
+            sides[name] = (client, proc, server.url, model)
+        with bench_progress(console) as progress:
+            task = progress.add_task("draining", total=rounds * len(KINDS) * len(variants))
+            for _ in range(rounds):
+                for kind in KINDS:
+                    for name, (client, proc, url, model) in sides.items():
+                        progress.update(task, description=f"{kind}: {name}")
+                        park(client, *job_for(kind, model, url), jobs)
+                        runs[kind][name].append(drain(client, proc, jobs))
+                        progress.advance(task)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=10_000)
@@ -102,26 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
-    runs: dict[str, dict[str, list[dict[str, float]]]] = {
-        kind: {model: [] for model in MODELS} for kind in KINDS
-    }
-    with ExitStack() as stack:
-        sides = {}
-        for model in MODELS:
-            server = stack.enter_context(RedisServer())
-            proc = stack.enter_context(worker_process(server.url, model=model))
-            sides[model] = (redis.Redis.from_url(server.url), proc, server.url)
-        with bench_progress(console) as progress:
-            task = progress.add_task("draining", total=args.rounds * len(KINDS) * len(MODELS))
-            for _ in range(args.rounds):
-                for kind in KINDS:
-                    for model, (client, proc, url) in sides.items():
-                        progress.update(task, description=f"{kind}: {model}")
-                        park(client, *job_for(kind, model, url), args.jobs)
-                        runs[kind][model].append(drain(client, proc, args.jobs))
-                        progress.advance(task)
-        for client, _, _ in sides.values():
-            client.close()
+    runs = drain_side_by_side([(m, m, ()) for m in MODELS], args.jobs, args.rounds, console)
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "commit": head_commit(),
         "jobs_per_round": args.jobs, "rounds": args.rounds,

@@ -19,22 +19,18 @@ import json
 import os
 import shlex
 import statistics
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import redis
 from rich.console import Console
 
-from bench.models_io import KINDS, drain, job_for
-from bench.parked import head_commit, park, worker_process
-from bench.progress import bench_progress
-from jobrunner.dev.redis_server import RedisServer
+from bench.models_io import Variant, drain_side_by_side
+from bench.parked import head_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def parse_variant(text: str) -> tuple[str, str, tuple[str, ...]]:
+def parse_variant(text: str) -> Variant:
     """``"name=model --option value"`` -> (name, model, worker options)."""
     name, sep, rest = text.partition("=")
     words = shlex.split(rest)
@@ -51,28 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
-    variants: list[tuple[str, str, tuple[str, ...]]] = args.variant
-    runs: dict[str, dict[str, list[dict[str, float]]]] = {
-        kind: {name: [] for name, _, _ in variants} for kind in KINDS
-    }
-    with ExitStack() as stack:
-        sides = {}
-        for name, model, options in variants:
-            server = stack.enter_context(RedisServer())
-            proc = stack.enter_context(worker_process(server.url, model=model,
-                                                      extra_args=options))  # fmt: skip
-            sides[name] = (redis.Redis.from_url(server.url), proc, server.url, model)
-        with bench_progress(console) as progress:
-            task = progress.add_task("draining", total=args.rounds * len(KINDS) * len(variants))
-            for _ in range(args.rounds):
-                for kind in KINDS:
-                    for name, (client, proc, url, model) in sides.items():
-                        progress.update(task, description=f"{kind}: {name}")
-                        park(client, *job_for(kind, model, url), args.jobs)
-                        runs[kind][name].append(drain(client, proc, args.jobs))
-                        progress.advance(task)
-        for client, _, _, _ in sides.values():
-            client.close()
+    variants: list[Variant] = args.variant
+    runs = drain_side_by_side(variants, args.jobs, args.rounds, console)
     base = variants[0][0]
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "commit": head_commit(),
