@@ -16,21 +16,32 @@ import redis
 from jobrunner.dev.redis_cluster import RedisClusterServer
 
 
+def job_hash(key: str) -> bool:
+    """Whether ``key`` is a job's hash (``keys.QueueKeys.job``)."""
+    return ":job:" in key
+
+
 class SlotMove:
     """The slot of ``key``, moving from the master serving it to ``to_port`` (another master,
     by default the first that is not the source)."""
 
     def __init__(self, cluster: RedisClusterServer, key: str, to_port: int | None = None) -> None:
         self.cluster = cluster
+        self.key = key
+        self.source_port = self.owner()
         with redis.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port) as client:
             self.slot = int(client.keyslot(key))
-            source = client.get_node_from_key(key)
-            assert source is not None
-            self.source_port = int(source.port)
             masters = sorted(int(n.port) for n in client.get_primaries())
         self.target_port = to_port or next(p for p in masters if p != self.source_port)
         self.master_ports = masters
         self.moved = 0  # keys copied so far
+
+    def owner(self) -> int:
+        """The port of the master the cluster says serves the slot now."""
+        with redis.RedisCluster(host="127.0.0.1", port=self.cluster.nodes[0].port) as client:
+            node = client.get_node_from_key(self.key)
+            assert node is not None
+            return int(node.port)
 
     def _node(self, port: int) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
@@ -65,10 +76,12 @@ class SlotMove:
                 node.execute_command("CLUSTER SETSLOT", self.slot, "NODE", target_id)
 
     def run(
-        self, *, batch: int = 5, pause: float = 0.05, first: Callable[[str], bool] = lambda k: False
+        self, *, batch: int = 5, pause: float = 0.05, first: Callable[[str], bool] = job_hash
     ) -> int:
         """The whole move, ``batch`` keys at a time with ``pause`` s between batches, keys that
-        ``first`` picks before the others; returns how many keys moved."""
+        ``first`` picks before the others (by default the job hashes: the order that leaves a
+        queue's lists and sets on the source longest while its jobs' hashes are already on the
+        target); returns how many keys moved."""
         self.begin()
         while keys := self.keys_left():
             picked = [k for k in keys if first(k)] or keys

@@ -54,16 +54,19 @@ def drain_through_a_move(
             move = SlotMove(cluster, keys.ready)
             samples: list[tuple[float, int]] = []
             window: dict[str, float] = {}
-            mover = threading.Thread(
-                target=lambda: _move(move, window, started, batch, pause), name="move-slot"
-            )
             client.resume(QUEUE)
             started = time.monotonic()
+
+            def run_the_move() -> None:
+                move.run(batch=batch, pause=pause)  # the job hashes first
+                window["end"] = time.monotonic() - started
+
+            mover = threading.Thread(target=run_the_move, name="move-slot")
             while (finished := _finished(client)) < jobs:
                 now = time.monotonic() - started
                 samples.append((now, finished))
                 on_sample(finished)
-                if not mover.is_alive() and "start" not in window and finished >= move_at * jobs:
+                if "start" not in window and finished >= move_at * jobs:
                     window["start"] = now
                     mover.start()
                 if now > timeout:
@@ -73,7 +76,7 @@ def drain_through_a_move(
             on_sample(finished)
             mover.join()
             stats = client.stats(QUEUE).counters
-            master = cluster_master_of(cluster, keys.ready)
+            master = move.owner()
     return {
         "samples": samples, "move_start": window["start"], "move_end": window["end"],
         "keys_moved": move.moved, "from_port": move.source_port, "to_port": move.target_port,
@@ -85,22 +88,6 @@ def drain_through_a_move(
 def _finished(client: SyncClient) -> int:
     counters = client.stats(QUEUE).counters
     return int(counters.get("processed", 0)) + int(counters.get("dead", 0))
-
-
-def _move(move: SlotMove, window: dict[str, float], started: float, batch: int,
-          pause: float) -> None:  # fmt: skip
-    move.run(batch=batch, pause=pause, first=lambda key: ":job:" in key)
-    window["end"] = time.monotonic() - started
-
-
-def cluster_master_of(cluster: RedisClusterServer, key: str) -> int:
-    """The port of the master serving ``key`` now."""
-    import redis
-
-    with redis.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port) as client:
-        node = client.get_node_from_key(key)
-        assert node is not None
-        return int(node.port)
 
 
 def rates(result: dict[str, Any]) -> dict[str, float]:

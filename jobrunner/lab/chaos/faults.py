@@ -140,11 +140,10 @@ def kill_redis_node(stack: Stack, node: RedisServer) -> FaultRecord:
 
 def move_slot(stack: Stack, move: SlotMove, *, batch: int = 2, pause: float = 0.05) -> FaultRecord:
     """Reshard under load: move a slot of a Redis Cluster to another master, ``batch`` keys at
-    a time, the job hashes first (the order that leaves a queue's lists and sets on the source
-    longest while its jobs' hashes are already on the target)."""
+    a time, the job hashes first (``SlotMove.run``)."""
     held = in_flight(stack)
     started = time.time()
-    moved = move.run(batch=batch, pause=pause, first=lambda key: ":job:" in key)
+    moved = move.run(batch=batch, pause=pause)
     target = f"slot {move.slot}: {moved} keys, port {move.source_port} to {move.target_port}"
     return FaultRecord("move_slot", started, time.time(), held, target)
 
